@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError } from '../config/upstreams.js';
+import { VERSION } from '../upstream/upstream-client.js';
+import { LOG_LEVELS } from '../log.js';
+import { parseListenAddress } from './listen-address.js';
+import { runServer, type ServerCommandOptions } from './serve.js';
+import type { StorageOptions } from '../storage/create-storage.js';
+
+/** Flags compatible with the Rust oci-registry, each also read from an environment variable. */
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('oci-registry')
+    .description('A pull-through caching mirror for container registries (OCI distribution pull API).')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .addOption(new Option('--listen <host:port>', 'address to serve on').env('LISTEN').default('0.0.0.0:8080').argParser(listenArg))
+    .addOption(new Option('--upstream-config-file <file>', 'YAML list of upstream registries (see example.yaml)').env('UPSTREAM_CONFIG_FILE'))
+    .addOption(new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)').env('DEFAULT_NAMESPACE').default('docker.io'))
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info').choices(LOG_LEVELS))
+    .addOption(
+      new Option('--allow-unlisted-namespaces', 'with a config file, also mirror namespaces it does not list (public addresses only)')
+        .env('ALLOW_UNLISTED_NAMESPACES')
+        .default(false),
+    )
+    .addOption(new Option('--check-cache-digest', 'rehash cached blobs while serving them; drop any that fail').env('CHECK_CACHE_DIGEST').default(false))
+    .addOption(new Option('--spool-dir <dir>', 'where blobs are spooled while stored in S3 (default: the system temp dir)').env('SPOOL_DIR'))
+    .addOption(
+      new Option('--shutdown-grace-period <duration>', 'how long SIGTERM waits for running requests and downloads')
+        .env('SHUTDOWN_GRACE_PERIOD')
+        .default('30s'),
+    );
+
+  const serve = (storage: StorageOptions) => runServer({ ...(program.opts() as Omit<ServerCommandOptions, 'storage'>), storage });
+
+  program
+    .command('filesystem')
+    .description('keep the cache in a local directory')
+    .addOption(new Option('--root <dir>', 'cache directory').env('FILESYSTEM_ROOT').makeOptionMandatory())
+    .action(async (opts: { root: string }) => serve({ kind: 'filesystem', root: opts.root }));
+
+  program
+    .command('s3')
+    .description('keep the cache in an S3 bucket (AWS or S3-compatible)')
+    .addOption(new Option('--bucket <name>', 'bucket').env('S3_BUCKET').makeOptionMandatory())
+    .addOption(new Option('--region <region>', 'region').env('S3_REGION').default('us-east-1'))
+    .addOption(new Option('--host <url>', 'endpoint URL of an S3-compatible store (default: AWS)').env('S3_HOST'))
+    .addOption(new Option('--access-key <key>', 'access key id (default: the AWS SDK credential chain)').env('S3_ACCESS_KEY'))
+    .addOption(new Option('--secret-key <key>', 'secret access key').env('S3_SECRET_KEY'))
+    .addOption(new Option('--prefix <prefix>', 'key prefix inside the bucket').env('S3_PREFIX'))
+    .addOption(new Option('--path-style', 'path-style bucket URLs (default when --host is given)').env('S3_PATH_STYLE'))
+    .action(async (opts: { bucket: string; region: string; host?: string; accessKey?: string; secretKey?: string; prefix?: string; pathStyle?: boolean }) => {
+      if ((opts.accessKey === undefined) !== (opts.secretKey === undefined)) {
+        throw new ConfigError('s3: --access-key and --secret-key must be given together');
+      }
+      return serve({
+        kind: 's3',
+        bucket: opts.bucket,
+        region: opts.region,
+        endpoint: opts.host,
+        accessKeyId: opts.accessKey,
+        secretAccessKey: opts.secretKey,
+        prefix: opts.prefix,
+        forcePathStyle: opts.pathStyle,
+      });
+    });
+  return program;
+}
+
+function listenArg(value: string): string {
+  if (!parseListenAddress(value)) throw new InvalidArgumentError('expected HOST:PORT, e.g. 0.0.0.0:8080');
+  return value;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (e) {
+    // One line naming the problem; no stack trace for a configuration mistake.
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`oci-registry: ${msg}\n`);
+    process.exit(e instanceof ConfigError ? 2 : 1);
+  }
+}
+
+void main();

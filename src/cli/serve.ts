@@ -1,0 +1,68 @@
+import { parseDuration } from '../config/duration.js';
+import { ConfigError, loadMirrorConfig } from '../config/upstreams.js';
+import { createLogger, type LogLevel } from '../log.js';
+import { createMirrorServer } from '../server/create-server.js';
+import { createStorage, type StorageOptions } from '../storage/create-storage.js';
+import { parseListenAddress } from './listen-address.js';
+
+export interface ServerCommandOptions {
+  listen: string;
+  upstreamConfigFile?: string | undefined;
+  defaultNamespace: string;
+  logLevel: LogLevel;
+  allowUnlistedNamespaces: boolean;
+  checkCacheDigest: boolean;
+  spoolDir?: string | undefined;
+  shutdownGracePeriod: string;
+  storage: StorageOptions;
+}
+
+/** The server command: load and check everything, listen, and shut down gracefully on SIGTERM/SIGINT. */
+export async function runServer(opts: ServerCommandOptions): Promise<void> {
+  const listen = parseListenAddress(opts.listen);
+  if (!listen) throw new ConfigError(`--listen: expected HOST:PORT, got ${JSON.stringify(opts.listen)}`);
+  const graceMs = parseDuration(opts.shutdownGracePeriod);
+  if (graceMs === undefined) throw new ConfigError(`--shutdown-grace-period: expected a duration like 30s, got ${JSON.stringify(opts.shutdownGracePeriod)}`);
+  const config = loadMirrorConfig({
+    configFile: opts.upstreamConfigFile,
+    defaultNamespace: opts.defaultNamespace,
+    allowUnlisted: opts.upstreamConfigFile ? opts.allowUnlistedNamespaces : true,
+    credentialsJson: process.env['UPSTREAM_CREDENTIALS'],
+  });
+  const log = createLogger(opts.logLevel);
+  const storage = await createStorage(opts.storage);
+  const server = await createMirrorServer({
+    config,
+    storage,
+    log,
+    spoolParent: opts.spoolDir,
+    checkCacheDigest: opts.checkCacheDigest,
+  });
+  await server.app.listen({ host: listen.host, port: listen.port });
+  const addr = server.app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : listen.port;
+  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  log.info(
+    {
+      url: `http://${host}:${port}`,
+      storage: storage.kind,
+      upstreams: [...config.upstreams.keys()],
+      configFile: config.configFile,
+      unlisted: config.allowUnlisted,
+    },
+    'listening',
+  );
+
+  const stop = (signal: string) => {
+    log.info({ signal, graceMs }, 'shutting down');
+    void server.close(graceMs).then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error({ err: (e as Error).message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}

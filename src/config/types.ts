@@ -1,0 +1,45 @@
+/** One upstream registry, after validation and defaults. Keys mirror the YAML (snake_case there). */
+export interface UpstreamConfig {
+  /** What clients name: `docker.io`, `ghcr.io`, `registry.internal:5000`. */
+  namespace: string;
+  /** Where it is fetched from: `registry-1.docker.io`, `127.0.0.1:5000`. May carry a port. */
+  host: string;
+  tls: boolean;
+  acceptInvalidCerts: boolean;
+  userAgent: string | undefined;
+  username: string | undefined;
+  password: string | undefined;
+  manifestInvalidationMs: number;
+  blobInvalidationMs: number;
+  /** PEM bundle trusted in addition to the system CAs. */
+  caFile: string | undefined;
+  clientCertFile: string | undefined;
+  clientKeyFile: string | undefined;
+  /** Serve expired cache entries when upstream is down, times out or answers 429/5xx. */
+  serveStale: boolean;
+  connectTimeoutMs: number;
+  /** Time to wait for response headers, and the longest gap between body chunks. */
+  readTimeoutMs: number;
+  /** True when the entry comes from the config file (an operator named it), false for implicit public mirroring. */
+  explicit: boolean;
+}
+
+export interface MirrorConfig {
+  /** Configured upstreams by namespace. */
+  upstreams: ReadonlyMap<string, UpstreamConfig>;
+  /** The config file they came from, for messages. */
+  configFile: string | undefined;
+  /** Namespace for requests that name none (Docker's registry-mirrors): docker.io. */
+  defaultNamespace: string;
+  /**
+   * Whether namespaces absent from the config are mirrored from https://<namespace>. True without a
+   * config file; with one, only when the operator opts in. Private addresses are refused either way.
+   */
+  allowUnlisted: boolean;
+  /** Defaults applied to implicit upstreams. */
+  defaults: Omit<UpstreamConfig, 'namespace' | 'host' | 'explicit'>;
+}
+
+export const DEFAULT_INVALIDATION_MS = 14 * 86_400_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_READ_TIMEOUT_MS = 60_000;

@@ -1,0 +1,251 @@
+import { readFileSync } from 'node:fs';
+import yaml from 'js-yaml';
+import { parseDuration } from './duration.js';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_INVALIDATION_MS,
+  DEFAULT_READ_TIMEOUT_MS,
+  type MirrorConfig,
+  type UpstreamConfig,
+} from './types.js';
+
+/** A configuration problem; the message names the file, the entry and the key. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadOptions {
+  configFile?: string | undefined;
+  defaultNamespace?: string | undefined;
+  allowUnlisted?: boolean | undefined;
+  /** JSON `{"<namespace>":{"username":"...","password":"..."}}`, from UPSTREAM_CREDENTIALS. */
+  credentialsJson?: string | undefined;
+}
+
+const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB_HOST = 'registry-1.docker.io';
+
+const KNOWN_KEYS = new Set([
+  'namespace',
+  'host',
+  'tls',
+  'accept_invalid_certs',
+  'user_agent',
+  'username',
+  'password',
+  'manifest_invalidation_time',
+  'blob_invalidation_time',
+  'ca_file',
+  'client_cert_file',
+  'client_key_file',
+  'serve_stale',
+  'connect_timeout',
+  'read_timeout',
+]);
+
+const NAMESPACE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?$/;
+
+export function isValidNamespace(ns: string): boolean {
+  return ns.length <= 255 && NAMESPACE.test(ns);
+}
+
+export function defaultUpstreamSettings(): MirrorConfig['defaults'] {
+  return {
+    tls: true,
+    acceptInvalidCerts: false,
+    userAgent: undefined,
+    username: undefined,
+    password: undefined,
+    manifestInvalidationMs: DEFAULT_INVALIDATION_MS,
+    blobInvalidationMs: DEFAULT_INVALIDATION_MS,
+    caFile: undefined,
+    clientCertFile: undefined,
+    clientKeyFile: undefined,
+    serveStale: true,
+    connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
+  };
+}
+
+/** The implicit upstream for a namespace nobody configured: https://<namespace>, docker.io from registry-1. */
+export function implicitUpstream(namespace: string, config: MirrorConfig): UpstreamConfig {
+  return {
+    ...config.defaults,
+    namespace,
+    host: namespace === DOCKER_HUB ? DOCKER_HUB_HOST : namespace,
+    explicit: false,
+  };
+}
+
+export function loadMirrorConfig(options: LoadOptions = {}): MirrorConfig {
+  const defaults = defaultUpstreamSettings();
+  const upstreams = new Map<string, UpstreamConfig>();
+  const file = options.configFile;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`${file}: cannot read upstream config: ${(e as Error).message}`);
+    }
+    for (const entry of parseUpstreamYaml(text, file)) {
+      if (upstreams.has(entry.namespace)) {
+        throw new ConfigError(`${file}: namespace ${JSON.stringify(entry.namespace)} is configured twice`);
+      }
+      upstreams.set(entry.namespace, entry);
+    }
+  }
+  if (options.credentialsJson) applyCredentials(upstreams, options.credentialsJson, defaults);
+
+  const defaultNamespace = options.defaultNamespace ?? DOCKER_HUB;
+  if (!isValidNamespace(defaultNamespace)) {
+    throw new ConfigError(`--default-namespace: ${JSON.stringify(defaultNamespace)} is not a registry host name`);
+  }
+  return {
+    upstreams,
+    configFile: file,
+    defaultNamespace,
+    allowUnlisted: options.allowUnlisted ?? !file,
+    defaults,
+  };
+}
+
+/** Parses and validates the YAML list; every message names the file, the entry and the key. */
+export function parseUpstreamYaml(text: string, file: string): UpstreamConfig[] {
+  let doc: unknown;
+  try {
+    doc = yaml.load(text, { filename: file });
+  } catch (e) {
+    throw new ConfigError(`${file}: invalid YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (doc === undefined || doc === null) return [];
+  if (!Array.isArray(doc)) {
+    throw new ConfigError(`${file}: expected a YAML list of upstream entries (- namespace: ..., host: ...), got ${typeName(doc)}`);
+  }
+  return doc.map((raw, index) => parseEntry(raw, index, file));
+}
+
+function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
+  const where0 = `${file}: entry ${index}`;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(`${where0}: expected a mapping with namespace and host, got ${typeName(raw)}`);
+  }
+  const obj = raw as Record<string, unknown>;
+  const nsRaw = obj['namespace'];
+  const where = typeof nsRaw === 'string' ? `${where0} (namespace ${nsRaw})` : where0;
+  for (const key of Object.keys(obj)) {
+    if (!KNOWN_KEYS.has(key)) throw new ConfigError(`${where}: unknown key ${JSON.stringify(key)}`);
+  }
+  const d = defaultUpstreamSettings();
+  const str = (key: string, required: boolean): string | undefined => {
+    const v = obj[key];
+    if (v === undefined || v === null) {
+      if (required) throw new ConfigError(`${where}: key "${key}" is required (a string)`);
+      return undefined;
+    }
+    if (typeof v !== 'string' && typeof v !== 'number') {
+      throw new ConfigError(`${where}: key "${key}" must be a string, got ${typeName(v)}`);
+    }
+    return String(v);
+  };
+  const bool = (key: string, def: boolean): boolean => {
+    const v = obj[key];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'boolean') throw new ConfigError(`${where}: key "${key}" must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const duration = (key: string, def: number): number => {
+    const v = obj[key];
+    if (v === undefined || v === null) return def;
+    const ms = typeof v === 'string' ? parseDuration(v) : undefined;
+    if (ms === undefined) {
+      throw new ConfigError(`${where}: key "${key}" must be a duration like 0s, 90m, 12h or 14d, got ${JSON.stringify(v)}`);
+    }
+    return ms;
+  };
+
+  const namespace = str('namespace', true) as string;
+  if (!isValidNamespace(namespace)) {
+    throw new ConfigError(`${where}: key "namespace" must be a registry host name like docker.io or registry.local:5000, got ${JSON.stringify(namespace)}`);
+  }
+  const host = str('host', true) as string;
+  if (!isValidNamespace(host)) {
+    throw new ConfigError(`${where}: key "host" must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(host)}`);
+  }
+  const username = str('username', false);
+  const password = str('password', false);
+  if ((username === undefined) !== (password === undefined)) {
+    throw new ConfigError(`${where}: keys "username" and "password" must be given together`);
+  }
+  const clientCertFile = str('client_cert_file', false);
+  const clientKeyFile = str('client_key_file', false);
+  if ((clientCertFile === undefined) !== (clientKeyFile === undefined)) {
+    throw new ConfigError(`${where}: keys "client_cert_file" and "client_key_file" must be given together`);
+  }
+  const caFile = str('ca_file', false);
+  for (const [key, path] of [['ca_file', caFile], ['client_cert_file', clientCertFile], ['client_key_file', clientKeyFile]] as const) {
+    if (path === undefined) continue;
+    try {
+      readFileSync(path);
+    } catch (e) {
+      throw new ConfigError(`${where}: key "${key}": cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  return {
+    namespace,
+    host,
+    tls: bool('tls', d.tls),
+    acceptInvalidCerts: bool('accept_invalid_certs', d.acceptInvalidCerts),
+    userAgent: str('user_agent', false),
+    username,
+    password,
+    manifestInvalidationMs: duration('manifest_invalidation_time', d.manifestInvalidationMs),
+    blobInvalidationMs: duration('blob_invalidation_time', d.blobInvalidationMs),
+    caFile,
+    clientCertFile,
+    clientKeyFile,
+    serveStale: bool('serve_stale', d.serveStale),
+    connectTimeoutMs: duration('connect_timeout', d.connectTimeoutMs),
+    readTimeoutMs: duration('read_timeout', d.readTimeoutMs),
+    explicit: true,
+  };
+}
+
+/** UPSTREAM_CREDENTIALS overrides (or adds) credentials per namespace; unknown namespaces become explicit entries. */
+function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, defaults: MirrorConfig['defaults']): void {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch (e) {
+    throw new ConfigError(`UPSTREAM_CREDENTIALS: invalid JSON: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError('UPSTREAM_CREDENTIALS: expected an object {"<namespace>":{"username":"...","password":"..."}}');
+  }
+  for (const [namespace, cred] of Object.entries(parsed as Record<string, unknown>)) {
+    const c = cred as Record<string, unknown> | null;
+    if (typeof c !== 'object' || c === null || typeof c['username'] !== 'string' || typeof c['password'] !== 'string') {
+      throw new ConfigError(`UPSTREAM_CREDENTIALS: namespace ${JSON.stringify(namespace)}: expected {"username":"...","password":"..."}`);
+    }
+    if (!isValidNamespace(namespace)) {
+      throw new ConfigError(`UPSTREAM_CREDENTIALS: ${JSON.stringify(namespace)} is not a registry host name`);
+    }
+    const existing = upstreams.get(namespace);
+    const base: UpstreamConfig = existing ?? {
+      ...defaults,
+      namespace,
+      host: namespace === DOCKER_HUB ? DOCKER_HUB_HOST : namespace,
+      explicit: false,
+    };
+    upstreams.set(namespace, { ...base, username: c['username'], password: c['password'] });
+  }
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return typeof v === 'object' ? 'a mapping' : `${typeof v} ${JSON.stringify(v)}`;
+}

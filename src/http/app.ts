@@ -1,0 +1,85 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Mirror } from '../proxy/mirror.js';
+import type { Resolver } from '../resolve/resolver.js';
+import { sendOciError, statusOf, toOciError } from './errors.js';
+import './request-context.js';
+import { v2Routes } from './routes/v2.js';
+
+export interface AppOptions {
+  mirror: Mirror;
+  resolver: Resolver;
+  log: Logger;
+  /** Extra plugins (health, metrics) registered by the caller. */
+  plugins?: ((app: FastifyInstance) => Promise<void>)[];
+  /** Called once per finished request, for metrics. */
+  onRequestDone?: (info: { route: string; method: string; status: number; namespace: string | undefined; outcome: string | undefined; bytes: number | undefined; seconds: number }) => void;
+}
+
+/** Request lines and headers beyond this are refused by Node's parser (431). */
+export const MAX_HEADER_BYTES = 16 * 1024;
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: options.log as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { maxParamLength: 1024 },
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    // Clients may send any Accept-Encoding; we never encode bodies (digests are of the raw bytes).
+    return503OnClosing: true,
+  });
+
+  app.decorateRequest('ctx', null as never);
+  app.addHook('onRequest', async (request, reply) => {
+    request.ctx = { route: 'other' };
+    if (request.url.startsWith('/v2')) reply.header('docker-distribution-api-version', 'registry/2.0');
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const ctx = request.ctx;
+    const seconds = reply.elapsedTime / 1000;
+    options.onRequestDone?.({
+      route: ctx.route,
+      method: request.method,
+      status: reply.statusCode,
+      namespace: ctx.namespace,
+      outcome: ctx.outcome,
+      bytes: ctx.bytes,
+      seconds,
+    });
+    if (ctx.route === 'health' || ctx.route === 'metrics') return;
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url.split('?')[0],
+        namespace: ctx.namespace,
+        repository: ctx.repository,
+        via: ctx.source,
+        status: reply.statusCode,
+        bytes: ctx.bytes,
+        cache: ctx.outcome,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler(async (error, request, reply) => {
+    const oci = toOciError(error);
+    if (statusOf(oci.code) >= 500) {
+      const cause = oci.code === 'INTERNAL' ? error : (oci.cause ?? undefined);
+      request.log.warn({ code: oci.code, err: describe(cause ?? oci), path: request.url.split('?')[0] }, 'request failed');
+    }
+    return sendOciError(reply, oci);
+  });
+  app.setNotFoundHandler(async (request, reply) => sendOciError(reply, toOciError({ statusCode: 404 })));
+
+  await app.register(v2Routes, { mirror: options.mirror, resolver: options.resolver });
+  for (const plugin of options.plugins ?? []) await app.register(plugin);
+  return app;
+}
+
+function describe(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  return [err.code, err.message].filter(Boolean).join(': ') || String(e);
+}

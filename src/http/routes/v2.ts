@@ -1,0 +1,85 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OciError } from '../../oci/errors.js';
+import type { Mirror } from '../../proxy/mirror.js';
+import type { Resolver } from '../../resolve/resolver.js';
+import { sendOciError } from '../errors.js';
+import { parseV2Path } from '../v2-path.js';
+import { serveBlob } from './blobs.js';
+import { serveManifest } from './manifests.js';
+import { serveReferrers } from './referrers.js';
+import { serveTags } from './tags.js';
+
+export interface V2Deps {
+  mirror: Mirror;
+  resolver: Resolver;
+}
+
+const WRITE_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+/** The pull API. One wildcard route; the path is parsed by us, so names of any depth route the same way. */
+export async function v2Routes(app: FastifyInstance, deps: V2Deps): Promise<void> {
+  const handler = (request: FastifyRequest, reply: FastifyReply) => handleV2(deps, request, reply);
+  app.route({ method: ['GET', 'HEAD'], url: '/v2', handler });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/', handler });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/*', handler });
+  const unsupported = async (request: FastifyRequest, reply: FastifyReply) => {
+    request.ctx.route = 'unsupported';
+    return sendOciError(reply, new OciError('UNSUPPORTED', 'this registry is a read-only mirror: only pulls are supported', {
+      detail: { method: request.method },
+    })).header('allow', 'GET, HEAD');
+  };
+  app.route({ method: [...WRITE_METHODS], url: '/v2', handler: unsupported });
+  app.route({ method: [...WRITE_METHODS], url: '/v2/', handler: unsupported });
+  app.route({ method: [...WRITE_METHODS], url: '/v2/*', handler: unsupported });
+}
+
+async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const rawUrl = request.raw.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  const parsed = parseV2Path(path);
+  if (!parsed) {
+    request.ctx.route = 'unknown';
+    throw new OciError('NOT_FOUND', 'unknown endpoint', { detail: { path: path.slice(0, 200) } });
+  }
+  if (parsed.kind === 'base') {
+    // Never contacts an upstream: clients call this to probe the mirror.
+    request.ctx.route = 'base';
+    reply.header('content-type', 'application/json');
+    return reply.send('{}');
+  }
+  request.ctx.route = parsed.kind;
+  const query = request.query as Record<string, string | string[] | undefined>;
+  const nsParam = query['ns'];
+  const ns = Array.isArray(nsParam) ? nsParam[0] : nsParam;
+  const registryHeader = request.headers['x-registry'];
+  let repo;
+  try {
+    repo = deps.resolver.resolve({
+      name: parsed.name,
+      ns,
+      registryHeader: Array.isArray(registryHeader) ? registryHeader[0] : registryHeader,
+    });
+  } catch (e) {
+    // The conformance suite wants an invalid name on a manifest request to be a 404.
+    if (parsed.kind === 'manifests' && e instanceof OciError && e.code === 'NAME_INVALID') {
+      throw new OciError('NAME_UNKNOWN', 'invalid repository name', { detail: e.detail });
+    }
+    throw e;
+  }
+  request.ctx.namespace = repo.namespace;
+  request.ctx.repository = repo.repository;
+  request.ctx.source = repo.source;
+  if (repo.source === 'ns') reply.header('oci-namespace', repo.namespace);
+
+  switch (parsed.kind) {
+    case 'manifests':
+      return serveManifest(deps.mirror, repo, parsed.reference, request, reply);
+    case 'blobs':
+      return serveBlob(deps.mirror, repo, parsed.digest, request, reply);
+    case 'tags':
+      return serveTags(deps.mirror, repo, parsed.name, request, reply);
+    case 'referrers':
+      return serveReferrers(deps.mirror, repo, parsed.digest, request, reply);
+  }
+}

@@ -1,0 +1,207 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { OciError, isOciError } from '../oci/errors.js';
+import type { ResolvedRepository } from '../resolve/resolver.js';
+import type { BlobStat, ByteRange, Storage } from '../storage/storage.js';
+import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { BlobFill, errMessage } from './blob-fill.js';
+import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
+import type { CacheOutcome, ProxyObserver } from './events.js';
+import { verifyingStream } from './verify-stream.js';
+
+export interface BlobServiceOptions {
+  storage: Storage;
+  upstreams: UpstreamPool;
+  spoolDir: string;
+  log: Logger;
+  observer?: ProxyObserver | undefined;
+  /** Rehash cached blobs as they are served; a mismatch drops the blob (the client's transfer is cut). */
+  checkCacheDigest?: boolean;
+  /** Answer GETs of cached blobs with a redirect to the storage, when it can presign URLs. */
+  redirectSeconds?: number | undefined;
+  now?: () => number;
+}
+
+interface CachedEntry {
+  stat: BlobStat;
+  outcome: CacheOutcome;
+  warning: string | undefined;
+}
+
+/**
+ * Blob cache policy: serve from storage when present (re-checking upstream after blob_invalidation_time),
+ * otherwise join or start the single fill for that digest.
+ */
+export class BlobService {
+  private readonly inflight = new Map<string, Promise<BlobFill>>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: BlobServiceOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Size of a blob for HEAD, without downloading it. */
+  async head(repo: ResolvedRepository, digest: string): Promise<{ size: number | undefined; outcome: CacheOutcome; warning: string | undefined }> {
+    const cached = await this.cached(repo, digest);
+    if (cached) return { size: cached.stat.size, outcome: cached.outcome, warning: cached.warning };
+    const running = this.inflight.get(digest);
+    if (running) {
+      const fill = await running;
+      return { size: fill.size, outcome: 'coalesced', warning: undefined };
+    }
+    const client = this.options.upstreams.client(repo.upstream);
+    const found = await client.headBlob(repo.repository, digest);
+    if (!found) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
+    return { size: found.size, outcome: 'miss', warning: undefined };
+  }
+
+  async open(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
+    const cached = await this.cached(repo, digest);
+    if (cached) return this.cachedHandle(repo, digest, cached);
+    const running = this.inflight.get(digest);
+    if (running) return fillHandle(await running, 'coalesced');
+    return this.startFill(repo, digest);
+  }
+
+  /** Waits for every running download (graceful shutdown). */
+  async drain(): Promise<void> {
+    const fills = await Promise.allSettled([...this.inflight.values()]);
+    await Promise.all(fills.map((f) => (f.status === 'fulfilled' ? f.value.settled() : undefined)));
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  private async startFill(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
+    const { storage, spoolDir, log, observer } = this.options;
+    const client = this.options.upstreams.client(repo.upstream);
+    const starting = (async () => {
+      const source = await client.getBlob(repo.repository, digest);
+      observer?.fillStarted?.(repo.namespace);
+      return BlobFill.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer }, source);
+    })();
+    this.inflight.set(digest, starting);
+    let fill: BlobFill;
+    try {
+      fill = await starting;
+    } catch (e) {
+      if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
+      if (isOciError(e)) throw e;
+      // The spool could not be created (local disk trouble): stream straight through, uncached.
+      observer?.storageError?.('spool');
+      log.warn({ digest, err: errMessage(e) }, 'cannot spool blob; streaming it uncached');
+      return this.directHandle(repo, digest);
+    }
+    void fill.settled().then(() => {
+      if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
+    });
+    return fillHandle(fill, 'miss');
+  }
+
+  /** One uncached upstream stream for one client; the digest is still verified before the last byte. */
+  private async directHandle(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
+    const client = this.options.upstreams.client(repo.upstream);
+    const source = await client.getBlob(repo.repository, digest);
+    let used = false;
+    return {
+      size: source.size,
+      outcome: 'bypass',
+      warning: undefined,
+      rangeable: false,
+      redirect: undefined,
+      open: async () => {
+        used = true;
+        return source.body.pipe(verifyingStream(digest));
+      },
+      dispose: () => {
+        if (!used) source.body.destroy();
+      },
+    };
+  }
+
+  private async cachedHandle(repo: ResolvedRepository, digest: string, entry: CachedEntry): Promise<BlobHandle> {
+    const { storage } = this.options;
+    let redirect: string | undefined;
+    if (this.options.redirectSeconds && storage.blobUrl) {
+      redirect = await storage.blobUrl(digest, this.options.redirectSeconds).catch(() => undefined);
+    }
+    return {
+      size: entry.stat.size,
+      outcome: entry.outcome,
+      warning: entry.warning,
+      rangeable: true,
+      redirect,
+      open: async (range?: ByteRange) => {
+        const stream = await storage.readBlob(digest, range);
+        if (!stream) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
+        if (!this.options.checkCacheDigest || range) return stream;
+        return stream.pipe(verifyingStream(digest, () => this.dropCorrupt(digest)));
+      },
+      dispose: () => undefined,
+    };
+  }
+
+  private dropCorrupt(digest: string): void {
+    this.options.observer?.corruptBlobDropped?.();
+    this.options.log.error({ digest }, 'cached blob failed its digest check; dropped, the next request fetches it again');
+    void this.options.storage.deleteBlob(digest).catch(() => undefined);
+  }
+
+  /** The cached blob if present and usable: fresh, re-validated, or stale during an upstream outage. */
+  private async cached(repo: ResolvedRepository, digest: string): Promise<CachedEntry | undefined> {
+    const { storage, log, observer } = this.options;
+    let stat: BlobStat | undefined;
+    try {
+      stat = await storage.statBlob(digest);
+    } catch (e) {
+      observer?.storageError?.('stat_blob');
+      log.warn({ digest, err: errMessage(e) }, 'storage stat failed; treating as a miss');
+      return undefined;
+    }
+    if (!stat) return undefined;
+    const upstream = repo.upstream;
+    if (this.now() - stat.modified.getTime() <= upstream.blobInvalidationMs) return { stat, outcome: 'hit', warning: undefined };
+    try {
+      const found = await this.options.upstreams.client(upstream).headBlob(repo.repository, digest);
+      if (!found) {
+        // Upstream no longer has it: drop our copy and let the miss path report BLOB_UNKNOWN.
+        await storage.deleteBlob(digest).catch(() => undefined);
+        return undefined;
+      }
+      await storage.touchBlob(digest).catch(() => observer?.storageError?.('touch_blob'));
+      return { stat, outcome: 'revalidated', warning: undefined };
+    } catch (e) {
+      if (isOciError(e) && e.isUpstreamOutage && upstream.serveStale) {
+        log.warn({ digest, namespace: repo.namespace, err: e.message }, 'upstream unavailable; serving expired blob');
+        return { stat, outcome: 'stale', warning: STALE_WARNING };
+      }
+      throw e;
+    }
+  }
+}
+
+function fillHandle(fill: BlobFill, outcome: CacheOutcome): BlobHandle {
+  // Hold the spool open until the handle is opened or disposed.
+  fill.retain();
+  let released = false;
+  const release = () => {
+    if (!released) {
+      released = true;
+      fill.releaseRef();
+    }
+  };
+  return {
+    size: fill.size,
+    outcome,
+    warning: undefined,
+    rangeable: fill.size !== undefined,
+    redirect: undefined,
+    open: async (range?: ByteRange): Promise<Readable> => {
+      const reader = fill.reader(range?.start ?? 0, range ? range.end + 1 : undefined);
+      release();
+      return reader;
+    },
+    dispose: release,
+  };
+}

@@ -1,0 +1,148 @@
+import type { Logger } from 'pino';
+import { isOciError } from '../oci/errors.js';
+import type { Reference } from '../oci/names.js';
+import type { ResolvedRepository } from '../resolve/resolver.js';
+import type { RepositoryRef, Storage, StoredManifest, TagRecord } from '../storage/storage.js';
+import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { errMessage } from './blob-fill.js';
+import { STALE_WARNING } from './blob-handle.js';
+import { Coalescer } from './coalescer.js';
+import type { CacheOutcome, ProxyObserver } from './events.js';
+
+export interface ManifestResult {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+  outcome: CacheOutcome;
+  warning: string | undefined;
+}
+
+export interface ManifestServiceOptions {
+  storage: Storage;
+  upstreams: UpstreamPool;
+  log: Logger;
+  observer?: ProxyObserver | undefined;
+  now?: () => number;
+}
+
+/**
+ * Manifest cache policy. By digest: immutable, fetched once. By tag: the tag -> digest mapping is
+ * trusted for manifest_invalidation_time, then re-checked with a HEAD (free against Docker Hub's pull
+ * limit); when upstream fails, the last known mapping is served stale.
+ */
+export class ManifestService {
+  private readonly fetches = new Coalescer<ManifestResult>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: ManifestServiceOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async get(repo: ResolvedRepository, reference: Reference): Promise<ManifestResult> {
+    if (reference.kind === 'digest') return this.byDigest(repo, reference.digest.value);
+    return this.byTag(repo, reference.tag);
+  }
+
+  private async byDigest(repo: ResolvedRepository, digest: string): Promise<ManifestResult> {
+    const stored = await this.readManifest(digest);
+    if (stored) return { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
+    return this.fetches.run(`d\0${digest}`, () => this.fetch(repo, digest));
+  }
+
+  private async byTag(repo: ResolvedRepository, tag: string): Promise<ManifestResult> {
+    const ref = repoRef(repo);
+    const record = await this.readTag(ref, tag);
+    if (record && this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs) {
+      const stored = await this.readManifest(record.digest);
+      if (stored) return { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
+    }
+    const key = `t\0${repo.namespace}\0${repo.repository}\0${tag}`;
+    return this.fetches.run(key, () => this.revalidateTag(repo, tag, record));
+  }
+
+  private async revalidateTag(repo: ResolvedRepository, tag: string, record: TagRecord | undefined): Promise<ManifestResult> {
+    const client = this.options.upstreams.client(repo.upstream);
+    try {
+      if (record) {
+        const head = await client.headManifest(repo.repository, tag);
+        if (head.digest === record.digest) {
+          const stored = await this.readManifest(record.digest);
+          if (stored) {
+            await this.writeTag(repo, tag, { ...record, checkedAt: new Date(this.now()) });
+            return { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'revalidated', warning: undefined };
+          }
+        }
+      }
+      return await this.fetch(repo, tag);
+    } catch (e) {
+      if (record && isOciError(e) && e.isUpstreamOutage && repo.upstream.serveStale) {
+        const stored = await this.readManifest(record.digest);
+        if (stored) {
+          this.options.log.warn(
+            { namespace: repo.namespace, repository: repo.repository, tag, digest: record.digest, err: e.message },
+            'upstream unavailable; serving the last known tag mapping',
+          );
+          return { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'stale', warning: STALE_WARNING };
+        }
+      }
+      throw e;
+    }
+  }
+
+  /** GET from upstream, verify (by the client), store the bytes and, for a tag, the mapping. */
+  private async fetch(repo: ResolvedRepository, reference: string): Promise<ManifestResult> {
+    const client = this.options.upstreams.client(repo.upstream);
+    const m = await client.getManifest(repo.repository, reference);
+    const now = new Date(this.now());
+    await this.writeManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes, fetchedAt: now });
+    if (!reference.includes(':')) {
+      await this.writeTag(repo, reference, { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length, checkedAt: now });
+    }
+    return { digest: m.digest, mediaType: m.mediaType, bytes: m.bytes, outcome: 'miss', warning: undefined };
+  }
+
+  // Storage failures never fail a pull that upstream can serve: log, count, carry on uncached.
+
+  private async readManifest(digest: string): Promise<StoredManifest | undefined> {
+    try {
+      return await this.options.storage.getManifest(digest);
+    } catch (e) {
+      this.storageFailed('get_manifest', e);
+      return undefined;
+    }
+  }
+
+  private async readTag(ref: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
+    try {
+      return await this.options.storage.getTag(ref, tag);
+    } catch (e) {
+      this.storageFailed('get_tag', e);
+      return undefined;
+    }
+  }
+
+  private async writeManifest(digest: string, manifest: StoredManifest): Promise<void> {
+    try {
+      await this.options.storage.putManifest(digest, manifest);
+    } catch (e) {
+      this.storageFailed('put_manifest', e);
+    }
+  }
+
+  private async writeTag(repo: ResolvedRepository, tag: string, record: TagRecord): Promise<void> {
+    try {
+      await this.options.storage.putTag(repoRef(repo), tag, record);
+    } catch (e) {
+      this.storageFailed('put_tag', e);
+    }
+  }
+
+  private storageFailed(operation: string, e: unknown): void {
+    this.options.observer?.storageError?.(operation);
+    this.options.log.warn({ operation, err: errMessage(e) }, 'storage operation failed');
+  }
+}
+
+export function repoRef(repo: ResolvedRepository): RepositoryRef {
+  return { namespace: repo.namespace, repository: repo.repository };
+}

@@ -1,0 +1,47 @@
+import type { Logger } from 'pino';
+import { isOciError } from '../oci/errors.js';
+import type { ResolvedRepository } from '../resolve/resolver.js';
+import type { Storage } from '../storage/storage.js';
+import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { STALE_WARNING } from './blob-handle.js';
+import type { CacheOutcome } from './events.js';
+import { repoRef } from './manifest-service.js';
+
+export interface TagPageResult {
+  tags: string[];
+  more: boolean;
+  outcome: CacheOutcome;
+  warning: string | undefined;
+}
+
+/** Tag lists come from upstream; during an outage, from the tags this cache has seen. */
+export class TagService {
+  constructor(
+    private readonly storage: Storage,
+    private readonly upstreams: UpstreamPool,
+    private readonly log: Logger,
+  ) {}
+
+  async list(repo: ResolvedRepository, n: number | undefined, last: string | undefined): Promise<TagPageResult> {
+    try {
+      const page = await this.upstreams.client(repo.upstream).getTags(repo.repository, n, last);
+      // Lexical order and the page bounds are ours to guarantee, whatever upstream did.
+      const sorted = [...new Set(page.tags)].sort(compareTags).filter((t) => last === undefined || compareTags(t, last) > 0);
+      const tags = n === undefined ? sorted : sorted.slice(0, n);
+      return { tags, more: page.more || (n !== undefined && sorted.length > n), outcome: 'miss', warning: undefined };
+    } catch (e) {
+      if (!(isOciError(e) && e.isUpstreamOutage && repo.upstream.serveStale)) throw e;
+      const known = await this.storage.listTags(repoRef(repo)).catch(() => [] as string[]);
+      if (known.length === 0) throw e;
+      this.log.warn({ namespace: repo.namespace, repository: repo.repository, err: e.message }, 'upstream unavailable; listing cached tags');
+      const after = known.sort(compareTags).filter((t) => last === undefined || compareTags(t, last) > 0);
+      const tags = n === undefined ? after : after.slice(0, n);
+      return { tags, more: tags.length < after.length, outcome: 'stale', warning: STALE_WARNING };
+    }
+  }
+}
+
+/** Lexical (code point) order, as the distribution spec asks. */
+function compareTags(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

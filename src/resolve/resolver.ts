@@ -1,0 +1,93 @@
+import { isIP } from 'node:net';
+import { implicitUpstream, isValidNamespace } from '../config/upstreams.js';
+import type { MirrorConfig, UpstreamConfig } from '../config/types.js';
+import { OciError } from '../oci/errors.js';
+import { isValidRepositoryName } from '../oci/names.js';
+import { isLocalHostName, isPublicAddress } from '../upstream/address-policy.js';
+
+export type NamespaceSource = 'ns' | 'header' | 'path' | 'default';
+
+export interface ResolvedRepository {
+  namespace: string;
+  /** Repository inside the namespace, as upstream knows it (`library/nginx`). */
+  repository: string;
+  upstream: UpstreamConfig;
+  source: NamespaceSource;
+}
+
+export interface ResolveInput {
+  /** The `<name>` part of `/v2/<name>/...`, undecoded path segments joined by `/`. */
+  name: string;
+  /** containerd's `?ns=` query parameter. */
+  ns: string | undefined;
+  /** An `X-Registry` request header. */
+  registryHeader: string | undefined;
+}
+
+const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
+
+/**
+ * Decides which upstream serves a request: `ns` query parameter, then `X-Registry`, then a host-like
+ * first path segment (cri-o/podman mirrors), then the default namespace (Docker's registry-mirrors).
+ */
+export class Resolver {
+  constructor(private readonly config: MirrorConfig) {}
+
+  resolve(input: ResolveInput): ResolvedRepository {
+    if (input.ns !== undefined) return this.finish(input.ns, input.name, 'ns');
+    if (input.registryHeader !== undefined) return this.finish(input.registryHeader, input.name, 'header');
+    const slash = input.name.indexOf('/');
+    if (slash > 0) {
+      const first = input.name.slice(0, slash);
+      if (looksLikeHost(first)) return this.finish(first, input.name.slice(slash + 1), 'path');
+    }
+    return this.finish(this.config.defaultNamespace, input.name, 'default');
+  }
+
+  /** The upstream for a namespace, or an OCI error when it may not be mirrored. */
+  upstreamFor(namespace: string): UpstreamConfig {
+    const configured = this.config.upstreams.get(namespace);
+    if (configured) return configured;
+    if (!this.config.allowUnlisted) {
+      throw new OciError('NAME_UNKNOWN', 'namespace is not mirrored here', { detail: { namespace } });
+    }
+    const hostOnly = stripPort(namespace);
+    if (isLocalHostName(hostOnly) || (isIP(hostOnly) !== 0 && !isPublicAddress(hostOnly))) {
+      throw new OciError('DENIED', 'namespace names a non-public address; configure it explicitly to mirror it', {
+        detail: { namespace },
+      });
+    }
+    return implicitUpstream(namespace, this.config);
+  }
+
+  private finish(rawNamespace: string, repository: string, source: NamespaceSource): ResolvedRepository {
+    const namespace = canonicalNamespace(rawNamespace);
+    if (!isValidNamespace(namespace)) {
+      throw new OciError('NAME_INVALID', 'invalid namespace', { detail: { namespace: rawNamespace.slice(0, 256) } });
+    }
+    if (!isValidRepositoryName(repository)) {
+      throw new OciError('NAME_INVALID', 'invalid repository name', { detail: { name: repository.slice(0, 256) } });
+    }
+    const upstream = this.upstreamFor(namespace);
+    // Docker Hub's official images live under library/.
+    const repo = namespace === DOCKER_HUB && !repository.includes('/') ? `library/${repository}` : repository;
+    return { namespace, repository: repo, upstream, source };
+  }
+}
+
+/** A path segment that names a registry host: has a dot or a port, or is localhost. */
+export function looksLikeHost(segment: string): boolean {
+  return segment.includes('.') || segment.includes(':') || segment === 'localhost';
+}
+
+function canonicalNamespace(ns: string): string {
+  const lower = ns.trim().toLowerCase();
+  return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
+}
+
+function stripPort(namespace: string): string {
+  if (namespace.startsWith('[')) return namespace.slice(1, namespace.indexOf(']'));
+  const colon = namespace.lastIndexOf(':');
+  return colon > 0 ? namespace.slice(0, colon) : namespace;
+}

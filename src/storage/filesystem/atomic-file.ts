@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+/** A unique temp path in `tmpDir`; the sweep at start removes whatever a crash left there. */
+export function tempPath(tmpDir: string): string {
+  return join(tmpDir, `${Date.now().toString(36)}-${process.pid}-${randomBytes(6).toString('hex')}.part`);
+}
+
+/** Moves a fully written, synced temp file into place: rename is the atomic point of visibility. */
+export async function publish(temp: string, target: string): Promise<void> {
+  await mkdir(dirname(target), { recursive: true });
+  await rename(temp, target);
+}
+
+/** Writes small content atomically: temp file, fdatasync, rename. */
+export async function writeFileAtomic(tmpDir: string, target: string, data: Buffer | string): Promise<void> {
+  const temp = tempPath(tmpDir);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(temp, 'wx');
+    await fh.writeFile(data);
+    await fh.datasync();
+    await fh.close();
+    fh = undefined;
+    await publish(temp, target);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,65 @@
+import { resolve, sep } from 'node:path';
+import { tryParseDigest } from '../../oci/digest.js';
+import type { RepositoryRef } from '../storage.js';
+
+/**
+ * Where each kind of entry lives under the cache root. Every path is checked to stay inside the
+ * root, even though callers validate names first: a second fence costs nothing.
+ *
+ *   blobs/<alg>/<2 hex>/<hex>                 blob bytes, shared by every namespace and repository
+ *   manifests/<alg>/<2 hex>/<hex>             one JSON header line, then the manifest's raw bytes
+ *   repositories/<namespace>/<repo>/_tags/<tag>   tag record (JSON); `_` cannot start a repo component
+ *   tmp/                                      in-progress writes, swept at start
+ */
+export class FilesystemPaths {
+  readonly root: string;
+  readonly tmp: string;
+  readonly blobs: string;
+  readonly manifests: string;
+  readonly repositories: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    this.tmp = this.inside('tmp');
+    this.blobs = this.inside('blobs');
+    this.manifests = this.inside('manifests');
+    this.repositories = this.inside('repositories');
+  }
+
+  blob(digest: string): string {
+    const d = this.digest(digest);
+    return this.inside('blobs', d.algorithm, d.hex.slice(0, 2), d.hex);
+  }
+
+  manifest(digest: string): string {
+    const d = this.digest(digest);
+    return this.inside('manifests', d.algorithm, d.hex.slice(0, 2), d.hex);
+  }
+
+  tagsDir(repo: RepositoryRef): string {
+    return this.inside('repositories', repo.namespace, ...repo.repository.split('/'), '_tags');
+  }
+
+  tag(repo: RepositoryRef, tag: string): string {
+    if (tag.includes('/') || tag.includes('\0') || tag === '.' || tag === '..') throw new Error('invalid tag for a path');
+    return this.inside('repositories', repo.namespace, ...repo.repository.split('/'), '_tags', tag);
+  }
+
+  private digest(digest: string) {
+    const d = tryParseDigest(digest);
+    if (!d) throw new Error(`not a digest: ${JSON.stringify(digest.slice(0, 100))}`);
+    return d;
+  }
+
+  /** Joins segments under the root and refuses anything that would leave it. */
+  private inside(...segments: string[]): string {
+    for (const s of segments) {
+      if (s.length === 0 || s === '.' || s === '..' || s.includes('/') || s.includes('\\') || s.includes('\0')) {
+        throw new Error(`invalid path segment ${JSON.stringify(s.slice(0, 100))}`);
+      }
+    }
+    const p = resolve(this.root, ...segments);
+    if (!p.startsWith(this.root + sep)) throw new Error('path leaves the cache root');
+    return p;
+  }
+}

@@ -1,0 +1,88 @@
+import { tryParseDigest, type Digest } from '../../oci/digest.js';
+import type { RepositoryRef } from '../storage.js';
+
+/**
+ * Where each kind of entry lives in the bucket. Blobs and manifests are content-addressed and so
+ * shared by every namespace and repository; only tags are per repository.
+ *
+ *   <prefix>blobs/<alg>/<hex>                               blob bytes
+ *   <prefix>blob-meta/<alg>/<hex>                           touch time of blobs too big for CopyObject (> 5 GiB)
+ *   <prefix>manifests/<alg>/<hex>                           raw manifest bytes; Content-Type = media type,
+ *                                                           metadata `fetched-at` (ISO time)
+ *   <prefix>repositories/<namespace>/<repo>/_tags/<tag>     tag record (JSON); `_` cannot start a repo component
+ *   <prefix>_health/<probe>                                 readiness probe, deleted right after writing
+ *
+ * Callers validate names against the OCI grammars first; this is a second fence. S3 itself has no
+ * directories, but `.`/`..` segments are refused anyway: some S3-compatible servers store keys as
+ * file paths, and proxies may normalise them.
+ */
+export class S3Keys {
+  readonly blobs: string;
+  readonly blobMetas: string;
+  readonly manifests: string;
+  readonly repositories: string;
+  readonly health: string;
+
+  /** `prefix` is normalised already: '' or ending in `/`. */
+  constructor(readonly prefix: string) {
+    this.blobs = `${prefix}blobs/`;
+    this.blobMetas = `${prefix}blob-meta/`;
+    this.manifests = `${prefix}manifests/`;
+    this.repositories = `${prefix}repositories/`;
+    this.health = `${prefix}_health/`;
+  }
+
+  blob(digest: string): string {
+    const d = parse(digest);
+    return `${this.blobs}${d.algorithm}/${d.hex}`;
+  }
+
+  blobMeta(digest: string): string {
+    const d = parse(digest);
+    return `${this.blobMetas}${d.algorithm}/${d.hex}`;
+  }
+
+  manifest(digest: string): string {
+    const d = parse(digest);
+    return `${this.manifests}${d.algorithm}/${d.hex}`;
+  }
+
+  /** The prefix under which a repository's tags live, ending in `/`. */
+  tags(repo: RepositoryRef): string {
+    const namespace = segment(repo.namespace, 'namespace');
+    const components = repo.repository.split('/').map((c) => segment(c, 'repository component'));
+    for (const c of components) {
+      if (c.startsWith('_')) throw new Error(`invalid repository component ${JSON.stringify(c.slice(0, 100))}`);
+    }
+    return `${this.repositories}${namespace}/${components.join('/')}/_tags/`;
+  }
+
+  tag(repo: RepositoryRef, tag: string): string {
+    return `${this.tags(repo)}${segment(tag, 'tag')}`;
+  }
+
+  /** The digest of a key under blobs/, or undefined for anything else found there. */
+  digestOfBlobKey(key: string): string | undefined {
+    if (!key.startsWith(this.blobs)) return undefined;
+    const rest = key.slice(this.blobs.length);
+    const slash = rest.indexOf('/');
+    if (slash < 0) return undefined;
+    const digest = `${rest.slice(0, slash)}:${rest.slice(slash + 1)}`;
+    return tryParseDigest(digest)?.value;
+  }
+}
+
+function parse(digest: string): Digest {
+  const d = tryParseDigest(digest);
+  if (!d) throw new Error(`not a digest: ${JSON.stringify(digest.slice(0, 100))}`);
+  return d;
+}
+
+/** One key segment: non-empty, not `.`/`..`, no separators, no control characters. */
+function segment(value: string, what: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (value.length === 0 || value === '.' || value === '..' || /[/\\\u0000-\u001f\u007f]/.test(value)) {
+    throw new Error(`invalid ${what} for a storage key: ${JSON.stringify(value.slice(0, 100))}`);
+  }
+  return value;
+}

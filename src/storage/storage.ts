@@ -1,0 +1,105 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The one interface between the cache policy (src/proxy) and where bytes live.
+ * Implementations: storage/filesystem, storage/s3. Storage knows nothing of HTTP or upstreams,
+ * and never verifies digests itself: the caller hashes while writing and commits only on a match.
+ *
+ * Keys are already validated by the caller (src/oci grammars), but implementations must still
+ * refuse to address anything outside their root.
+ */
+
+export interface BlobStat {
+  size: number;
+  /** When the blob was last fetched or re-validated upstream (drives blob_invalidation_time). */
+  modified: Date;
+}
+
+/** Inclusive byte range, as in HTTP. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface BlobWriter {
+  /** Resolves when the chunk may be reused and more may be written (backpressure). */
+  write(chunk: Buffer): Promise<void>;
+  /**
+   * Makes the blob visible under its digest atomically. Called only after the caller verified the
+   * digest of everything written. If a blob with that digest already exists, that is a success.
+   */
+  commit(): Promise<void>;
+  /** Discards everything written; nothing becomes visible. Safe to call more than once, or after a failed commit. */
+  abort(): Promise<void>;
+  /**
+   * A local file that holds the bytes written so far, when the backend writes one (filesystem).
+   * Concurrent readers may read it positionally while writing goes on; lets the proxy avoid a second spool copy.
+   */
+  readonly localPath?: string;
+}
+
+export interface StoredManifest {
+  mediaType: string;
+  bytes: Buffer;
+  /** When it was fetched from upstream. */
+  fetchedAt: Date;
+}
+
+/** A tag -> digest mapping: the only mutable thing a mirror stores. */
+export interface TagRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** When upstream last confirmed the mapping; drives manifest_invalidation_time. */
+  checkedAt: Date;
+}
+
+export interface RepositoryRef {
+  /** Upstream namespace, e.g. `docker.io`, `ghcr.io`, `localhost:5000`. */
+  namespace: string;
+  /** Repository name inside the namespace, e.g. `library/nginx`. */
+  repository: string;
+}
+
+export interface BlobListing {
+  digest: string;
+  size: number;
+  modified: Date;
+}
+
+export interface Storage {
+  /** A short name for logs and metrics: `filesystem` or `s3`. */
+  readonly kind: string;
+
+  /** Prepares the backend (create directories, sweep temp files left by a crash). */
+  init(): Promise<void>;
+
+  statBlob(digest: string): Promise<BlobStat | undefined>;
+  /** Streams the blob (or a range of it); undefined when absent. */
+  readBlob(digest: string, range?: ByteRange): Promise<Readable | undefined>;
+  createBlobWriter(digest: string): Promise<BlobWriter>;
+  deleteBlob(digest: string): Promise<void>;
+  /** Marks a blob as freshly re-validated upstream. */
+  touchBlob(digest: string): Promise<void>;
+  listBlobs(): AsyncIterable<BlobListing>;
+
+  getManifest(digest: string): Promise<StoredManifest | undefined>;
+  /** Atomic; the caller verified that `bytes` hash to `digest`. */
+  putManifest(digest: string, manifest: StoredManifest): Promise<void>;
+  deleteManifest(digest: string): Promise<void>;
+
+  getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined>;
+  putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void>;
+  /** Tags cached for a repository, in lexical order. */
+  listTags(repo: RepositoryRef): Promise<string[]>;
+
+  /**
+   * Optional: a short-lived URL from which a client may fetch the blob directly (S3 presigned GET),
+   * for backends that support redirecting clients. Undefined when the blob is absent.
+   */
+  blobUrl?(digest: string, expiresInSeconds: number): Promise<string | undefined>;
+
+  /** Readiness: the backend can be written to. Throws with a reason when not. */
+  checkWritable(): Promise<void>;
+  close(): Promise<void>;
+}

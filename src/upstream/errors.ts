@@ -1,0 +1,57 @@
+import { OciError, type OciErrorCode } from '../oci/errors.js';
+
+/** Raised when an implicit upstream resolves to a non-public address. */
+export class RefusedAddressError extends Error {
+  readonly code = 'EREFUSEDADDRESS';
+  constructor(host: string, address: string) {
+    super(`${host} resolves to non-public address ${address}`);
+  }
+}
+
+const NETWORK_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'ABORT_ERR']);
+
+/** Maps a transport failure to an OCI error value; detail names the namespace, never credentials. */
+export function transportError(namespace: string, e: unknown): OciError {
+  if (e instanceof OciError) return e;
+  const err = e as { code?: string; message?: string; cause?: { code?: string } };
+  const code = err.code ?? err.cause?.code ?? '';
+  if (e instanceof RefusedAddressError || code === 'EREFUSEDADDRESS') {
+    return new OciError('DENIED', 'namespace resolves to a non-public address; configure it explicitly to mirror it', {
+      detail: { namespace },
+    });
+  }
+  if (TIMEOUTS.has(code)) {
+    return new OciError('UPSTREAM_TIMEOUT', 'upstream timed out', { detail: { namespace, reason: code }, cause: e });
+  }
+  if (NETWORK_UNAVAILABLE.has(code) || code.startsWith('ERR_TLS') || code.startsWith('UNABLE_') || code.includes('CERT')) {
+    return new OciError('UPSTREAM_UNAVAILABLE', 'upstream unreachable', { detail: { namespace, reason: code }, cause: e });
+  }
+  return new OciError('UPSTREAM_ERROR', 'upstream request failed', { detail: { namespace, reason: code || err.message }, cause: e });
+}
+
+/** Maps an unexpected upstream status to an OCI error value. */
+export function statusError(namespace: string, status: number, notFound: OciErrorCode, retryAfterHeader?: string): OciError {
+  if (status === 404) return new OciError(notFound, 'not found upstream', { detail: { namespace } });
+  if (status === 401 || status === 403) {
+    return new OciError('DENIED', 'upstream denied access: the repository does not exist or the mirror lacks credentials for it', {
+      detail: { namespace, upstreamStatus: status },
+    });
+  }
+  if (status === 429) {
+    const retryAfter = parseRetryAfter(retryAfterHeader);
+    return new OciError('TOOMANYREQUESTS', 'upstream rate limit', { detail: { namespace }, ...(retryAfter === undefined ? {} : { retryAfter }) });
+  }
+  if (status === 503 || status === 502 || status === 504) {
+    return new OciError('UPSTREAM_UNAVAILABLE', 'upstream unavailable', { detail: { namespace, upstreamStatus: status } });
+  }
+  return new OciError('UPSTREAM_ERROR', 'unexpected upstream response', { detail: { namespace, upstreamStatus: status } });
+}
+
+function parseRetryAfter(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  const n = Number(value);
+  if (Number.isFinite(n) && n >= 0) return Math.ceil(n);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+}

@@ -1,0 +1,315 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { request, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/types.js';
+import { createDigester, tryParseDigest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
+import { detectManifestMediaType, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
+import { discard, readLimited } from './body.js';
+import { parseChallenge } from './challenge.js';
+import { statusError, transportError } from './errors.js';
+import { TokenCache, type Token } from './token-cache.js';
+
+export const VERSION = '0.1.0';
+const DEFAULT_USER_AGENT = `oci-registry/${VERSION}`;
+/** Distribution refuses manifests above 4 MiB; so do we. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_SMALL_BODY = 4 * 1024 * 1024;
+const MAX_REDIRECTS = 5;
+
+export interface UpstreamReply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Readable & { dump?: () => Promise<void> };
+}
+
+export interface FetchedManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export interface ManifestHead {
+  /** Absent when the upstream does not send Docker-Content-Digest; the caller then GETs. */
+  digest: string | undefined;
+  mediaType: string;
+  size: number;
+}
+
+export interface UpstreamBlob {
+  size: number | undefined;
+  body: Readable;
+}
+
+export interface TagPage {
+  tags: string[];
+  /** Whether upstream said more tags follow. */
+  more: boolean;
+}
+
+export interface ReferrersReply {
+  bytes: Buffer;
+  filtersApplied: string | undefined;
+}
+
+/** Observes every upstream exchange (metrics); kept abstract so upstream/ does not know the metrics library. */
+export interface UpstreamObserver {
+  onResponse(namespace: string, kind: string, status: number, seconds: number): void;
+  onError(namespace: string, kind: string, code: string): void;
+}
+
+interface AuthState {
+  scheme: 'basic' | 'bearer' | undefined;
+}
+
+/**
+ * Talks to one upstream registry: auth challenges (Basic, Bearer tokens cached per scope), redirects
+ * (Authorization dropped when the origin changes), and maps failures to OCI error values.
+ */
+export class UpstreamClient {
+  readonly namespace: string;
+  private readonly base: string;
+  private readonly tokens = new TokenCache();
+  private readonly auth: AuthState = { scheme: undefined };
+  private readonly userAgent: string;
+
+  constructor(
+    readonly config: UpstreamConfig,
+    private readonly dispatcher: Dispatcher,
+    private readonly observer?: UpstreamObserver,
+  ) {
+    this.namespace = config.namespace;
+    this.base = `${config.tls ? 'https' : 'http'}://${config.host}`;
+    this.userAgent = config.userAgent ?? DEFAULT_USER_AGENT;
+  }
+
+  async headManifest(repo: string, reference: string): Promise<ManifestHead> {
+    const reply = await this.send('manifest', 'HEAD', repo, `/v2/${repo}/manifests/${reference}`, { accept: UPSTREAM_MANIFEST_ACCEPT });
+    await discard(reply.body);
+    if (reply.status !== 200) throw this.fail(reply, 'MANIFEST_UNKNOWN');
+    const digest = header(reply.headers, 'docker-content-digest');
+    return {
+      digest: digest && tryParseDigest(digest) ? digest : undefined,
+      mediaType: header(reply.headers, 'content-type') ?? '',
+      size: Number(header(reply.headers, 'content-length') ?? 0),
+    };
+  }
+
+  async getManifest(repo: string, reference: string): Promise<FetchedManifest> {
+    const reply = await this.send('manifest', 'GET', repo, `/v2/${repo}/manifests/${reference}`, { accept: UPSTREAM_MANIFEST_ACCEPT });
+    if (reply.status !== 200) {
+      await discard(reply.body);
+      throw this.fail(reply, 'MANIFEST_UNKNOWN');
+    }
+    const bytes = await this.readBody(reply, MAX_MANIFEST_BYTES, 'manifest');
+    // The digest is of the bytes: by-digest requests must match, by-tag ones use the header's algorithm.
+    const requested = tryParseDigest(reference);
+    const announced = tryParseDigest(header(reply.headers, 'docker-content-digest') ?? '');
+    const algorithm = requested?.algorithm ?? announced?.algorithm ?? 'sha256';
+    const digest = `${algorithm}:${createDigester(algorithm).update(bytes).digest('hex')}`;
+    if (requested && digest !== requested.value) {
+      throw new OciError('UPSTREAM_ERROR', 'upstream manifest does not match the requested digest', {
+        detail: { namespace: this.namespace, requested: requested.value, received: digest },
+      });
+    }
+    return { digest, mediaType: detectManifestMediaType(header(reply.headers, 'content-type'), bytes), bytes };
+  }
+
+  /** Starts a blob download; the caller owns (and must consume or destroy) the body. */
+  async getBlob(repo: string, digest: string, signal?: AbortSignal): Promise<UpstreamBlob> {
+    const reply = await this.send('blob', 'GET', repo, `/v2/${repo}/blobs/${digest}`, { signal });
+    if (reply.status !== 200) {
+      await discard(reply.body);
+      throw this.fail(reply, 'BLOB_UNKNOWN');
+    }
+    const length = header(reply.headers, 'content-length');
+    return { size: length === undefined ? undefined : Number(length), body: reply.body };
+  }
+
+  /** The blob's size if upstream has it, undefined on 404; throws on outages. */
+  async headBlob(repo: string, digest: string): Promise<{ size: number | undefined } | undefined> {
+    const reply = await this.send('blob', 'HEAD', repo, `/v2/${repo}/blobs/${digest}`, {});
+    await discard(reply.body);
+    if (reply.status === 404) return undefined;
+    if (reply.status !== 200) throw this.fail(reply, 'BLOB_UNKNOWN');
+    const length = header(reply.headers, 'content-length');
+    return { size: length === undefined ? undefined : Number(length) };
+  }
+
+  async getTags(repo: string, n: number | undefined, last: string | undefined): Promise<TagPage> {
+    const q = new URLSearchParams();
+    if (n !== undefined) q.set('n', String(n));
+    if (last !== undefined) q.set('last', last);
+    const qs = q.toString();
+    const reply = await this.send('tags', 'GET', repo, `/v2/${repo}/tags/list${qs ? `?${qs}` : ''}`, {});
+    if (reply.status !== 200) {
+      await discard(reply.body);
+      throw this.fail(reply, 'NAME_UNKNOWN');
+    }
+    const doc = parseJson(await this.readBody(reply, MAX_SMALL_BODY, 'tag list')) as { tags?: unknown };
+    const tags = Array.isArray(doc.tags) ? doc.tags.filter((t): t is string => typeof t === 'string') : [];
+    return { tags, more: /rel="?next"?/.test(header(reply.headers, 'link') ?? '') };
+  }
+
+  /** The referrers index, or undefined when the upstream does not implement the API. */
+  async getReferrers(repo: string, digest: string, artifactType: string | undefined): Promise<ReferrersReply | undefined> {
+    const qs = artifactType ? `?${new URLSearchParams({ artifactType }).toString()}` : '';
+    const reply = await this.send('referrers', 'GET', repo, `/v2/${repo}/referrers/${digest}${qs}`, {});
+    if (reply.status === 404 || reply.status === 400 || reply.status === 405 || reply.status === 501) {
+      await discard(reply.body);
+      return undefined;
+    }
+    if (reply.status !== 200) {
+      await discard(reply.body);
+      throw this.fail(reply, 'MANIFEST_UNKNOWN');
+    }
+    return {
+      bytes: await this.readBody(reply, MAX_MANIFEST_BYTES, 'referrers index'),
+      filtersApplied: header(reply.headers, 'oci-filters-applied'),
+    };
+  }
+
+  private fail(reply: UpstreamReply, notFound: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'NAME_UNKNOWN'): OciError {
+    return statusError(this.namespace, reply.status, notFound, header(reply.headers, 'retry-after'));
+  }
+
+  private async readBody(reply: UpstreamReply, limit: number, what: string): Promise<Buffer> {
+    try {
+      return await readLimited(reply.body, limit, what);
+    } catch (e) {
+      throw transportError(this.namespace, e);
+    }
+  }
+
+  /** One logical request: adds auth, answers one 401 challenge, follows redirects. */
+  private async send(
+    kind: string,
+    method: 'GET' | 'HEAD',
+    repo: string,
+    path: string,
+    opts: { accept?: string; signal?: AbortSignal | undefined },
+  ): Promise<UpstreamReply> {
+    const started = performance.now();
+    try {
+      const scope = `repository:${repo}:pull`;
+      let reply = await this.exchange(method, new URL(path, this.base), opts, await this.authorization(scope));
+      if (reply.status === 401) {
+        const retried = await this.answerChallenge(reply, scope);
+        if (retried !== undefined) reply = await this.exchange(method, new URL(path, this.base), opts, retried);
+      }
+      this.observer?.onResponse(this.namespace, kind, reply.status, (performance.now() - started) / 1000);
+      return reply;
+    } catch (e) {
+      const err = transportError(this.namespace, e);
+      this.observer?.onError(this.namespace, kind, err.code);
+      throw err;
+    }
+  }
+
+  /** A request plus its redirects; Authorization never follows to another origin. */
+  private async exchange(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    opts: { accept?: string; signal?: AbortSignal | undefined },
+    authorization: string | undefined,
+  ): Promise<UpstreamReply> {
+    const origin = url.origin;
+    let current = url;
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { 'user-agent': this.userAgent };
+      if (opts.accept) headers['accept'] = opts.accept;
+      if (authorization && current.origin === origin) headers['authorization'] = authorization;
+      const res = await request(current, { method, headers, dispatcher: this.dispatcher, signal: opts.signal });
+      const location = header(res.headers, 'location');
+      if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && location) {
+        await discard(res.body);
+        if (hop >= MAX_REDIRECTS) throw new OciError('UPSTREAM_ERROR', 'too many upstream redirects', { detail: { namespace: this.namespace } });
+        const next = new URL(location, current);
+        if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+          throw new OciError('UPSTREAM_ERROR', 'upstream redirected to an unsupported scheme', { detail: { namespace: this.namespace } });
+        }
+        current = next;
+        continue;
+      }
+      return { status: res.statusCode, headers: res.headers, body: res.body };
+    }
+  }
+
+  private async authorization(scope: string): Promise<string | undefined> {
+    if (this.auth.scheme === 'basic') return this.basic();
+    if (this.auth.scheme === 'bearer') {
+      const token = this.tokens.get(scope);
+      return token ? `Bearer ${token}` : undefined;
+    }
+    return undefined;
+  }
+
+  /** Returns the Authorization to retry with, or undefined when the challenge cannot be answered. */
+  private async answerChallenge(reply: UpstreamReply, scope: string): Promise<string | undefined> {
+    const challenge = parseChallenge(header(reply.headers, 'www-authenticate'));
+    if (!challenge) return undefined;
+    if (challenge.scheme === 'basic') {
+      const basic = this.basic();
+      if (!basic || this.auth.scheme === 'basic') return undefined;
+      await discard(reply.body);
+      this.auth.scheme = 'basic';
+      return basic;
+    }
+    if (challenge.scheme !== 'bearer' || !challenge.params['realm']) return undefined;
+    await discard(reply.body);
+    this.auth.scheme = 'bearer';
+    this.tokens.invalidate(scope);
+    const realm = challenge.params['realm'];
+    const service = challenge.params['service'];
+    const wanted = challenge.params['scope'] ?? scope;
+    const token = await this.tokens.getOrFetch(scope, () => this.fetchToken(realm, service, wanted));
+    return `Bearer ${token}`;
+  }
+
+  private async fetchToken(realm: string, service: string | undefined, scope: string): Promise<Token> {
+    const url = new URL(realm);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new OciError('UPSTREAM_ERROR', 'token realm has an unsupported scheme', { detail: { namespace: this.namespace } });
+    }
+    if (service) url.searchParams.set('service', service);
+    url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    const basic = this.basic();
+    if (basic) headers['authorization'] = basic;
+    const res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher });
+    if (res.statusCode !== 200) {
+      await discard(res.body);
+      throw statusError(this.namespace, res.statusCode === 404 ? 502 : res.statusCode, 'NAME_UNKNOWN', header(res.headers, 'retry-after'));
+    }
+    const doc = parseJson(await readLimited(res.body, MAX_SMALL_BODY, 'token')) as {
+      token?: unknown;
+      access_token?: unknown;
+      expires_in?: unknown;
+    };
+    const value = typeof doc.token === 'string' && doc.token ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : '';
+    if (!value) throw new OciError('UPSTREAM_ERROR', 'token endpoint answered without a token', { detail: { namespace: this.namespace } });
+    const expiresIn = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
+    // Renew a little early so a token never expires between our check and the upstream's.
+    const margin = Math.min(10, expiresIn / 4);
+    return { value, expiresAt: Date.now() + (expiresIn - margin) * 1000 };
+  }
+
+  private basic(): string | undefined {
+    const { username, password } = this.config;
+    if (username === undefined || password === undefined) return undefined;
+    return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  }
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new OciError('UPSTREAM_ERROR', 'upstream sent invalid JSON');
+  }
+}
