@@ -9,6 +9,12 @@ export interface UpstreamConfig {
   userAgent: string | undefined;
   username: string | undefined;
   password: string | undefined;
+  /**
+   * A Docker credential helper (`ecr-login` runs `docker-credential-ecr-login get`) that supplies the
+   * credentials instead of username/password; its answer is cached for credentialTtlMs.
+   */
+  credentialHelper: string | undefined;
+  credentialTtlMs: number;
   manifestInvalidationMs: number;
   blobInvalidationMs: number;
   /** PEM bundle trusted in addition to the system CAs. */
@@ -20,6 +26,8 @@ export interface UpstreamConfig {
   connectTimeoutMs: number;
   /** Time to wait for response headers, and the longest gap between body chunks. */
   readTimeoutMs: number;
+  /** htpasswd file (bcrypt entries): clients must authenticate to pull this namespace through the mirror. */
+  clientAuthFile: string | undefined;
   /** True when the entry comes from the config file (an operator named it), false for implicit public mirroring. */
   explicit: boolean;
 }
@@ -43,3 +51,4 @@ export interface MirrorConfig {
 export const DEFAULT_INVALIDATION_MS = 14 * 86_400_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_READ_TIMEOUT_MS = 60_000;
+export const DEFAULT_CREDENTIAL_TTL_MS = 15 * 60_000;

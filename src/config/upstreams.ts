@@ -3,6 +3,7 @@ import yaml from 'js-yaml';
 import { parseDuration } from './duration.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_CREDENTIAL_TTL_MS,
   DEFAULT_INVALIDATION_MS,
   DEFAULT_READ_TIMEOUT_MS,
   type MirrorConfig,
@@ -36,6 +37,8 @@ const KNOWN_KEYS = new Set([
   'user_agent',
   'username',
   'password',
+  'credential_helper',
+  'credential_ttl',
   'manifest_invalidation_time',
   'blob_invalidation_time',
   'ca_file',
@@ -44,9 +47,13 @@ const KNOWN_KEYS = new Set([
   'serve_stale',
   'connect_timeout',
   'read_timeout',
+  'client_auth',
 ]);
 
 const NAMESPACE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?$/;
+
+/** The `<name>` of a `docker-credential-<name>` program: no path separators, no leading dash. */
+const CREDENTIAL_HELPER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function isValidNamespace(ns: string): boolean {
   return ns.length <= 255 && NAMESPACE.test(ns);
@@ -59,6 +66,8 @@ export function defaultUpstreamSettings(): MirrorConfig['defaults'] {
     userAgent: undefined,
     username: undefined,
     password: undefined,
+    credentialHelper: undefined,
+    credentialTtlMs: DEFAULT_CREDENTIAL_TTL_MS,
     manifestInvalidationMs: DEFAULT_INVALIDATION_MS,
     blobInvalidationMs: DEFAULT_INVALIDATION_MS,
     caFile: undefined,
@@ -67,6 +76,7 @@ export function defaultUpstreamSettings(): MirrorConfig['defaults'] {
     serveStale: true,
     connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
     readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
+    clientAuthFile: undefined,
   };
 }
 
@@ -180,13 +190,28 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
   if ((username === undefined) !== (password === undefined)) {
     throw new ConfigError(`${where}: keys "username" and "password" must be given together`);
   }
+  const credentialHelper = str('credential_helper', false);
+  if (credentialHelper !== undefined) {
+    if (!CREDENTIAL_HELPER_NAME.test(credentialHelper)) {
+      throw new ConfigError(`${where}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`);
+    }
+    if (username !== undefined) {
+      throw new ConfigError(`${where}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
+    }
+  }
   const clientCertFile = str('client_cert_file', false);
   const clientKeyFile = str('client_key_file', false);
   if ((clientCertFile === undefined) !== (clientKeyFile === undefined)) {
     throw new ConfigError(`${where}: keys "client_cert_file" and "client_key_file" must be given together`);
   }
   const caFile = str('ca_file', false);
-  for (const [key, path] of [['ca_file', caFile], ['client_cert_file', clientCertFile], ['client_key_file', clientKeyFile]] as const) {
+  const clientAuthFile = str('client_auth', false);
+  for (const [key, path] of [
+    ['ca_file', caFile],
+    ['client_cert_file', clientCertFile],
+    ['client_key_file', clientKeyFile],
+    ['client_auth', clientAuthFile],
+  ] as const) {
     if (path === undefined) continue;
     try {
       readFileSync(path);
@@ -202,6 +227,8 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
     userAgent: str('user_agent', false),
     username,
     password,
+    credentialHelper,
+    credentialTtlMs: duration('credential_ttl', d.credentialTtlMs),
     manifestInvalidationMs: duration('manifest_invalidation_time', d.manifestInvalidationMs),
     blobInvalidationMs: duration('blob_invalidation_time', d.blobInvalidationMs),
     caFile,
@@ -210,6 +237,7 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
     serveStale: bool('serve_stale', d.serveStale),
     connectTimeoutMs: duration('connect_timeout', d.connectTimeoutMs),
     readTimeoutMs: duration('read_timeout', d.readTimeoutMs),
+    clientAuthFile,
     explicit: true,
   };
 }
@@ -240,7 +268,8 @@ function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, 
       host: namespace === DOCKER_HUB ? DOCKER_HUB_HOST : namespace,
       explicit: false,
     };
-    upstreams.set(namespace, { ...base, username: c['username'], password: c['password'] });
+    // Explicit credentials override a credential_helper of the same entry.
+    upstreams.set(namespace, { ...base, username: c['username'], password: c['password'], credentialHelper: undefined });
   }
 }
 

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { Mirror } from '../proxy/mirror.js';
 import type { Resolver } from '../resolve/resolver.js';
+import type { ClientAuth } from './client-auth.js';
 import { sendOciError, statusOf, toOciError } from './errors.js';
 import './request-context.js';
 import { v2Routes } from './routes/v2.js';
@@ -9,6 +10,7 @@ import { v2Routes } from './routes/v2.js';
 export interface AppOptions {
   mirror: Mirror;
   resolver: Resolver;
+  clientAuth: ClientAuth;
   log: Logger;
   /** Extra plugins (health, metrics) registered by the caller. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
@@ -74,7 +76,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler(async (request, reply) => sendOciError(reply, toOciError({ statusCode: 404 })));
 
-  await app.register(v2Routes, { mirror: options.mirror, resolver: options.resolver });
+  await app.register(v2Routes, { mirror: options.mirror, resolver: options.resolver, clientAuth: options.clientAuth });
   for (const plugin of options.plugins ?? []) await app.register(plugin);
   return app;
 }

@@ -2,7 +2,9 @@ import { rm } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { MirrorConfig } from '../config/types.js';
+import { HtpasswdVerifier } from '../auth/htpasswd.js';
 import { buildApp } from '../http/app.js';
+import { ClientAuth } from '../http/client-auth.js';
 import { healthRoutes } from '../http/routes/health.js';
 import type { ProxyObserver } from '../proxy/events.js';
 import { Mirror } from '../proxy/mirror.js';
@@ -51,6 +53,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
   const app = await buildApp({
     mirror,
     resolver,
+    clientAuth: new ClientAuth(config, new HtpasswdVerifier()),
     log,
     plugins: [async (a) => healthRoutes(a, { storage })],
   });

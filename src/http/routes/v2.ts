@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OciError } from '../../oci/errors.js';
 import type { Mirror } from '../../proxy/mirror.js';
 import type { Resolver } from '../../resolve/resolver.js';
+import type { ClientAuth } from '../client-auth.js';
 import { sendOciError } from '../errors.js';
 import { parseV2Path } from '../v2-path.js';
 import { serveBlob } from './blobs.js';
@@ -12,6 +13,7 @@ import { serveTags } from './tags.js';
 export interface V2Deps {
   mirror: Mirror;
   resolver: Resolver;
+  clientAuth: ClientAuth;
 }
 
 const WRITE_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
@@ -45,6 +47,7 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
   if (parsed.kind === 'base') {
     // Never contacts an upstream: clients call this to probe the mirror.
     request.ctx.route = 'base';
+    await deps.clientAuth.checkBase(request.headers.authorization);
     reply.header('content-type', 'application/json');
     return reply.send('{}');
   }
@@ -67,6 +70,7 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
     }
     throw e;
   }
+  await deps.clientAuth.check(repo.upstream.clientAuthFile, repo.namespace, request.headers.authorization);
   request.ctx.namespace = repo.namespace;
   request.ctx.repository = repo.repository;
   request.ctx.source = repo.source;
