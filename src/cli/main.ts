@@ -24,6 +24,7 @@ export function buildProgram(): Command {
         .env('ALLOW_UNLISTED_NAMESPACES')
         .default(false),
     )
+    .addOption(new Option('--verify-cache', 'at start, rehash every cached blob and delete corrupt ones before serving').env('VERIFY_CACHE').default(false))
     .addOption(new Option('--check-cache-digest', 'rehash cached blobs while serving them; drop any that fail').env('CHECK_CACHE_DIGEST').default(false))
     .addOption(new Option('--spool-dir <dir>', 'where blobs are spooled while stored in S3 (default: the system temp dir)').env('SPOOL_DIR'))
     .addOption(

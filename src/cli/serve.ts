@@ -3,6 +3,7 @@ import { ConfigError, loadMirrorConfig } from '../config/upstreams.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { createMirrorServer } from '../server/create-server.js';
 import { createStorage, type StorageOptions } from '../storage/create-storage.js';
+import { verifyCache } from '../lifecycle/verify-cache.js';
 import { parseListenAddress } from './listen-address.js';
 
 export interface ServerCommandOptions {
@@ -12,6 +13,7 @@ export interface ServerCommandOptions {
   logLevel: LogLevel;
   allowUnlistedNamespaces: boolean;
   checkCacheDigest: boolean;
+  verifyCache: boolean;
   spoolDir?: string | undefined;
   shutdownGracePeriod: string;
   storage: StorageOptions;
@@ -38,6 +40,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     spoolParent: opts.spoolDir,
     checkCacheDigest: opts.checkCacheDigest,
   });
+  if (opts.verifyCache) await verifyCache(storage, log);
   await server.app.listen({ host: listen.host, port: listen.port });
   const addr = server.app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : listen.port;

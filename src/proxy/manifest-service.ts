@@ -7,6 +7,7 @@ import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { errMessage } from './blob-fill.js';
 import { STALE_WARNING } from './blob-handle.js';
 import { Coalescer } from './coalescer.js';
+import { Lru } from './lru.js';
 import type { CacheOutcome, ProxyObserver } from './events.js';
 
 export interface ManifestResult {
@@ -32,6 +33,10 @@ export interface ManifestServiceOptions {
  */
 export class ManifestService {
   private readonly fetches = new Coalescer<ManifestResult>();
+  // Hot entries in memory: a warm manifest request then costs no storage I/O. Manifests by digest are
+  // immutable; tag records carry their own checkedAt, so a cached copy is exactly as fresh as the stored one.
+  private readonly hotManifests = new Lru<StoredManifest>(64 * 1024 * 1024, (m) => m.bytes.length + 256);
+  private readonly hotTags = new Lru<TagRecord>(20_000);
   private readonly now: () => number;
 
   constructor(private readonly options: ManifestServiceOptions) {
@@ -104,8 +109,12 @@ export class ManifestService {
   // Storage failures never fail a pull that upstream can serve: log, count, carry on uncached.
 
   private async readManifest(digest: string): Promise<StoredManifest | undefined> {
+    const hot = this.hotManifests.get(digest);
+    if (hot) return hot;
     try {
-      return await this.options.storage.getManifest(digest);
+      const stored = await this.options.storage.getManifest(digest);
+      if (stored) this.hotManifests.set(digest, stored);
+      return stored;
     } catch (e) {
       this.storageFailed('get_manifest', e);
       return undefined;
@@ -113,8 +122,13 @@ export class ManifestService {
   }
 
   private async readTag(ref: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
+    const key = tagKey(ref, tag);
+    const hot = this.hotTags.get(key);
+    if (hot) return hot;
     try {
-      return await this.options.storage.getTag(ref, tag);
+      const stored = await this.options.storage.getTag(ref, tag);
+      if (stored) this.hotTags.set(key, stored);
+      return stored;
     } catch (e) {
       this.storageFailed('get_tag', e);
       return undefined;
@@ -122,6 +136,7 @@ export class ManifestService {
   }
 
   private async writeManifest(digest: string, manifest: StoredManifest): Promise<void> {
+    this.hotManifests.set(digest, manifest);
     try {
       await this.options.storage.putManifest(digest, manifest);
     } catch (e) {
@@ -130,6 +145,7 @@ export class ManifestService {
   }
 
   private async writeTag(repo: ResolvedRepository, tag: string, record: TagRecord): Promise<void> {
+    this.hotTags.set(tagKey(repoRef(repo), tag), record);
     try {
       await this.options.storage.putTag(repoRef(repo), tag, record);
     } catch (e) {
@@ -141,6 +157,10 @@ export class ManifestService {
     this.options.observer?.storageError?.(operation);
     this.options.log.warn({ operation, err: errMessage(e) }, 'storage operation failed');
   }
+}
+
+function tagKey(ref: RepositoryRef, tag: string): string {
+  return `${ref.namespace}\0${ref.repository}\0${tag}`;
 }
 
 export function repoRef(repo: ResolvedRepository): RepositoryRef {
