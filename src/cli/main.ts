@@ -5,6 +5,7 @@ import { VERSION } from '../upstream/upstream-client.js';
 import { LOG_LEVELS } from '../log.js';
 import { parseListenAddress } from './listen-address.js';
 import { runServer, type ServerCommandOptions } from './serve.js';
+import { registerClientConfig } from './client-config.js';
 import type { StorageOptions } from '../storage/create-storage.js';
 
 /** Flags compatible with the Rust oci-registry, each also read from an environment variable. */
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--verify-cache', 'at start, rehash every cached blob and delete corrupt ones before serving').env('VERIFY_CACHE').default(false))
     .addOption(new Option('--check-cache-digest', 'rehash cached blobs while serving them; drop any that fail').env('CHECK_CACHE_DIGEST').default(false))
     .addOption(new Option('--spool-dir <dir>', 'where blobs are spooled while stored in S3 (default: the system temp dir)').env('SPOOL_DIR'))
+    .addOption(new Option('--metrics-listen <host:port>', 'serve /metrics on this separate address instead of --listen').env('METRICS_LISTEN').argParser(listenArg))
     .addOption(
       new Option('--shutdown-grace-period <duration>', 'how long SIGTERM waits for running requests and downloads')
         .env('SHUTDOWN_GRACE_PERIOD')
@@ -51,7 +53,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--secret-key <key>', 'secret access key').env('S3_SECRET_KEY'))
     .addOption(new Option('--prefix <prefix>', 'key prefix inside the bucket').env('S3_PREFIX'))
     .addOption(new Option('--path-style', 'path-style bucket URLs (default when --host is given)').env('S3_PATH_STYLE'))
-    .action(async (opts: { bucket: string; region: string; host?: string; accessKey?: string; secretKey?: string; prefix?: string; pathStyle?: boolean }) => {
+    .addOption(new Option('--redirect', 'answer GETs of cached blobs with a 307 to a presigned S3 URL (5 min expiry)').env('S3_REDIRECT'))
+    .action(async (opts: { bucket: string; region: string; host?: string; accessKey?: string; secretKey?: string; prefix?: string; pathStyle?: boolean; redirect?: boolean }) => {
       if ((opts.accessKey === undefined) !== (opts.secretKey === undefined)) {
         throw new ConfigError('s3: --access-key and --secret-key must be given together');
       }
@@ -64,8 +67,10 @@ export function buildProgram(): Command {
         secretAccessKey: opts.secretKey,
         prefix: opts.prefix,
         forcePathStyle: opts.pathStyle,
+        redirect: opts.redirect,
       });
     });
+  registerClientConfig(program);
   return program;
 }
 

@@ -6,6 +6,9 @@ import { createStorage, type StorageOptions } from '../storage/create-storage.js
 import { verifyCache } from '../lifecycle/verify-cache.js';
 import { parseListenAddress } from './listen-address.js';
 
+/** Presigned URLs are checked when a download starts, so a short expiry does not cut long transfers. */
+const PRESIGNED_URL_SECONDS = 300;
+
 export interface ServerCommandOptions {
   listen: string;
   upstreamConfigFile?: string | undefined;
@@ -16,6 +19,7 @@ export interface ServerCommandOptions {
   verifyCache: boolean;
   spoolDir?: string | undefined;
   shutdownGracePeriod: string;
+  metricsListen?: string | undefined;
   storage: StorageOptions;
 }
 
@@ -25,6 +29,10 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
   if (!listen) throw new ConfigError(`--listen: expected HOST:PORT, got ${JSON.stringify(opts.listen)}`);
   const graceMs = parseDuration(opts.shutdownGracePeriod);
   if (graceMs === undefined) throw new ConfigError(`--shutdown-grace-period: expected a duration like 30s, got ${JSON.stringify(opts.shutdownGracePeriod)}`);
+  const metricsListen = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen);
+  if (opts.metricsListen !== undefined && !metricsListen) {
+    throw new ConfigError(`--metrics-listen: expected HOST:PORT, got ${JSON.stringify(opts.metricsListen)}`);
+  }
   const config = loadMirrorConfig({
     configFile: opts.upstreamConfigFile,
     defaultNamespace: opts.defaultNamespace,
@@ -32,22 +40,26 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     credentialsJson: process.env['UPSTREAM_CREDENTIALS'],
   });
   const log = createLogger(opts.logLevel);
-  const storage = await createStorage(opts.storage);
+  const storage = await createStorage(opts.storage, log);
   const server = await createMirrorServer({
     config,
     storage,
     log,
     spoolParent: opts.spoolDir,
     checkCacheDigest: opts.checkCacheDigest,
+    metricsListen,
+    redirectSeconds: opts.storage.kind === 's3' && opts.storage.redirect ? PRESIGNED_URL_SECONDS : undefined,
   });
   if (opts.verifyCache) await verifyCache(storage, log);
   await server.app.listen({ host: listen.host, port: listen.port });
   const addr = server.app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : listen.port;
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  const metricsAddr = server.metricsApp?.server.address();
   log.info(
     {
       url: `http://${host}:${port}`,
+      metricsUrl: metricsAddr && typeof metricsAddr === 'object' ? `http://${metricsAddr.family === 'IPv6' ? `[${metricsAddr.address}]` : metricsAddr.address}:${metricsAddr.port}/metrics` : `http://${host}:${port}/metrics`,
       storage: storage.kind,
       upstreams: [...config.upstreams.keys()],
       configFile: config.configFile,

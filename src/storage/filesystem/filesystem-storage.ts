@@ -65,7 +65,7 @@ export class FilesystemStorage implements Storage {
     });
   }
 
-  createBlobWriter(digest: string): Promise<BlobWriter> {
+  async createBlobWriter(digest: string): Promise<BlobWriter> {
     return FilesystemBlobWriter.create(this.paths.tmp, this.paths.blob(digest));
   }
 

@@ -26,10 +26,11 @@ import type {
   TagRecord,
 } from '../storage.js';
 import { S3BlobUpload } from './blob-upload.js';
+import { createS3Client } from './client.js';
 import { describeError, httpStatusOf, isInvalidRange, isNotFound } from './errors.js';
 import { S3Keys } from './keys.js';
-import { createS3Client } from './client.js';
 import { resolveS3Options, type ResolvedS3Options, type S3StorageOptions } from './options.js';
+import { fitToRange } from './range.js';
 
 export type { S3StorageOptions } from './options.js';
 
@@ -68,7 +69,11 @@ interface TagJson {
  * blob instead gets a tiny side object `blob-meta/<alg>/<hex>` holding the time; statBlob and
  * listBlobs consult it only for blobs over that size, so the common case stays one HEAD. (On a
  * versioned bucket each touch keeps an old version: use an unversioned bucket or expire
- * noncurrent versions.)
+ * noncurrent versions.) statBlob reads `verified-at` too; listBlobs has only LastModified, so on a
+ * server whose self-copy keeps LastModified (s3rver does) the listing may show an older time.
+ *
+ * blobUrl presigns with the client's credentials: with temporary ones (IRSA, instance profile)
+ * the URL stops working when they expire, whatever expiresInSeconds says.
  */
 export class S3Storage implements Storage {
   readonly kind = 's3';
@@ -168,12 +173,7 @@ export class S3Storage implements Storage {
     }
     const body = res.Body;
     if (!(body instanceof Readable)) throw new Error('S3 GetObject returned no stream body');
-    if (range && !res.ContentRange && (range.start !== 0 || (res.ContentLength ?? 0) > range.end + 1)) {
-      // A server that ignored the Range header would hand out the wrong bytes.
-      body.destroy();
-      throw new Error(`S3 server ignored the Range header for ${key}`);
-    }
-    return body;
+    return range ? fitToRange(body, range, res.ContentRange, res.ContentLength) : body;
   }
 
   async createBlobWriter(digest: string): Promise<BlobWriter> {

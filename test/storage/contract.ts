@@ -1,0 +1,365 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { Test } from 'tap';
+import { digestOf } from '../../src/oci/digest.js';
+import type { BlobListing, RepositoryRef, Storage } from '../../src/storage/storage.js';
+
+/**
+ * The behaviour every Storage backend must show, one behaviour per subtest. Each subtest gets a
+ * fresh, initialised storage from makeStorage and cleans it up afterwards.
+ */
+export interface ContractSubject {
+  storage: Storage;
+  cleanup: () => Promise<void>;
+  /** Backends with multipart uploads: how many are pending (started, neither completed nor aborted). */
+  pendingUploads?: () => Promise<number>;
+}
+
+export type MakeStorage = () => Promise<ContractSubject>;
+
+const MIB = 1024 * 1024;
+/** Backends under test use 5 MiB parts, so these sizes span one part, and several. */
+const ONE_PART_PLUS = 6 * MIB;
+const MULTI_PART = 12 * MIB + 123;
+
+export function storageContract(t: Test, name: string, makeStorage: MakeStorage): Promise<unknown> {
+  return t.test(`${name}: storage contract`, async (t) => {
+    const behaviour = (title: string, fn: (t: Test, subject: ContractSubject) => Promise<void>) =>
+      t.test(title, async (t) => {
+        const subject = await makeStorage();
+        try {
+          await fn(t, subject);
+        } finally {
+          await subject.cleanup();
+        }
+      });
+
+    await behaviour('a blob is invisible until commit', async (t, { storage }) => {
+      const data = randomBytes(ONE_PART_PLUS);
+      const digest = digestOf(data);
+      const writer = await storage.createBlobWriter(digest);
+      await writeAll(writer, data);
+      t.equal(await storage.statBlob(digest), undefined, 'statBlob before commit');
+      t.equal(await storage.readBlob(digest), undefined, 'readBlob before commit');
+      t.same(await listDigests(storage), [], 'listBlobs before commit');
+      await writer.commit();
+      t.equal((await storage.statBlob(digest))?.size, data.length, 'visible after commit');
+    });
+
+    await behaviour('abort leaves nothing visible and no pending upload', async (t, { storage, pendingUploads }) => {
+      const data = randomBytes(MULTI_PART);
+      const digest = digestOf(data);
+      const writer = await storage.createBlobWriter(digest);
+      await writeAll(writer, data);
+      if (pendingUploads) {
+        t.ok(await eventually(async () => (await pendingUploads()) > 0), 'a multipart upload was under way before abort');
+      }
+      await writer.abort();
+      t.equal(await storage.statBlob(digest), undefined, 'statBlob');
+      t.equal(await storage.readBlob(digest), undefined, 'readBlob');
+      t.same(await listDigests(storage), [], 'listBlobs');
+      if (pendingUploads) t.equal(await pendingUploads(), 0, 'no multipart upload left behind');
+      await writer.abort();
+      t.pass('a second abort is harmless');
+    });
+
+    await behaviour('write and commit round-trip a small blob', async (t, { storage }) => {
+      const data = randomBytes(1000);
+      const digest = await putBlob(storage, data);
+      t.equal(sha256(await readAll(await storage.readBlob(digest))), digest);
+    });
+
+    await behaviour('write and commit round-trip a multi-part blob', async (t, { storage }) => {
+      const data = randomBytes(MULTI_PART);
+      const digest = await putBlob(storage, data, 100_000);
+      const back = await readAll(await storage.readBlob(digest));
+      t.equal(back.length, data.length, 'size');
+      t.equal(sha256(back), digest, 'hash');
+    });
+
+    await behaviour('an empty blob round-trips', async (t, { storage }) => {
+      const digest = await putBlob(storage, Buffer.alloc(0));
+      t.equal((await storage.statBlob(digest))?.size, 0, 'size 0');
+      t.equal((await readAll(await storage.readBlob(digest))).length, 0, 'no bytes');
+    });
+
+    await behaviour('the caller may reuse its buffer once write resolves', async (t, { storage }) => {
+      const expected = createHash('sha256');
+      const chunk = Buffer.alloc(256 * 1024);
+      const chunks: number[] = [];
+      for (let i = 0; i < 30; i++) chunks.push(i);
+      const fill = (i: number) => chunk.fill(i + 1);
+      for (const i of chunks) expected.update(fill(i));
+      const digest = `sha256:${expected.digest('hex')}`;
+      const writer = await storage.createBlobWriter(digest);
+      for (const i of chunks) await writer.write(fill(i));
+      await writer.commit();
+      t.equal(sha256(await readAll(await storage.readBlob(digest))), digest);
+    });
+
+    await behaviour('concurrent writers of the same digest both succeed', async (t, { storage }) => {
+      const data = randomBytes(ONE_PART_PLUS);
+      const digest = digestOf(data);
+      const a = await storage.createBlobWriter(digest);
+      const b = await storage.createBlobWriter(digest);
+      const step = 64 * 1024;
+      for (let offset = 0; offset < data.length; offset += step) {
+        const part = data.subarray(offset, offset + step);
+        await Promise.all([a.write(part), b.write(part)]);
+      }
+      await Promise.all([a.commit(), b.commit()]);
+      t.equal(sha256(await readAll(await storage.readBlob(digest))), digest, 'content');
+      t.same(await listDigests(storage), [digest], 'one blob');
+    });
+
+    await behaviour('readBlob with a range returns exactly those bytes', async (t, { storage }) => {
+      const data = randomBytes(300_000);
+      const digest = await putBlob(storage, data);
+      const ranges: Array<[number, number]> = [
+        [0, 0],
+        [1, 10],
+        [1000, 250_000],
+        [data.length - 5, data.length - 1],
+        [0, data.length - 1],
+      ];
+      for (const [start, end] of ranges) {
+        const got = await readAll(await storage.readBlob(digest, { start, end }));
+        t.ok(got.equals(data.subarray(start, end + 1)), `bytes ${start}-${end}`);
+      }
+    });
+
+    await behaviour('statBlob reports the size', async (t, { storage }) => {
+      const data = randomBytes(12_345);
+      const digest = await putBlob(storage, data);
+      const stat = await storage.statBlob(digest);
+      t.equal(stat?.size, 12_345);
+      t.ok(stat!.modified instanceof Date && !Number.isNaN(stat!.modified.getTime()), 'modified is a date');
+    });
+
+    await behaviour('listBlobs lists committed blobs only', async (t, { storage }) => {
+      const one = randomBytes(100);
+      const two = randomBytes(200);
+      const d1 = await putBlob(storage, one);
+      const d2 = await putBlob(storage, two);
+      const aborted = randomBytes(300);
+      const w3 = await storage.createBlobWriter(digestOf(aborted));
+      await w3.write(aborted);
+      await w3.abort();
+      const open = randomBytes(400);
+      const w4 = await storage.createBlobWriter(digestOf(open));
+      await w4.write(open);
+      try {
+        const listed = await listAll(storage);
+        t.same(
+          listed.map((b) => [b.digest, b.size]).sort(),
+          [
+            [d1, 100],
+            [d2, 200],
+          ].sort(),
+        );
+        for (const b of listed) t.ok(b.modified instanceof Date, `${b.digest} has a modified date`);
+      } finally {
+        await w4.abort();
+      }
+    });
+
+    await behaviour('deleteBlob removes a blob and leaves others', async (t, { storage }) => {
+      const d1 = await putBlob(storage, randomBytes(100));
+      const d2 = await putBlob(storage, randomBytes(100));
+      await storage.deleteBlob(d1);
+      t.equal(await storage.statBlob(d1), undefined, 'deleted');
+      t.equal(await storage.readBlob(d1), undefined, 'not readable');
+      t.same(await listDigests(storage), [d2], 'the other stays');
+    });
+
+    await behaviour('deleteBlob of an absent blob succeeds', async (t, { storage }) => {
+      await storage.deleteBlob(digestOf(Buffer.from('never stored')));
+      t.pass();
+    });
+
+    await behaviour('touchBlob advances modified', async (t, { storage }) => {
+      const digest = await putBlob(storage, randomBytes(100));
+      const before = (await storage.statBlob(digest))!.modified;
+      await sleep(30);
+      await storage.touchBlob(digest);
+      const after = (await storage.statBlob(digest))!.modified;
+      t.ok(after.getTime() > before.getTime(), `${after.toISOString()} > ${before.toISOString()}`);
+      t.ok(Math.abs(after.getTime() - Date.now()) < 60_000, 'about now');
+      t.equal((await storage.statBlob(digest))?.size, 100, 'size unchanged');
+      t.equal(sha256(await readAll(await storage.readBlob(digest))), digest, 'content unchanged');
+    });
+
+    await behaviour('touchBlob of an absent blob does nothing', async (t, { storage }) => {
+      const digest = digestOf(Buffer.from('absent'));
+      await storage.touchBlob(digest);
+      t.equal(await storage.statBlob(digest), undefined);
+    });
+
+    await behaviour('a manifest round-trips its exact bytes, media type and fetchedAt', async (t, { storage }) => {
+      // Not canonical JSON: odd spacing, key order, unicode, no trailing newline; bytes must not be re-encoded.
+      const bytes = Buffer.from('{ "schemaVersion":2,\n\t"mediaType" : "application/vnd.oci.image.index.v1+json", "é":"\u2603" ,"manifests":[]}');
+      const digest = digestOf(bytes);
+      const fetchedAt = new Date('2024-05-06T07:08:09.123Z');
+      const mediaType = 'application/vnd.oci.image.index.v1+json';
+      await storage.putManifest(digest, { mediaType, bytes, fetchedAt });
+      const got = await storage.getManifest(digest);
+      t.ok(got?.bytes.equals(bytes), 'bytes');
+      t.equal(got?.mediaType, mediaType, 'media type');
+      t.equal(got?.fetchedAt.toISOString(), fetchedAt.toISOString(), 'fetchedAt');
+      const docker = Buffer.from('{"schemaVersion":2}');
+      await storage.putManifest(digestOf(docker), {
+        mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+        bytes: docker,
+        fetchedAt,
+      });
+      t.equal((await storage.getManifest(digestOf(docker)))?.mediaType, 'application/vnd.docker.distribution.manifest.v2+json', 'another media type');
+    });
+
+    await behaviour('deleteManifest removes a manifest', async (t, { storage }) => {
+      const bytes = Buffer.from('{"schemaVersion":2}');
+      const digest = digestOf(bytes);
+      await storage.putManifest(digest, { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes, fetchedAt: new Date() });
+      await storage.deleteManifest(digest);
+      t.equal(await storage.getManifest(digest), undefined);
+      await storage.deleteManifest(digest);
+      t.pass('deleting again is fine');
+    });
+
+    await behaviour('a tag round-trips and a put replaces it', async (t, { storage }) => {
+      const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
+      const first = { digest: digestOf(Buffer.from('a')), mediaType: 'application/vnd.oci.image.index.v1+json', size: 123, checkedAt: new Date('2024-01-02T03:04:05.678Z') };
+      await storage.putTag(repo, 'latest', first);
+      t.same(await storage.getTag(repo, 'latest'), first, 'round trip');
+      const second = { ...first, digest: digestOf(Buffer.from('b')), size: 456, checkedAt: new Date('2024-02-03T04:05:06.789Z') };
+      await storage.putTag(repo, 'latest', second);
+      t.same(await storage.getTag(repo, 'latest'), second, 'replaced');
+    });
+
+    await behaviour('listTags lists a repository\'s tags in lexical order', async (t, { storage }) => {
+      const repo: RepositoryRef = { namespace: 'localhost:5000', repository: 'team/app' };
+      const nested: RepositoryRef = { namespace: 'localhost:5000', repository: 'team/app/sub' };
+      const parent: RepositoryRef = { namespace: 'localhost:5000', repository: 'team' };
+      const other: RepositoryRef = { namespace: 'ghcr.io', repository: 'team/app' };
+      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      const tags = ['v1.9', 'latest', 'v1.10', 'V2', '1.0', '_private', 'v1.9-alpine'];
+      for (const tag of tags) await storage.putTag(repo, tag, record);
+      await storage.putTag(nested, 'nested-only', record);
+      await storage.putTag(parent, 'parent-only', record);
+      await storage.putTag(other, 'other-only', record);
+      t.same(await storage.listTags(repo), [...tags].sort(), 'lexical, own tags only');
+      t.same(await storage.listTags(nested), ['nested-only'], 'nested repository');
+      t.same(await storage.listTags(parent), ['parent-only'], 'parent repository');
+      t.same(await storage.listTags({ namespace: 'quay.io', repository: 'none' }), [], 'unknown repository');
+    });
+
+    await behaviour('missing things are undefined', async (t, { storage }) => {
+      const digest = digestOf(Buffer.from('missing'));
+      const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/missing' };
+      t.equal(await storage.statBlob(digest), undefined, 'statBlob');
+      t.equal(await storage.readBlob(digest), undefined, 'readBlob');
+      t.equal(await storage.readBlob(digest, { start: 0, end: 10 }), undefined, 'readBlob with a range');
+      t.equal(await storage.getManifest(digest), undefined, 'getManifest');
+      t.equal(await storage.getTag(repo, 'latest'), undefined, 'getTag');
+      t.same(await storage.listTags(repo), [], 'listTags');
+      t.same(await listDigests(storage), [], 'listBlobs');
+    });
+
+    await behaviour('hostile names and invalid digests are refused', async (t, { storage }) => {
+      for (const [label, op] of hostileOperations(storage)) await t.rejects(op, label);
+      t.same(await listDigests(storage), [], 'nothing was stored');
+    });
+
+    await behaviour('checkWritable succeeds', async (t, { storage }) => {
+      await storage.checkWritable();
+      t.same(await listDigests(storage), [], 'leaves no blob behind');
+    });
+  });
+}
+
+const HOSTILE_REPOSITORIES: RepositoryRef[] = [
+  { namespace: '..', repository: 'x' },
+  { namespace: '.', repository: 'x' },
+  { namespace: 'a/b', repository: 'x' },
+  { namespace: '', repository: 'x' },
+  { namespace: 'docker.io', repository: '../../../escape' },
+  { namespace: 'docker.io', repository: 'library/..' },
+  { namespace: 'docker.io', repository: 'a//b' },
+  { namespace: 'docker.io', repository: 'a\\..\\..' },
+];
+const HOSTILE_TAGS = ['..', '.', 'a/b', '../../escape', '', 'x\0y'];
+const INVALID_DIGESTS = ['sha256:../../x', `sha256:${'0'.repeat(63)}`, 'md5:abc', '../blobs', `sha256:${'A'.repeat(64)}`];
+
+/**
+ * Operations that name something outside the backend's key space, each as a function (so that a
+ * synchronous throw counts as a refusal too). Callers validate names first; storage is the second fence.
+ */
+export function hostileOperations(storage: Storage): Array<[string, () => Promise<unknown>]> {
+  const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+  const fine: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
+  const ops: Array<[string, () => Promise<unknown>]> = [];
+  for (const repo of HOSTILE_REPOSITORIES) {
+    const label = JSON.stringify(repo);
+    ops.push([`putTag ${label}`, async () => storage.putTag(repo, 'latest', record)]);
+    ops.push([`getTag ${label}`, async () => storage.getTag(repo, 'latest')]);
+    ops.push([`listTags ${label}`, async () => storage.listTags(repo)]);
+  }
+  for (const tag of HOSTILE_TAGS) {
+    ops.push([`putTag tag ${JSON.stringify(tag)}`, async () => storage.putTag(fine, tag, record)]);
+    ops.push([`getTag tag ${JSON.stringify(tag)}`, async () => storage.getTag(fine, tag)]);
+  }
+  for (const digest of INVALID_DIGESTS) {
+    ops.push([`statBlob ${digest}`, async () => storage.statBlob(digest)]);
+    ops.push([`readBlob ${digest}`, async () => storage.readBlob(digest)]);
+    ops.push([`createBlobWriter ${digest}`, async () => storage.createBlobWriter(digest)]);
+    ops.push([`getManifest ${digest}`, async () => storage.getManifest(digest)]);
+    ops.push([`putManifest ${digest}`, async () => storage.putManifest(digest, { mediaType: 'x', bytes: Buffer.from('{}'), fetchedAt: new Date() })]);
+  }
+  return ops;
+}
+
+export async function writeAll(writer: { write(chunk: Buffer): Promise<void> }, data: Buffer, step = 64 * 1024): Promise<void> {
+  for (let offset = 0; offset < data.length; offset += step) await writer.write(data.subarray(offset, offset + step));
+}
+
+export async function putBlob(storage: Storage, data: Buffer, step?: number): Promise<string> {
+  const digest = digestOf(data);
+  const writer = await storage.createBlobWriter(digest);
+  await writeAll(writer, data, step);
+  await writer.commit();
+  return digest;
+}
+
+export async function readAll(stream: Readable | undefined): Promise<Buffer> {
+  if (!stream) throw new Error('expected a stream, got undefined');
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+export async function listAll(storage: Storage): Promise<BlobListing[]> {
+  const all: BlobListing[] = [];
+  for await (const b of storage.listBlobs()) all.push(b);
+  return all;
+}
+
+export async function listDigests(storage: Storage): Promise<string[]> {
+  return (await listAll(storage)).map((b) => b.digest).sort();
+}
+
+export function sha256(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls until check() is true (true) or the time is up (false). */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > end) return false;
+    await sleep(20);
+  }
+}

@@ -1,0 +1,49 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { digestOf } from '../../src/oci/digest.js';
+import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
+import { hostileOperations, storageContract } from './contract.js';
+
+async function makeFilesystemStorage() {
+  const dir = await mkdtemp(join(tmpdir(), 'fs-storage-'));
+  const storage = new FilesystemStorage(join(dir, 'cache'));
+  await storage.init();
+  return { dir, storage, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+await storageContract(t, 'filesystem', async () => {
+  const { storage, cleanup } = await makeFilesystemStorage();
+  return { storage, cleanup };
+});
+
+t.test('init sweeps what a crash left in tmp/', async (t) => {
+  const { storage, cleanup } = await makeFilesystemStorage();
+  t.teardown(cleanup);
+  await writeFile(join(storage.paths.tmp, 'leftover.part'), 'half a blob');
+  await mkdir(join(storage.paths.tmp, 'a-dir'));
+  await storage.init();
+  t.same(await readdir(storage.paths.tmp), [], 'tmp/ is empty');
+});
+
+t.test('abort removes the temp file', async (t) => {
+  const { storage, cleanup } = await makeFilesystemStorage();
+  t.teardown(cleanup);
+  const data = Buffer.from('some bytes');
+  const writer = await storage.createBlobWriter(digestOf(data));
+  await writer.write(data);
+  t.ok(writer.localPath && existsSync(writer.localPath), 'the temp file exists while writing');
+  await writer.abort();
+  t.same(await readdir(storage.paths.tmp), [], 'tmp/ is empty after abort');
+});
+
+t.test('hostile names cannot address anything outside the root', async (t) => {
+  const { dir, storage, cleanup } = await makeFilesystemStorage();
+  t.teardown(cleanup);
+  for (const [label, op] of hostileOperations(storage)) await t.rejects(op, label);
+  t.same(await readdir(dir), ['cache'], 'nothing was created beside the root');
+  t.same((await readdir(storage.paths.root)).sort(), ['blobs', 'manifests', 'repositories', 'tmp'], 'nor inside it');
+  t.same(await readdir(storage.paths.repositories), [], 'no repository directory');
+});
