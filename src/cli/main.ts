@@ -4,7 +4,10 @@ import { ConfigError } from '../config/upstreams.js';
 import { VERSION } from '../upstream/upstream-client.js';
 import { LOG_LEVELS } from '../log.js';
 import { parseListenAddress } from './listen-address.js';
-import { runServer, type ServerCommandOptions } from './serve.js';
+import { registerAdminCommands } from './admin/index.js';
+import { addLifecycleOptions } from './lifecycle-options.js';
+import type { GlobalOptions } from './global-options.js';
+import { runServer } from './serve.js';
 import { registerClientConfig } from './client-config.js';
 import type { StorageOptions } from '../storage/create-storage.js';
 
@@ -33,17 +36,22 @@ export function buildProgram(): Command {
       new Option('--shutdown-grace-period <duration>', 'how long SIGTERM waits for running requests and downloads')
         .env('SHUTDOWN_GRACE_PERIOD')
         .default('30s'),
-    );
+    )
+    .addOption(new Option('--preload <file>', 'at start, prefetch the images listed in this file (one per line) in the background').env('PRELOAD'));
 
-  const serve = (storage: StorageOptions) => runServer({ ...(program.opts() as Omit<ServerCommandOptions, 'storage'>), storage });
+  addLifecycleOptions(program);
 
-  program
+  const globals = () => program.opts() as GlobalOptions;
+  const serve = (storage: StorageOptions) => runServer({ ...globals(), storage });
+
+  const filesystem = program
     .command('filesystem')
-    .description('keep the cache in a local directory')
+    .description('keep the cache in a local directory (then serve, or run an admin command on it)')
     .addOption(new Option('--root <dir>', 'cache directory').env('FILESYSTEM_ROOT').makeOptionMandatory())
-    .action(async (opts: { root: string }) => serve({ kind: 'filesystem', root: opts.root }));
+    .action(async (opts: FilesystemFlags) => serve(filesystemStorage(opts)));
+  registerAdminCommands(filesystem, () => ({ global: globals(), storage: filesystemStorage(filesystem.opts() as FilesystemFlags) }));
 
-  program
+  const s3 = program
     .command('s3')
     .description('keep the cache in an S3 bucket (AWS or S3-compatible)')
     .addOption(new Option('--bucket <name>', 'bucket').env('S3_BUCKET').makeOptionMandatory())
@@ -54,24 +62,46 @@ export function buildProgram(): Command {
     .addOption(new Option('--prefix <prefix>', 'key prefix inside the bucket').env('S3_PREFIX'))
     .addOption(new Option('--path-style', 'path-style bucket URLs (default when --host is given)').env('S3_PATH_STYLE'))
     .addOption(new Option('--redirect', 'answer GETs of cached blobs with a 307 to a presigned S3 URL (5 min expiry)').env('S3_REDIRECT'))
-    .action(async (opts: { bucket: string; region: string; host?: string; accessKey?: string; secretKey?: string; prefix?: string; pathStyle?: boolean; redirect?: boolean }) => {
-      if ((opts.accessKey === undefined) !== (opts.secretKey === undefined)) {
-        throw new ConfigError('s3: --access-key and --secret-key must be given together');
-      }
-      return serve({
-        kind: 's3',
-        bucket: opts.bucket,
-        region: opts.region,
-        endpoint: opts.host,
-        accessKeyId: opts.accessKey,
-        secretAccessKey: opts.secretKey,
-        prefix: opts.prefix,
-        forcePathStyle: opts.pathStyle,
-        redirect: opts.redirect,
-      });
-    });
+    .action(async (opts: S3Flags) => serve(s3Storage(opts)));
+  registerAdminCommands(s3, () => ({ global: globals(), storage: s3Storage(s3.opts() as S3Flags) }));
   registerClientConfig(program);
   return program;
+}
+
+interface FilesystemFlags {
+  root: string;
+}
+
+interface S3Flags {
+  bucket: string;
+  region: string;
+  host?: string;
+  accessKey?: string;
+  secretKey?: string;
+  prefix?: string;
+  pathStyle?: boolean;
+  redirect?: boolean;
+}
+
+function filesystemStorage(opts: FilesystemFlags): StorageOptions {
+  return { kind: 'filesystem', root: opts.root };
+}
+
+function s3Storage(opts: S3Flags): StorageOptions {
+  if ((opts.accessKey === undefined) !== (opts.secretKey === undefined)) {
+    throw new ConfigError('s3: --access-key and --secret-key must be given together');
+  }
+  return {
+    kind: 's3',
+    bucket: opts.bucket,
+    region: opts.region,
+    endpoint: opts.host,
+    accessKeyId: opts.accessKey,
+    secretAccessKey: opts.secretKey,
+    prefix: opts.prefix,
+    forcePathStyle: opts.pathStyle,
+    redirect: opts.redirect,
+  };
 }
 
 function listenArg(value: string): string {

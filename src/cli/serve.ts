@@ -1,25 +1,20 @@
 import { parseDuration } from '../config/duration.js';
-import { ConfigError, loadMirrorConfig } from '../config/upstreams.js';
-import { createLogger, type LogLevel } from '../log.js';
+import { ConfigError } from '../config/upstreams.js';
+import { loadConfig } from './load-config.js';
+import { createLogger } from '../log.js';
+import type { GlobalOptions } from './global-options.js';
 import { createMirrorServer } from '../server/create-server.js';
 import { createStorage, type StorageOptions } from '../storage/create-storage.js';
 import { verifyCache } from '../lifecycle/verify-cache.js';
 import { parseListenAddress } from './listen-address.js';
+import { startPreload } from '../lifecycle/prefetch.js';
+import { Resolver } from '../resolve/resolver.js';
+import { lifecycleFromFlags } from './lifecycle-options.js';
 
 /** Presigned URLs are checked when a download starts, so a short expiry does not cut long transfers. */
 const PRESIGNED_URL_SECONDS = 300;
 
-export interface ServerCommandOptions {
-  listen: string;
-  upstreamConfigFile?: string | undefined;
-  defaultNamespace: string;
-  logLevel: LogLevel;
-  allowUnlistedNamespaces: boolean;
-  checkCacheDigest: boolean;
-  verifyCache: boolean;
-  spoolDir?: string | undefined;
-  shutdownGracePeriod: string;
-  metricsListen?: string | undefined;
+export interface ServerCommandOptions extends GlobalOptions {
   storage: StorageOptions;
 }
 
@@ -33,12 +28,8 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
   if (opts.metricsListen !== undefined && !metricsListen) {
     throw new ConfigError(`--metrics-listen: expected HOST:PORT, got ${JSON.stringify(opts.metricsListen)}`);
   }
-  const config = loadMirrorConfig({
-    configFile: opts.upstreamConfigFile,
-    defaultNamespace: opts.defaultNamespace,
-    allowUnlisted: opts.upstreamConfigFile ? opts.allowUnlistedNamespaces : true,
-    credentialsJson: process.env['UPSTREAM_CREDENTIALS'],
-  });
+  const lifecycle = lifecycleFromFlags(opts, opts.storage.kind);
+  const config = loadConfig(opts);
   const log = createLogger(opts.logLevel);
   const storage = await createStorage(opts.storage, log);
   const server = await createMirrorServer({
@@ -49,6 +40,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     checkCacheDigest: opts.checkCacheDigest,
     metricsListen,
     redirectSeconds: opts.storage.kind === 's3' && opts.storage.redirect ? PRESIGNED_URL_SECONDS : undefined,
+    ...lifecycle,
   });
   if (opts.verifyCache) await verifyCache(storage, log);
   await server.app.listen({ host: listen.host, port: listen.port });
@@ -64,12 +56,18 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
       upstreams: [...config.upstreams.keys()],
       configFile: config.configFile,
       unlisted: config.allowUnlisted,
+      ...(lifecycle.offline ? { offline: true } : {}),
+      ...(opts.maxCacheSize ? { maxCacheSize: opts.maxCacheSize } : {}),
+      ...(opts.cacheExpiry ? { cacheExpiry: opts.cacheExpiry } : {}),
     },
     'listening',
   );
+  // --preload warms the cache in the background; serving never waits for it.
+  const preload = opts.preload ? startPreload(opts.preload, { mirror: server.mirror, resolver: new Resolver(config), log }) : undefined;
 
   const stop = (signal: string) => {
     log.info({ signal, graceMs }, 'shutting down');
+    preload?.abort();
     void server.close(graceMs).then(
       () => process.exit(0),
       (e: unknown) => {

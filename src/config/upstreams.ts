@@ -101,12 +101,17 @@ export function loadMirrorConfig(options: LoadOptions = {}): MirrorConfig {
     } catch (e) {
       throw new ConfigError(`${file}: cannot read upstream config: ${(e as Error).message}`);
     }
-    for (const entry of parseUpstreamYaml(text, file)) {
-      if (upstreams.has(entry.namespace)) {
-        throw new ConfigError(`${file}: namespace ${JSON.stringify(entry.namespace)} is configured twice`);
+    const firstIndex = new Map<string, number>();
+    parseUpstreamYaml(text, file).forEach((entry, index) => {
+      const first = firstIndex.get(entry.namespace);
+      if (first !== undefined) {
+        throw new ConfigError(
+          `${file}: entry ${index} (namespace ${entry.namespace}): key "namespace": ${JSON.stringify(entry.namespace)} is already configured by entry ${first}`,
+        );
       }
+      firstIndex.set(entry.namespace, index);
       upstreams.set(entry.namespace, entry);
-    }
+    });
   }
   if (options.credentialsJson) applyCredentials(upstreams, options.credentialsJson, defaults);
 

@@ -17,6 +17,7 @@ export type OciErrorCode =
   | 'RANGE_INVALID'
   | 'NOT_FOUND'
   | 'SIZE_INVALID'
+  | 'PAGINATION_NUMBER_INVALID'
   // Not in the distribution spec: failures of the upstream seen by a mirror.
   | 'UPSTREAM_ERROR'
   | 'UPSTREAM_UNAVAILABLE'

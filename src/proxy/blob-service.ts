@@ -6,7 +6,7 @@ import type { BlobStat, ByteRange, Storage } from '../storage/storage.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { BlobFill, errMessage } from './blob-fill.js';
 import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
-import type { CacheOutcome, ProxyObserver } from './events.js';
+import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import { verifyingStream } from './verify-stream.js';
 
 export interface BlobServiceOptions {
@@ -19,6 +19,10 @@ export interface BlobServiceOptions {
   checkCacheDigest?: boolean;
   /** Answer GETs of cached blobs with a redirect to the storage, when it can presign URLs. */
   redirectSeconds?: number | undefined;
+  /** Never contact upstreams: serve cached blobs whatever their age, BLOB_UNKNOWN for the rest. */
+  offline?: boolean | undefined;
+  /** Told of every blob served (the cache lifecycle's access times). */
+  access?: AccessRecorder | undefined;
   now?: () => number;
 }
 
@@ -34,6 +38,8 @@ interface CachedEntry {
  */
 export class BlobService {
   private readonly inflight = new Map<string, Promise<BlobFill>>();
+  /** Cached blobs with an open handle or stream, by digest: the collector must not delete them. */
+  private readonly readers = new Map<string, number>();
   private readonly now: () => number;
 
   constructor(private readonly options: BlobServiceOptions) {
@@ -43,12 +49,16 @@ export class BlobService {
   /** Size of a blob for HEAD, without downloading it. */
   async head(repo: ResolvedRepository, digest: string): Promise<{ size: number | undefined; outcome: CacheOutcome; warning: string | undefined }> {
     const cached = await this.cached(repo, digest);
-    if (cached) return { size: cached.stat.size, outcome: cached.outcome, warning: cached.warning };
+    if (cached) {
+      this.options.access?.record(digest);
+      return { size: cached.stat.size, outcome: cached.outcome, warning: cached.warning };
+    }
     const running = this.inflight.get(digest);
     if (running) {
       const fill = await running;
       return { size: fill.size, outcome: 'coalesced', warning: undefined };
     }
+    if (this.options.offline) throw blobUnknown(digest);
     const client = this.options.upstreams.client(repo.upstream);
     const found = await client.headBlob(repo.repository, digest);
     if (!found) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
@@ -58,9 +68,12 @@ export class BlobService {
   async open(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
     const cached = await this.cached(repo, digest);
     if (cached) return this.cachedHandle(repo, digest, cached);
-    const running = this.inflight.get(digest);
-    if (running) return fillHandle(await running, 'coalesced');
-    return this.startFill(repo, digest);
+    return this.openUncached(repo, digest);
+  }
+
+  /** Whether a blob is being downloaded or served from the cache right now (the collector skips it). */
+  inUse(digest: string): boolean {
+    return this.inflight.has(digest) || this.readers.has(digest);
   }
 
   /** Waits for every running download (graceful shutdown). */
@@ -71,6 +84,27 @@ export class BlobService {
 
   get inflightCount(): number {
     return this.inflight.size;
+  }
+
+  /** Joins the running fill for the digest or starts one. */
+  private async openUncached(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
+    const running = this.inflight.get(digest);
+    if (running) return fillHandle(await running, 'coalesced');
+    if (this.options.offline) throw blobUnknown(digest);
+    return this.startFill(repo, digest);
+  }
+
+  /** Counts a reader of a cached blob until the returned release is called (once is enough). */
+  private hold(digest: string): () => void {
+    this.readers.set(digest, (this.readers.get(digest) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const n = (this.readers.get(digest) ?? 1) - 1;
+      if (n <= 0) this.readers.delete(digest);
+      else this.readers.set(digest, n);
+    };
   }
 
   private async startFill(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
@@ -95,6 +129,8 @@ export class BlobService {
     }
     void fill.settled().then(() => {
       if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
+      // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
+      if (fill.stored) this.options.access?.record(digest);
     });
     return fillHandle(fill, 'miss');
   }
@@ -122,10 +158,13 @@ export class BlobService {
 
   private async cachedHandle(repo: ResolvedRepository, digest: string, entry: CachedEntry): Promise<BlobHandle> {
     const { storage } = this.options;
+    // Served from the cache: its last access (a download counts when it is stored, see startFill).
+    this.options.access?.record(digest);
     let redirect: string | undefined;
     if (this.options.redirectSeconds && storage.blobUrl) {
       redirect = await storage.blobUrl(digest, this.options.redirectSeconds).catch(() => undefined);
     }
+    const release = this.hold(digest);
     return {
       size: entry.stat.size,
       outcome: entry.outcome,
@@ -133,13 +172,33 @@ export class BlobService {
       rangeable: true,
       redirect,
       open: async (range?: ByteRange) => {
-        const stream = await storage.readBlob(digest, range);
-        if (!stream) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
-        if (!this.options.checkCacheDigest || range) return stream;
-        return stream.pipe(verifyingStream(digest, () => this.dropCorrupt(digest)));
+        let stream: Readable | undefined;
+        try {
+          stream = await storage.readBlob(digest, range);
+        } catch (e) {
+          release();
+          throw e;
+        }
+        if (!stream) {
+          // Deleted since the stat (evicted by another replica, pruned): fetch it again, transparently.
+          release();
+          return this.refetch(repo, digest, range);
+        }
+        const out = !this.options.checkCacheDigest || range ? stream : stream.pipe(verifyingStream(digest, () => this.dropCorrupt(digest)));
+        out.once('close', release);
+        return out;
       },
-      dispose: () => undefined,
+      dispose: release,
     };
+  }
+
+  private async refetch(repo: ResolvedRepository, digest: string, range: ByteRange | undefined): Promise<Readable> {
+    const handle = await this.openUncached(repo, digest);
+    if (range && !handle.rangeable) {
+      handle.dispose();
+      throw blobUnknown(digest);
+    }
+    return handle.open(range);
   }
 
   private dropCorrupt(digest: string): void {
@@ -161,7 +220,7 @@ export class BlobService {
     }
     if (!stat) return undefined;
     const upstream = repo.upstream;
-    if (this.now() - stat.modified.getTime() <= upstream.blobInvalidationMs) return { stat, outcome: 'hit', warning: undefined };
+    if (this.options.offline || this.now() - stat.modified.getTime() <= upstream.blobInvalidationMs) return { stat, outcome: 'hit', warning: undefined };
     try {
       const found = await this.options.upstreams.client(upstream).headBlob(repo.repository, digest);
       if (!found) {
@@ -179,6 +238,10 @@ export class BlobService {
       throw e;
     }
   }
+}
+
+function blobUnknown(digest: string): OciError {
+  return new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
 }
 
 function fillHandle(fill: BlobFill, outcome: CacheOutcome): BlobHandle {

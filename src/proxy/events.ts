@@ -13,3 +13,11 @@ export interface ProxyObserver {
   storageError?(operation: string): void;
   corruptBlobDropped?(): void;
 }
+
+/**
+ * Told of every blob and manifest served, by digest (the cache lifecycle's access tracker). Called on
+ * the request path: must be cheap and must not throw.
+ */
+export interface AccessRecorder {
+  record(digest: string): void;
+}

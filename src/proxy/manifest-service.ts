@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { isOciError } from '../oci/errors.js';
+import { OciError, isOciError } from '../oci/errors.js';
 import type { Reference } from '../oci/names.js';
 import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage, StoredManifest, TagRecord } from '../storage/storage.js';
@@ -8,7 +8,7 @@ import { errMessage } from './blob-fill.js';
 import { STALE_WARNING } from './blob-handle.js';
 import { Coalescer } from './coalescer.js';
 import { Lru } from './lru.js';
-import type { CacheOutcome, ProxyObserver } from './events.js';
+import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 
 export interface ManifestResult {
   digest: string;
@@ -23,6 +23,10 @@ export interface ManifestServiceOptions {
   upstreams: UpstreamPool;
   log: Logger;
   observer?: ProxyObserver | undefined;
+  /** Never contact upstreams: serve what the cache holds, whatever its age; MANIFEST_UNKNOWN for the rest. */
+  offline?: boolean | undefined;
+  /** Told of every manifest served (the cache lifecycle's access times). */
+  access?: AccessRecorder | undefined;
   now?: () => number;
 }
 
@@ -44,23 +48,27 @@ export class ManifestService {
   }
 
   async get(repo: ResolvedRepository, reference: Reference): Promise<ManifestResult> {
-    if (reference.kind === 'digest') return this.byDigest(repo, reference.digest.value);
-    return this.byTag(repo, reference.tag);
+    const result = reference.kind === 'digest' ? await this.byDigest(repo, reference.digest.value) : await this.byTag(repo, reference.tag);
+    // Served from the cache: its last access (a fetch's time is the tag's checkedAt, the manifest's fetchedAt).
+    if (result.outcome !== 'miss') this.options.access?.record(result.digest);
+    return result;
   }
 
   private async byDigest(repo: ResolvedRepository, digest: string): Promise<ManifestResult> {
     const stored = await this.readManifest(digest);
     if (stored) return { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
+    if (this.options.offline) throw manifestUnknown(digest);
     return this.fetches.run(`d\0${digest}`, () => this.fetch(repo, digest));
   }
 
   private async byTag(repo: ResolvedRepository, tag: string): Promise<ManifestResult> {
     const ref = repoRef(repo);
     const record = await this.readTag(ref, tag);
-    if (record && this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs) {
+    if (record && (this.options.offline || this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs)) {
       const stored = await this.readManifest(record.digest);
       if (stored) return { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
     }
+    if (this.options.offline) throw manifestUnknown(tag);
     const key = `t\0${repo.namespace}\0${repo.repository}\0${tag}`;
     return this.fetches.run(key, () => this.revalidateTag(repo, tag, record));
   }
@@ -157,6 +165,10 @@ export class ManifestService {
     this.options.observer?.storageError?.(operation);
     this.options.log.warn({ operation, err: errMessage(e) }, 'storage operation failed');
   }
+}
+
+function manifestUnknown(reference: string): OciError {
+  return new OciError('MANIFEST_UNKNOWN', 'manifest unknown to registry (offline: not cached)', { detail: { reference } });
 }
 
 function tagKey(ref: RepositoryRef, tag: string): string {

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { Storage } from '../storage/storage.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { BlobService } from './blob-service.js';
-import type { ProxyObserver } from './events.js';
+import { CatalogService } from './catalog-service.js';
+import type { AccessRecorder, ProxyObserver } from './events.js';
 import { ManifestService } from './manifest-service.js';
 import { ReferrersService } from './referrers-service.js';
 import { TagService } from './tag-service.js';
@@ -15,6 +16,10 @@ export interface MirrorOptions {
   observer?: ProxyObserver | undefined;
   checkCacheDigest?: boolean;
   redirectSeconds?: number | undefined;
+  /** Never contact upstreams: manifests, tags and blobs only from the cache, unknown otherwise. */
+  offline?: boolean | undefined;
+  /** Told of every blob and manifest served (the cache lifecycle's access tracker). */
+  access?: AccessRecorder | undefined;
   now?: () => number;
 }
 
@@ -24,10 +29,11 @@ export class Mirror {
   readonly blobs: BlobService;
   readonly tags: TagService;
   readonly referrers: ReferrersService;
+  readonly catalog: CatalogService;
 
   constructor(readonly options: MirrorOptions) {
-    const { storage, upstreams, log, observer, now } = options;
-    this.manifests = new ManifestService({ storage, upstreams, log, observer, ...(now ? { now } : {}) });
+    const { storage, upstreams, log, observer, now, offline, access } = options;
+    this.manifests = new ManifestService({ storage, upstreams, log, observer, offline, access, ...(now ? { now } : {}) });
     this.blobs = new BlobService({
       storage,
       upstreams,
@@ -36,9 +42,17 @@ export class Mirror {
       spoolDir: options.spoolDir,
       checkCacheDigest: options.checkCacheDigest ?? false,
       redirectSeconds: options.redirectSeconds,
+      offline,
+      access,
       ...(now ? { now } : {}),
     });
-    this.tags = new TagService(storage, upstreams, log);
-    this.referrers = new ReferrersService(upstreams);
+    this.tags = new TagService(storage, upstreams, log, offline ?? false);
+    this.referrers = new ReferrersService(upstreams, offline ?? false);
+    this.catalog = new CatalogService(storage);
+  }
+
+  /** Whether a blob is being downloaded or read from the cache now: the collector must not delete it. */
+  inUse(digest: string): boolean {
+    return this.blobs.inUse(digest);
   }
 }

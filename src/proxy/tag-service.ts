@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { isOciError } from '../oci/errors.js';
+import { OciError, isOciError } from '../oci/errors.js';
 import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { Storage } from '../storage/storage.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
@@ -20,9 +20,12 @@ export class TagService {
     private readonly storage: Storage,
     private readonly upstreams: UpstreamPool,
     private readonly log: Logger,
+    /** Never contact upstreams: list the tags this cache holds. */
+    private readonly offline = false,
   ) {}
 
   async list(repo: ResolvedRepository, n: number | undefined, last: string | undefined): Promise<TagPageResult> {
+    if (this.offline) return this.cached(repo, n, last);
     try {
       const page = await this.upstreams.client(repo.upstream).getTags(repo.repository, n, last);
       // Lexical order and the page bounds are ours to guarantee, whatever upstream did.
@@ -38,6 +41,16 @@ export class TagService {
       const tags = n === undefined ? after : after.slice(0, n);
       return { tags, more: tags.length < after.length, outcome: 'stale', warning: STALE_WARNING };
     }
+  }
+
+  private async cached(repo: ResolvedRepository, n: number | undefined, last: string | undefined): Promise<TagPageResult> {
+    const known = await this.storage.listTags(repoRef(repo));
+    if (known.length === 0) {
+      throw new OciError('NAME_UNKNOWN', 'repository unknown to registry (offline: no cached tags)', { detail: { name: repo.repository } });
+    }
+    const after = known.sort(compareTags).filter((t) => last === undefined || compareTags(t, last) > 0);
+    const tags = n === undefined ? after : after.slice(0, n);
+    return { tags, more: tags.length < after.length, outcome: 'hit', warning: undefined };
   }
 }
 

@@ -34,6 +34,11 @@ const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', '
 export class Resolver {
   constructor(private readonly config: MirrorConfig) {}
 
+  /** The namespace of requests that name none. */
+  get defaultNamespace(): string {
+    return this.config.defaultNamespace;
+  }
+
   resolve(input: ResolveInput): ResolvedRepository {
     if (input.ns !== undefined) return this.finish(input.ns, input.name, 'ns');
     if (input.registryHeader !== undefined) return this.finish(input.registryHeader, input.name, 'header');

@@ -6,6 +6,9 @@ import { HtpasswdVerifier } from '../auth/htpasswd.js';
 import { buildApp } from '../http/app.js';
 import { ClientAuth } from '../http/client-auth.js';
 import { healthRoutes } from '../http/routes/health.js';
+import { buildMetricsApp, metricsRoutes } from '../http/routes/metrics.js';
+import { MirrorMetrics } from '../metrics/mirror-metrics.js';
+import { combineObservers } from '../metrics/observers.js';
 import type { ProxyObserver } from '../proxy/events.js';
 import { Mirror } from '../proxy/mirror.js';
 import { Resolver } from '../resolve/resolver.js';
@@ -13,6 +16,11 @@ import type { Storage } from '../storage/storage.js';
 import { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { UpstreamObserver } from '../upstream/upstream-client.js';
 import { createSpoolDir } from './spool-dir.js';
+import { AccessTracker } from '../lifecycle/access-tracker.js';
+import { Collector } from '../lifecycle/collector.js';
+import type { CacheSizeLimit } from '../lifecycle/cache-size.js';
+import { defaultReplicaId } from '../lifecycle/replica-id.js';
+import { FilesystemStorage } from '../storage/filesystem/filesystem-storage.js';
 
 export interface ServerOptions {
   config: MirrorConfig;
@@ -21,14 +29,42 @@ export interface ServerOptions {
   spoolParent?: string | undefined;
   checkCacheDigest?: boolean | undefined;
   redirectSeconds?: number | undefined;
+  /** An extra observer of proxy and upstream events, besides the metrics. */
   observer?: (ProxyObserver & UpstreamObserver) | undefined;
+  /** The Prometheus metrics; a fresh MirrorMetrics (own registry) when absent. */
+  metrics?: MirrorMetrics | undefined;
+  /** Serve /metrics on this separate address (started here) instead of on the main app. */
+  metricsListen?: { host: string; port: number } | undefined;
+  /** Never contact upstreams: serve only what the cache holds (`--offline`). */
+  offline?: boolean | undefined;
+  /** Names this process's access-time object, `access/<replicaId>`. Default `<hostname>-<pid>`. */
+  replicaId?: string | undefined;
+  /** Bounded size and expiry; the collector runs every gcIntervalMs when maxCacheSize or expiryMs is set. */
+  lifecycle?: LifecycleSettings | undefined;
   now?: () => number;
+}
+
+export interface LifecycleSettings {
+  maxCacheSize?: CacheSizeLimit | undefined;
+  lowWaterPercent?: number | undefined;
+  expiryMs?: number | undefined;
+  graceMs?: number | undefined;
+  /** 0: never scheduled (tests run server.collector.run() themselves). */
+  gcIntervalMs?: number | undefined;
+  accessFlushMs?: number | undefined;
 }
 
 export interface MirrorServer {
   app: FastifyInstance;
   mirror: Mirror;
   storage: Storage;
+  metrics: MirrorMetrics;
+  /** The separate /metrics listener, when metricsListen was given. */
+  metricsApp: FastifyInstance | undefined;
+  /** Records when blobs and manifests are served; flushed every minute and at close. */
+  tracker: AccessTracker;
+  /** The cache collector (scheduled only when a size limit or an expiry is set; run() works regardless). */
+  collector: Collector;
   /** Stops accepting, lets running requests and downloads finish (up to the grace period), then closes. */
   close(graceMs?: number): Promise<void>;
 }
@@ -38,16 +74,41 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
   const { config, storage, log } = options;
   await storage.init();
   const spoolDir = await createSpoolDir(options.spoolParent);
-  const upstreams = new UpstreamPool(options.observer);
+  const metrics = options.metrics ?? new MirrorMetrics();
+  const observer = options.observer ? combineObservers(metrics, options.observer) : metrics;
+  const upstreams = new UpstreamPool(observer);
+  const lifecycle = options.lifecycle ?? {};
+  const tracker = new AccessTracker({
+    storage,
+    log,
+    replicaId: options.replicaId ?? defaultReplicaId(),
+    flushIntervalMs: lifecycle.accessFlushMs,
+    now: options.now,
+  });
   const mirror = new Mirror({
     storage,
     upstreams,
     log,
     spoolDir,
-    observer: options.observer,
+    observer,
     checkCacheDigest: options.checkCacheDigest,
     redirectSeconds: options.redirectSeconds,
+    offline: options.offline,
+    access: tracker,
     ...(options.now ? { now: options.now } : {}),
+  });
+  const collector = new Collector({
+    storage,
+    log,
+    tracker,
+    inUse: (digest) => mirror.inUse(digest),
+    maxSize: lifecycle.maxCacheSize,
+    lowWaterPercent: lifecycle.lowWaterPercent,
+    expiryMs: lifecycle.expiryMs,
+    graceMs: lifecycle.graceMs,
+    intervalMs: lifecycle.gcIntervalMs,
+    filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+    now: options.now,
   });
   const resolver = new Resolver(config);
   const app = await buildApp({
@@ -55,20 +116,53 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     resolver,
     clientAuth: new ClientAuth(config, new HtpasswdVerifier()),
     log,
-    plugins: [async (a) => healthRoutes(a, { storage })],
+    plugins: [
+      async (a) => healthRoutes(a, { storage }),
+      ...(options.metricsListen ? [] : [async (a: FastifyInstance) => metricsRoutes(a, { source: metrics.registry })]),
+    ],
+    onRequestDone: metrics.requestDone,
   });
+  let metricsApp: FastifyInstance | undefined;
+  if (options.metricsListen) {
+    metricsApp = await buildMetricsApp(metrics.registry, log);
+    await metricsApp.listen(options.metricsListen);
+  }
+
+  tracker.start();
+  if (collector.enabled && lifecycle.gcIntervalMs !== 0) collector.start();
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 30_000): Promise<void> => {
     closing ??= (async () => {
-      const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref());
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'grace over'>((r) => (timer = setTimeout(() => r('grace over'), graceMs)));
       // app.close() stops accepting and waits for in-flight requests; downloads finish for the cache.
-      await Promise.race([Promise.all([app.close(), mirror.blobs.drain()]), timer]);
-      await upstreams.close();
+      // A keep-alive connection whose response ends after that would hold the close until its idle
+      // timeout, so connections are closed as soon as they go idle.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+      const finished = Promise.all([app.close(), mirror.blobs.drain(), collector.stop()]).then(() => 'finished' as const);
+      const how = await Promise.race([finished, graceOver]);
+      clearTimeout(timer);
+      clearInterval(sweep);
+      if (how === 'grace over') {
+        log.warn({ graceMs, downloads: mirror.blobs.inflightCount }, 'shutdown grace period over: aborting running requests and downloads');
+        // Each running download fails and discards its temp file; its clients' responses are cut.
+        await upstreams.destroy();
+        app.server.closeAllConnections();
+        await Promise.race([finished, new Promise((r) => setTimeout(r, 5000).unref())]);
+      } else {
+        await upstreams.close();
+      }
+      await metricsApp?.close();
+      // The last access times, so that a restart (or another replica) knows them.
+      await Promise.race([
+        tracker.stop().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write access times at shutdown')),
+        new Promise((r) => setTimeout(r, 5000).unref()),
+      ]);
       await storage.close();
       await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     })();
     return closing;
   };
-  return { app, mirror, storage, close };
+  return { app, mirror, storage, metrics, metricsApp, tracker, collector, close };
 }

@@ -67,6 +67,14 @@ export interface BlobListing {
   modified: Date;
 }
 
+export interface ManifestListing {
+  digest: string;
+  /** Size of the manifest bytes. */
+  size: number;
+  /** When it was stored (fetched from upstream). S3 reports the object's LastModified, set by the same write. */
+  fetchedAt: Date;
+}
+
 export interface Storage {
   /** A short name for logs and metrics: `filesystem` or `s3`. */
   readonly kind: string;
@@ -92,6 +100,23 @@ export interface Storage {
   putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void>;
   /** Tags cached for a repository, in lexical order. */
   listTags(repo: RepositoryRef): Promise<string[]>;
+  /** Removes one tag record; absent is fine. A repository without tags is no longer listed. */
+  deleteTag(repo: RepositoryRef, tag: string): Promise<void>;
+  /** Repositories with at least one tag record, in no particular order, each once. */
+  listRepositories(): AsyncIterable<RepositoryRef>;
+  listManifests(): AsyncIterable<ManifestListing>;
+
+  // Small named state objects (the cache lifecycle's access times, one object per replica). Names are
+  // `[a-z0-9._-]+` segments joined by `/`, never `.` or `..` (storage/state-name.ts); others throw.
+
+  /** A state object's bytes; undefined when absent. */
+  getState(name: string): Promise<Buffer | undefined>;
+  /** Writes a state object atomically, replacing any previous one. */
+  putState(name: string, bytes: Buffer): Promise<void>;
+  /** Names of the state objects starting with `prefix` (e.g. `access/`), in lexical order. */
+  listState(prefix: string): Promise<string[]>;
+  /** Removes a state object; absent is fine. */
+  deleteState(name: string): Promise<void>;
 
   /**
    * Optional: a short-lived URL from which a client may fetch the blob directly (S3 presigned GET),

@@ -4,9 +4,10 @@ import { request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
-import { detectManifestMediaType, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
+import { detectManifestMediaType, DOCKER_MANIFEST_V1_SIGNED, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { discard, readLimited } from './body.js';
 import { parseChallenge } from './challenge.js';
+import { CredentialHelper, CredentialHelperError, helperServerUrl, type HelperCredentials } from './credential-helper.js';
 import { statusError, transportError } from './errors.js';
 import { TokenCache, type Token } from './token-cache.js';
 
@@ -72,6 +73,8 @@ export class UpstreamClient {
   private readonly tokens = new TokenCache();
   private readonly auth: AuthState = { scheme: undefined };
   private readonly userAgent: string;
+  /** Supplies the credentials when the upstream names a credential_helper. */
+  private readonly helper: CredentialHelper | undefined;
 
   constructor(
     readonly config: UpstreamConfig,
@@ -81,6 +84,14 @@ export class UpstreamClient {
     this.namespace = config.namespace;
     this.base = `${config.tls ? 'https' : 'http'}://${config.host}`;
     this.userAgent = config.userAgent ?? DEFAULT_USER_AGENT;
+    this.helper = config.credentialHelper
+      ? new CredentialHelper({
+          name: config.credentialHelper,
+          serverUrl: helperServerUrl(config.host),
+          ttlMs: config.credentialTtlMs,
+          namespace: config.namespace,
+        })
+      : undefined;
   }
 
   async headManifest(repo: string, reference: string): Promise<ManifestHead> {
@@ -107,12 +118,19 @@ export class UpstreamClient {
     const announced = tryParseDigest(header(reply.headers, 'docker-content-digest') ?? '');
     const algorithm = requested?.algorithm ?? announced?.algorithm ?? 'sha256';
     const digest = `${algorithm}:${createDigester(algorithm).update(bytes).digest('hex')}`;
+    const mediaType = detectManifestMediaType(header(reply.headers, 'content-type'), bytes);
+    // Signed schema1 manifests announce the digest of their payload without signatures; nothing to compare.
+    if (!requested && announced && announced.algorithm === algorithm && announced.value !== digest && mediaType !== DOCKER_MANIFEST_V1_SIGNED) {
+      throw new OciError('UPSTREAM_ERROR', 'upstream manifest does not match its Docker-Content-Digest', {
+        detail: { namespace: this.namespace, announced: announced.value, received: digest },
+      });
+    }
     if (requested && digest !== requested.value) {
       throw new OciError('UPSTREAM_ERROR', 'upstream manifest does not match the requested digest', {
         detail: { namespace: this.namespace, requested: requested.value, received: digest },
       });
     }
-    return { digest, mediaType: detectManifestMediaType(header(reply.headers, 'content-type'), bytes), bytes };
+    return { digest, mediaType, bytes };
   }
 
   /** Starts a blob download; the caller owns (and must consume or destroy) the body. */
@@ -192,10 +210,29 @@ export class UpstreamClient {
     const started = performance.now();
     try {
       const scope = `repository:${repo}:pull`;
-      let reply = await this.exchange(method, new URL(path, this.base), opts, await this.authorization(scope));
-      if (reply.status === 401) {
-        const retried = await this.answerChallenge(reply, scope);
-        if (retried !== undefined) reply = await this.exchange(method, new URL(path, this.base), opts, retried);
+      const attempt = async (): Promise<UpstreamReply> => {
+        const sent = await this.authorization(scope);
+        let reply = await this.exchange(method, new URL(path, this.base), opts, sent);
+        if (reply.status === 401) {
+          const retried = await this.answerChallenge(reply, scope, sent);
+          if (retried !== undefined) reply = await this.exchange(method, new URL(path, this.base), opts, retried);
+        }
+        return reply;
+      };
+      // Helper credentials cached before this request may have expired or been rotated early: when the
+      // upstream (or its token endpoint) rejects them, ask the helper again and retry once.
+      const cachedHelperCreds = this.helper?.current();
+      let reply: UpstreamReply | undefined;
+      try {
+        reply = await attempt();
+      } catch (e) {
+        if (!cachedHelperCreds || !isCredentialRejection(e)) throw e;
+      }
+      if (reply === undefined || (cachedHelperCreds && reply.status === 401)) {
+        if (reply) await discard(reply.body);
+        this.helper?.invalidate(cachedHelperCreds);
+        this.tokens.invalidate(scope);
+        reply = await attempt();
       }
       this.observer?.onResponse(this.namespace, kind, reply.status, (performance.now() - started) / 1000);
       return reply;
@@ -245,12 +282,15 @@ export class UpstreamClient {
   }
 
   /** Returns the Authorization to retry with, or undefined when the challenge cannot be answered. */
-  private async answerChallenge(reply: UpstreamReply, scope: string): Promise<string | undefined> {
+  private async answerChallenge(reply: UpstreamReply, scope: string, sent: string | undefined): Promise<string | undefined> {
     const challenge = parseChallenge(header(reply.headers, 'www-authenticate'));
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
-      const basic = this.basic();
-      if (!basic || this.auth.scheme === 'basic') return undefined;
+      // Basic credentials this request already carried were refused; a concurrent first request that went
+      // out without them (before the scheme was known) still answers the challenge.
+      if (sent?.startsWith('Basic ')) return undefined;
+      const basic = await this.basic();
+      if (!basic) return undefined;
       await discard(reply.body);
       this.auth.scheme = 'basic';
       return basic;
@@ -271,12 +311,21 @@ export class UpstreamClient {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       throw new OciError('UPSTREAM_ERROR', 'token realm has an unsupported scheme', { detail: { namespace: this.namespace } });
     }
-    if (service) url.searchParams.set('service', service);
-    url.searchParams.set('scope', scope);
     const headers: Record<string, string> = { 'user-agent': this.userAgent };
-    const basic = this.basic();
-    if (basic) headers['authorization'] = basic;
-    const res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher });
+    const creds = await this.credentials();
+    let res: Dispatcher.ResponseData;
+    if (creds?.identityToken) {
+      // An identity token is an OAuth2 refresh token: exchange it with the refresh-token grant (POST).
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.secret, client_id: 'oci-registry', scope });
+      if (service) form.set('service', service);
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      res = await request(url, { method: 'POST', headers, body: form.toString(), dispatcher: this.dispatcher });
+    } else {
+      if (service) url.searchParams.set('service', service);
+      url.searchParams.set('scope', scope);
+      if (creds) headers['authorization'] = basicHeader(creds);
+      res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher });
+    }
     if (res.statusCode !== 200) {
       await discard(res.body);
       throw statusError(this.namespace, res.statusCode === 404 ? 502 : res.statusCode, 'NAME_UNKNOWN', header(res.headers, 'retry-after'));
@@ -294,11 +343,33 @@ export class UpstreamClient {
     return { value, expiresAt: Date.now() + (expiresIn - margin) * 1000 };
   }
 
-  private basic(): string | undefined {
+  /** The upstream's credentials: from the credential helper when one is configured, else from the config. */
+  private async credentials(): Promise<HelperCredentials | undefined> {
+    if (this.helper) return this.helper.get();
     const { username, password } = this.config;
     if (username === undefined || password === undefined) return undefined;
-    return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+    return { username, secret: password, identityToken: false };
   }
+
+  private async basic(): Promise<string | undefined> {
+    const creds = await this.credentials();
+    if (!creds) return undefined;
+    if (creds.identityToken) {
+      throw new CredentialHelperError('DENIED', `credential helper ${this.helper?.program ?? ''} returned an identity token, which only answers Bearer token challenges, but the upstream asks for Basic auth`, {
+        detail: { namespace: this.namespace },
+      });
+    }
+    return basicHeader(creds);
+  }
+}
+
+function basicHeader(creds: HelperCredentials): string {
+  return `Basic ${Buffer.from(`${creds.username}:${creds.secret}`).toString('base64')}`;
+}
+
+/** The token endpoint refused the credentials (not: the helper itself failed). */
+function isCredentialRejection(e: unknown): boolean {
+  return e instanceof OciError && e.code === 'DENIED' && !(e instanceof CredentialHelperError);
 }
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {

@@ -25,4 +25,11 @@ export class UpstreamPool {
     this.clients.clear();
     await Promise.all(all.map((e) => e.dispatcher.close().catch(() => undefined)));
   }
+
+  /** Like close(), but aborts running requests and downloads instead of waiting for them (shutdown after the grace period). */
+  async destroy(): Promise<void> {
+    const all = [...this.clients.values()];
+    this.clients.clear();
+    await Promise.all(all.map((e) => e.dispatcher.destroy().catch(() => undefined)));
+  }
 }

@@ -26,6 +26,11 @@ export interface StartMirrorOptions {
   log?: Logger;
   observer?: ServerOptions['observer'];
   redirectSeconds?: number;
+  /** Serve from the cache only (`--offline`). */
+  offline?: boolean;
+  /** Size bound, expiry, grace; tests usually set gcIntervalMs 0 and call server.collector.run(). */
+  lifecycle?: ServerOptions['lifecycle'];
+  replicaId?: string;
 }
 
 export interface TestMirror {
@@ -58,6 +63,9 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     checkCacheDigest: options.checkCacheDigest,
     redirectSeconds: options.redirectSeconds,
     observer: options.observer,
+    offline: options.offline,
+    lifecycle: options.lifecycle,
+    replicaId: options.replicaId,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });

@@ -8,7 +8,7 @@ import { startMirror } from '../helpers/mirror.js';
 
 const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
 
-async function setup(t: Tap.Test) {
+async function setup(t: { teardown: (fn: () => Promise<void>) => void }) {
   const up = await startFixtureUpstream();
   const img = up.addImage('team/app', { tag: 'v1' });
   const dir = await mkdtemp(join(tmpdir(), 'htpasswd-'));
@@ -26,11 +26,6 @@ async function setup(t: Tap.Test) {
     await up.close();
   });
   return { up, img, m };
-}
-
-type Tap = typeof t;
-declare namespace Tap {
-  type Test = typeof t;
 }
 
 t.test('a protected namespace answers 401 with a Basic challenge when no credentials are sent', async (t) => {

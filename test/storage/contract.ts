@@ -269,6 +269,99 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
       t.same(await listDigests(storage), [], 'nothing was stored');
     });
 
+    await behaviour('listRepositories lists every repository with a tag record, once each', async (t, { storage }) => {
+      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      const repos: RepositoryRef[] = [
+        { namespace: 'docker.io', repository: 'library/nginx' },
+        { namespace: 'docker.io', repository: 'library/nginx/sub' },
+        { namespace: 'docker.io', repository: 'library' },
+        { namespace: 'ghcr.io', repository: 'team/app' },
+        { namespace: 'localhost:5000', repository: 'app' },
+      ];
+      for (const repo of repos) {
+        await storage.putTag(repo, 'a', record);
+        await storage.putTag(repo, 'b', record);
+      }
+      t.same(sortRepos(await listRepos(storage)), sortRepos(repos));
+    });
+
+    await behaviour('listRepositories is empty for an empty cache', async (t, { storage }) => {
+      t.same(await listRepos(storage), []);
+    });
+
+    await behaviour('deleteTag removes one tag and leaves the others', async (t, { storage }) => {
+      const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
+      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      await storage.putTag(repo, 'a', record);
+      await storage.putTag(repo, 'b', record);
+      await storage.deleteTag(repo, 'a');
+      t.equal(await storage.getTag(repo, 'a'), undefined, 'deleted');
+      t.same(await storage.listTags(repo), ['b'], 'the other stays');
+      await storage.deleteTag(repo, 'a');
+      await storage.deleteTag({ namespace: 'quay.io', repository: 'never/seen' }, 'x');
+      t.pass('deleting an absent tag is fine');
+    });
+
+    await behaviour('a repository whose last tag is deleted is no longer listed, and can get tags again', async (t, { storage }) => {
+      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      const gone: RepositoryRef = { namespace: 'docker.io', repository: 'team/gone' };
+      const kept: RepositoryRef = { namespace: 'docker.io', repository: 'team/gone/child' };
+      await storage.putTag(gone, 'only', record);
+      await storage.putTag(kept, 'v1', record);
+      await storage.deleteTag(gone, 'only');
+      t.same(await listRepos(storage), [kept], 'only the repository that still has a tag');
+      t.same(await storage.listTags(kept), ['v1'], 'a nested repository keeps its tags');
+      await storage.putTag(gone, 'again', record);
+      t.same(await storage.listTags(gone), ['again'], 'tags can be written again');
+    });
+
+    await behaviour('listManifests lists stored manifests with size and fetchedAt', async (t, { storage }) => {
+      const a = Buffer.from('{"schemaVersion":2,"a":1}');
+      const b = Buffer.from('{"schemaVersion":2,"b":22}');
+      const before = Date.now() - 1000;
+      for (const bytes of [a, b]) {
+        await storage.putManifest(digestOf(bytes), { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes, fetchedAt: new Date() });
+      }
+      const listed: Array<{ digest: string; size: number; fetchedAt: Date }> = [];
+      for await (const m of storage.listManifests()) listed.push(m);
+      t.same(
+        listed.map((m) => [m.digest, m.size]).sort(),
+        [
+          [digestOf(a), a.length],
+          [digestOf(b), b.length],
+        ].sort(),
+      );
+      for (const m of listed) t.ok(m.fetchedAt.getTime() >= before && m.fetchedAt.getTime() <= Date.now() + 60_000, `${m.digest} fetchedAt is about now`);
+      await storage.deleteManifest(digestOf(a));
+      const after: string[] = [];
+      for await (const m of storage.listManifests()) after.push(m.digest);
+      t.same(after, [digestOf(b)], 'a deleted manifest is not listed');
+    });
+
+    await behaviour('a state object round-trips, is replaced by a put, and is deleted', async (t, { storage }) => {
+      t.equal(await storage.getState('access/replica-1'), undefined, 'absent at first');
+      await storage.putState('access/replica-1', Buffer.from('one'));
+      t.equal((await storage.getState('access/replica-1'))?.toString(), 'one', 'round trip');
+      await storage.putState('access/replica-1', Buffer.from('two'));
+      t.equal((await storage.getState('access/replica-1'))?.toString(), 'two', 'replaced');
+      await storage.deleteState('access/replica-1');
+      t.equal(await storage.getState('access/replica-1'), undefined, 'deleted');
+      await storage.deleteState('access/replica-1');
+      t.pass('deleting again is fine');
+      t.same(await listDigests(storage), [], 'state objects are not blobs');
+      t.same(await listRepos(storage), [], 'nor repositories');
+    });
+
+    await behaviour('listState lists names under a prefix in lexical order', async (t, { storage }) => {
+      for (const name of ['access/b.host-2', 'access/a.host-1', 'access/nested/x', 'other', 'accessory/y']) {
+        await storage.putState(name, Buffer.from(name));
+      }
+      t.same(await storage.listState('access/'), ['access/a.host-1', 'access/b.host-2', 'access/nested/x'], 'under access/');
+      t.same(await storage.listState('access'), ['access/a.host-1', 'access/b.host-2', 'access/nested/x', 'accessory/y'], 'a plain string prefix');
+      t.same(await storage.listState(''), ['access/a.host-1', 'access/b.host-2', 'access/nested/x', 'accessory/y', 'other'], 'everything');
+      t.same(await storage.listState('none/'), [], 'nothing under an unknown prefix');
+    });
+
     await behaviour('checkWritable succeeds', async (t, { storage }) => {
       await storage.checkWritable();
       t.same(await listDigests(storage), [], 'leaves no blob behind');
@@ -287,6 +380,7 @@ const HOSTILE_REPOSITORIES: RepositoryRef[] = [
   { namespace: 'docker.io', repository: 'a\\..\\..' },
 ];
 const HOSTILE_TAGS = ['..', '.', 'a/b', '../../escape', '', 'x\0y'];
+const HOSTILE_STATE_NAMES = ['', '..', '.', '../x', 'access/..', 'access/../../x', '/abs', 'a//b', 'a/', 'Upper', 'a\\b', 'x\0y', 'sp ace'];
 const INVALID_DIGESTS = ['sha256:../../x', `sha256:${'0'.repeat(63)}`, 'md5:abc', '../blobs', `sha256:${'A'.repeat(64)}`];
 
 /**
@@ -306,6 +400,19 @@ export function hostileOperations(storage: Storage): Array<[string, () => Promis
   for (const tag of HOSTILE_TAGS) {
     ops.push([`putTag tag ${JSON.stringify(tag)}`, async () => storage.putTag(fine, tag, record)]);
     ops.push([`getTag tag ${JSON.stringify(tag)}`, async () => storage.getTag(fine, tag)]);
+    ops.push([`deleteTag tag ${JSON.stringify(tag)}`, async () => storage.deleteTag(fine, tag)]);
+  }
+  for (const repo of HOSTILE_REPOSITORIES) {
+    ops.push([`deleteTag ${JSON.stringify(repo)}`, async () => storage.deleteTag(repo, 'latest')]);
+  }
+  for (const name of HOSTILE_STATE_NAMES) {
+    const label = JSON.stringify(name);
+    ops.push([`getState ${label}`, async () => storage.getState(name)]);
+    ops.push([`putState ${label}`, async () => storage.putState(name, Buffer.from('x'))]);
+    ops.push([`deleteState ${label}`, async () => storage.deleteState(name)]);
+  }
+  for (const prefix of ['../', '..', '/', 'a//', 'A/', 'x\0']) {
+    ops.push([`listState ${JSON.stringify(prefix)}`, async () => storage.listState(prefix)]);
   }
   for (const digest of INVALID_DIGESTS) {
     ops.push([`statBlob ${digest}`, async () => storage.statBlob(digest)]);
@@ -340,6 +447,17 @@ export async function listAll(storage: Storage): Promise<BlobListing[]> {
   const all: BlobListing[] = [];
   for await (const b of storage.listBlobs()) all.push(b);
   return all;
+}
+
+export async function listRepos(storage: Storage): Promise<RepositoryRef[]> {
+  const all: RepositoryRef[] = [];
+  for await (const r of storage.listRepositories()) all.push(r);
+  return all;
+}
+
+function sortRepos(repos: RepositoryRef[]): RepositoryRef[] {
+  const key = (r: RepositoryRef) => `${r.namespace}\0${r.repository}`;
+  return [...repos].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 export async function listDigests(storage: Storage): Promise<string[]> {

@@ -19,7 +19,7 @@ export async function serveTags(
   const last = single(query['last']);
   let n: number | undefined;
   if (nRaw !== undefined) {
-    if (!/^\d{1,9}$/.test(nRaw)) throw new OciError('UNSUPPORTED', 'n must be a non-negative integer', { detail: { n: nRaw.slice(0, 50) } });
+    if (!/^\d{1,9}$/.test(nRaw)) throw new OciError('PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer', { detail: { n: nRaw.slice(0, 50) } });
     n = Math.min(Number(nRaw), MAX_PAGE);
   }
   if (last !== undefined && !isValidTag(last)) throw new OciError('TAG_INVALID', 'last is not a valid tag', { detail: { last: last.slice(0, 200) } });

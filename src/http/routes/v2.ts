@@ -6,6 +6,7 @@ import type { ClientAuth } from '../client-auth.js';
 import { sendOciError } from '../errors.js';
 import { parseV2Path } from '../v2-path.js';
 import { serveBlob } from './blobs.js';
+import { serveCatalog } from './catalog.js';
 import { serveManifest } from './manifests.js';
 import { serveReferrers } from './referrers.js';
 import { serveTags } from './tags.js';
@@ -26,9 +27,10 @@ export async function v2Routes(app: FastifyInstance, deps: V2Deps): Promise<void
   app.route({ method: ['GET', 'HEAD'], url: '/v2/*', handler });
   const unsupported = async (request: FastifyRequest, reply: FastifyReply) => {
     request.ctx.route = 'unsupported';
+    reply.header('allow', 'GET, HEAD');
     return sendOciError(reply, new OciError('UNSUPPORTED', 'this registry is a read-only mirror: only pulls are supported', {
       detail: { method: request.method },
-    })).header('allow', 'GET, HEAD');
+    }));
   };
   app.route({ method: [...WRITE_METHODS], url: '/v2', handler: unsupported });
   app.route({ method: [...WRITE_METHODS], url: '/v2/', handler: unsupported });
@@ -39,6 +41,7 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
   const rawUrl = request.raw.url ?? '/';
   const q = rawUrl.indexOf('?');
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  if (path === '/v2/_catalog') return serveCatalog(deps, request, reply);
   const parsed = parseV2Path(path);
   if (!parsed) {
     request.ctx.route = 'unknown';

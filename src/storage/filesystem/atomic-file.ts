@@ -7,10 +7,21 @@ export function tempPath(tmpDir: string): string {
   return join(tmpDir, `${Date.now().toString(36)}-${process.pid}-${randomBytes(6).toString('hex')}.part`);
 }
 
-/** Moves a fully written, synced temp file into place: rename is the atomic point of visibility. */
+/**
+ * Moves a fully written, synced temp file into place: rename is the atomic point of visibility.
+ * deleteTag removes directories that became empty; if that happens between mkdir and rename, the
+ * directory is created again and the rename retried.
+ */
 export async function publish(temp: string, target: string): Promise<void> {
-  await mkdir(dirname(target), { recursive: true });
-  await rename(temp, target);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await mkdir(dirname(target), { recursive: true });
+      await rename(temp, target);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw e;
+    }
+  }
 }
 
 /** Writes small content atomically: temp file, fdatasync, rename. */

@@ -1,12 +1,13 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, utimes, access, constants } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rm, rmdir, stat, utimes, access, constants } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import type {
   BlobListing,
   BlobStat,
   BlobWriter,
   ByteRange,
+  ManifestListing,
   RepositoryRef,
   Storage,
   StoredManifest,
@@ -15,6 +16,7 @@ import type {
 import { writeFileAtomic, tempPath } from './atomic-file.js';
 import { FilesystemBlobWriter } from './blob-writer.js';
 import { FilesystemPaths } from './paths.js';
+import { checkStateName, checkStatePrefix } from '../state-name.js';
 
 interface ManifestHeader {
   mediaType: string;
@@ -138,6 +140,97 @@ export class FilesystemStorage implements Storage {
     return (await listDir(this.paths.tagsDir(repo))).sort();
   }
 
+  async deleteTag(repo: RepositoryRef, tag: string): Promise<void> {
+    const file = this.paths.tag(repo, tag);
+    await rm(file, { force: true });
+    // Drop directories left empty (the repository's _tags/, then its parents up to repositories/), so
+    // that listRepositories stays quick. rmdir refuses non-empty ones; a concurrent putTag that loses
+    // its directory recreates it (atomic-file.ts publish).
+    let dir = this.paths.tagsDir(repo);
+    while (dir.startsWith(this.paths.repositories + sep)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return; // not empty (or gone): its parents are not empty either
+      }
+      dir = join(dir, '..');
+    }
+  }
+
+  async *listRepositories(): AsyncIterable<RepositoryRef> {
+    for (const namespace of (await listDir(this.paths.repositories)).sort()) {
+      yield* this.repositoriesUnder(namespace, []);
+    }
+  }
+
+  /** Depth-first walk; a directory holding a non-empty `_tags/` is a repository (no component starts with `_`). */
+  private async *repositoriesUnder(namespace: string, components: string[]): AsyncIterable<RepositoryRef> {
+    let dir: string;
+    try {
+      dir = this.paths.repositoryDir(namespace, ...components);
+    } catch {
+      return; // a name no repository can have
+    }
+    for (const entry of (await listDirEntries(dir)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (!entry.isDirectory()) continue;
+      if (entry.name === '_tags') {
+        if (components.length > 0 && (await listDir(join(dir, '_tags'))).length > 0) {
+          yield { namespace, repository: components.join('/') };
+        }
+        continue;
+      }
+      yield* this.repositoriesUnder(namespace, [...components, entry.name]);
+    }
+  }
+
+  async *listManifests(): AsyncIterable<ManifestListing> {
+    for (const algorithm of await listDir(this.paths.manifests)) {
+      for (const prefix of await listDir(join(this.paths.manifests, algorithm))) {
+        for (const hex of await listDir(join(this.paths.manifests, algorithm, prefix))) {
+          const digest = `${algorithm}:${hex}`;
+          const m = await this.getManifest(digest).catch(() => undefined);
+          if (m) yield { digest, size: m.bytes.length, fetchedAt: m.fetchedAt };
+        }
+      }
+    }
+  }
+
+  async getState(name: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(this.paths.stateFile(checkStateName(name)));
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async putState(name: string, bytes: Buffer): Promise<void> {
+    const file = this.paths.stateFile(checkStateName(name));
+    await mkdir(this.paths.tmp, { recursive: true });
+    await writeFileAtomic(this.paths.tmp, file, bytes);
+  }
+
+  async listState(prefix: string): Promise<string[]> {
+    checkStatePrefix(prefix);
+    // Walk from the deepest directory the prefix names completely.
+    const slash = prefix.lastIndexOf('/');
+    const start = slash < 0 ? this.paths.state : this.paths.stateFile(prefix.slice(0, slash));
+    const names: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await listDirEntries(dir)) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(path);
+        else if (entry.isFile()) names.push(relative(this.paths.state, path).split(sep).join('/'));
+      }
+    };
+    await walk(start);
+    return names.filter((n) => n.startsWith(prefix)).sort();
+  }
+
+  async deleteState(name: string): Promise<void> {
+    await rm(this.paths.stateFile(checkStateName(name)), { force: true });
+  }
+
   async checkWritable(): Promise<void> {
     await access(this.paths.root, constants.W_OK);
     const probe = tempPath(this.paths.tmp);
@@ -153,6 +246,15 @@ export class FilesystemStorage implements Storage {
 async function listDir(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
+  } catch (e) {
+    if (isNotFound(e)) return [];
+    throw e;
+  }
+}
+
+async function listDirEntries(dir: string) {
+  try {
+    return await readdir(dir, { withFileTypes: true });
   } catch (e) {
     if (isNotFound(e)) return [];
     throw e;

@@ -9,6 +9,7 @@ import type { RepositoryRef } from '../storage.js';
  *   blobs/<alg>/<2 hex>/<hex>                 blob bytes, shared by every namespace and repository
  *   manifests/<alg>/<2 hex>/<hex>             one JSON header line, then the manifest's raw bytes
  *   repositories/<namespace>/<repo>/_tags/<tag>   tag record (JSON); `_` cannot start a repo component
+ *   state/<name>                              small state objects (access/<replica-id>), created on first use
  *   tmp/                                      in-progress writes, swept at start
  */
 export class FilesystemPaths {
@@ -17,6 +18,7 @@ export class FilesystemPaths {
   readonly blobs: string;
   readonly manifests: string;
   readonly repositories: string;
+  readonly state: string;
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -24,6 +26,7 @@ export class FilesystemPaths {
     this.blobs = this.inside('blobs');
     this.manifests = this.inside('manifests');
     this.repositories = this.inside('repositories');
+    this.state = this.inside('state');
   }
 
   blob(digest: string): string {
@@ -43,6 +46,16 @@ export class FilesystemPaths {
   tag(repo: RepositoryRef, tag: string): string {
     if (tag.includes('/') || tag.includes('\0') || tag === '.' || tag === '..') throw new Error('invalid tag for a path');
     return this.inside('repositories', repo.namespace, ...repo.repository.split('/'), '_tags', tag);
+  }
+
+  /** A state object; the caller checked the name (storage/state-name.ts). */
+  stateFile(name: string): string {
+    return this.inside('state', ...name.split('/'));
+  }
+
+  /** A directory under repositories/ (namespace, then repository components). */
+  repositoryDir(...segments: string[]): string {
+    return this.inside('repositories', ...segments);
   }
 
   private digest(digest: string) {

@@ -10,6 +10,7 @@ import type { RepositoryRef } from '../storage.js';
  *   <prefix>manifests/<alg>/<hex>                           raw manifest bytes; Content-Type = media type,
  *                                                           metadata `fetched-at` (ISO time)
  *   <prefix>repositories/<namespace>/<repo>/_tags/<tag>     tag record (JSON); `_` cannot start a repo component
+ *   <prefix>state/<name>                                    small state objects (access/<replica-id>)
  *   <prefix>_health/<probe>                                 readiness probe, deleted right after writing
  *
  * Callers validate names against the OCI grammars first; this is a second fence. S3 itself has no
@@ -22,6 +23,7 @@ export class S3Keys {
   readonly manifests: string;
   readonly repositories: string;
   readonly health: string;
+  readonly states: string;
 
   /** `prefix` is normalised already: '' or ending in `/`. */
   constructor(readonly prefix: string) {
@@ -30,6 +32,12 @@ export class S3Keys {
     this.manifests = `${prefix}manifests/`;
     this.repositories = `${prefix}repositories/`;
     this.health = `${prefix}_health/`;
+    this.states = `${prefix}state/`;
+  }
+
+  /** A state object; the caller checked the name (storage/state-name.ts). */
+  state(name: string): string {
+    return `${this.states}${name}`;
   }
 
   blob(digest: string): string {
@@ -59,6 +67,26 @@ export class S3Keys {
 
   tag(repo: RepositoryRef, tag: string): string {
     return `${this.tags(repo)}${segment(tag, 'tag')}`;
+  }
+
+  /** The repository of a tag record key (`repositories/<ns>/<repo>/_tags/<tag>`), else undefined. */
+  repositoryOfTagKey(key: string): RepositoryRef | undefined {
+    if (!key.startsWith(this.repositories)) return undefined;
+    const rest = key.slice(this.repositories.length);
+    const slash = rest.indexOf('/');
+    const tags = rest.indexOf('/_tags/');
+    // No repository component starts with `_`, so the first `/_tags/` ends the repository.
+    if (slash <= 0 || tags <= slash || tags + '/_tags/'.length >= rest.length) return undefined;
+    return { namespace: rest.slice(0, slash), repository: rest.slice(slash + 1, tags) };
+  }
+
+  /** The digest of a key under manifests/, or undefined for anything else found there. */
+  digestOfManifestKey(key: string): string | undefined {
+    if (!key.startsWith(this.manifests)) return undefined;
+    const rest = key.slice(this.manifests.length);
+    const slash = rest.indexOf('/');
+    if (slash < 0) return undefined;
+    return tryParseDigest(`${rest.slice(0, slash)}:${rest.slice(slash + 1)}`)?.value;
   }
 
   /** The digest of a key under blobs/, or undefined for anything else found there. */

@@ -11,6 +11,7 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  type _Object,
   type HeadObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -20,6 +21,7 @@ import type {
   BlobStat,
   BlobWriter,
   ByteRange,
+  ManifestListing,
   RepositoryRef,
   Storage,
   StoredManifest,
@@ -31,6 +33,7 @@ import { describeError, httpStatusOf, isInvalidRange, isNotFound } from './error
 import { S3Keys } from './keys.js';
 import { resolveS3Options, type ResolvedS3Options, type S3StorageOptions } from './options.js';
 import { fitToRange } from './range.js';
+import { checkStateName, checkStatePrefix } from '../state-name.js';
 
 export type { S3StorageOptions } from './options.js';
 
@@ -306,6 +309,54 @@ export class S3Storage implements Storage {
     return tags.sort();
   }
 
+  async deleteTag(repo: RepositoryRef, tag: string): Promise<void> {
+    await this.deleteKey(this.keys.tag(repo, tag));
+  }
+
+  async *listRepositories(): AsyncIterable<RepositoryRef> {
+    // One flat listing of every tag record; keys sharing a repository's prefix come out together.
+    const seen = new Set<string>();
+    for await (const object of this.listObjects(this.keys.repositories)) {
+      const repo = object.Key ? this.keys.repositoryOfTagKey(object.Key) : undefined;
+      if (!repo) continue;
+      const id = `${repo.namespace}/${repo.repository}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      yield repo;
+    }
+  }
+
+  async *listManifests(): AsyncIterable<ManifestListing> {
+    for await (const object of this.listObjects(this.keys.manifests)) {
+      const digest = object.Key ? this.keys.digestOfManifestKey(object.Key) : undefined;
+      if (!digest) continue;
+      // LastModified is set by the PutObject that stored the manifest when it was fetched.
+      yield { digest, size: object.Size ?? 0, fetchedAt: object.LastModified ?? new Date(0) };
+    }
+  }
+
+  async getState(name: string): Promise<Buffer | undefined> {
+    return (await this.get(this.keys.state(checkStateName(name))))?.bytes;
+  }
+
+  async putState(name: string, bytes: Buffer): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.keys.state(checkStateName(name)), Body: bytes, ContentType: 'application/octet-stream' }),
+    );
+  }
+
+  async listState(prefix: string): Promise<string[]> {
+    const names: string[] = [];
+    for await (const object of this.listObjects(this.keys.state(checkStatePrefix(prefix)))) {
+      if (object.Key) names.push(object.Key.slice(this.keys.states.length));
+    }
+    return names.sort();
+  }
+
+  async deleteState(name: string): Promise<void> {
+    await this.deleteKey(this.keys.state(checkStateName(name)));
+  }
+
   async blobUrl(digest: string, expiresInSeconds: number): Promise<string | undefined> {
     const key = this.keys.blob(digest);
     if (!(await this.head(key))) return undefined;
@@ -321,6 +372,16 @@ export class S3Storage implements Storage {
 
   async close(): Promise<void> {
     this.client.destroy();
+  }
+
+  /** Every object under a key prefix, page by page. */
+  private async *listObjects(prefix: string): AsyncIterable<_Object> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      yield* page.Contents ?? [];
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
   }
 
   private async head(key: string): Promise<HeadObjectCommandOutput | undefined> {

@@ -1,0 +1,82 @@
+import { mkdir, rm } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { createLogger } from '../../log.js';
+import { Mirror } from '../../proxy/mirror.js';
+import { Resolver } from '../../resolve/resolver.js';
+import { createSpoolDir } from '../../server/spool-dir.js';
+import { createStorage } from '../../storage/create-storage.js';
+import { FilesystemStorage } from '../../storage/filesystem/filesystem-storage.js';
+import type { Storage } from '../../storage/storage.js';
+import { UpstreamPool } from '../../upstream/upstream-pool.js';
+import { loadConfig } from '../load-config.js';
+import type { AdminContext } from './index.js';
+
+/** Admin commands log (pino JSON) to stderr: stdout carries their report. */
+export function adminLogger(context: AdminContext): Logger {
+  return createLogger(context.global.logLevel, process.stderr);
+}
+
+/**
+ * The storage of an admin command. A server may be running on the same cache: a filesystem cache only
+ * gets its directories created (the server's init() would sweep tmp/, where a running server writes).
+ */
+export async function openAdminStorage(context: AdminContext, log: Logger): Promise<Storage> {
+  const storage = await createStorage(context.storage, log);
+  if (storage instanceof FilesystemStorage) {
+    for (const dir of [storage.paths.root, storage.paths.tmp, storage.paths.blobs, storage.paths.manifests, storage.paths.repositories]) {
+      await mkdir(dir, { recursive: true });
+    }
+  } else {
+    await storage.init();
+  }
+  return storage;
+}
+
+export interface AdminMirror {
+  mirror: Mirror;
+  resolver: Resolver;
+  storage: Storage;
+  close(): Promise<void>;
+}
+
+/** The cache policy of a server (same config, storage and upstream clients), without the HTTP server. */
+export async function openAdminMirror(context: AdminContext, log: Logger): Promise<AdminMirror> {
+  const config = loadConfig(context.global);
+  const storage = await openAdminStorage(context, log);
+  const spoolDir = await createSpoolDir(context.global.spoolDir);
+  const upstreams = new UpstreamPool();
+  const mirror = new Mirror({ storage, upstreams, log, spoolDir });
+  return {
+    mirror,
+    resolver: new Resolver(config),
+    storage,
+    close: async () => {
+      await mirror.blobs.drain();
+      await upstreams.close();
+      await storage.close();
+      await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+export function formatBytes(n: number): string {
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < UNITS.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${UNITS[i]}`;
+}
+
+export function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`;
+}
+
+export function shortDigest(digest: string | undefined): string {
+  if (!digest) return '-';
+  const i = digest.indexOf(':');
+  return `${digest.slice(0, i + 1)}${digest.slice(i + 1, i + 13)}`;
+}

@@ -1,0 +1,18 @@
+import type { LogLevel } from '../log.js';
+import type { LifecycleFlags } from './lifecycle-options.js';
+
+/** The program-level flags, as commander parses them (names follow the flags). */
+export interface GlobalOptions extends LifecycleFlags {
+  listen: string;
+  upstreamConfigFile?: string | undefined;
+  defaultNamespace: string;
+  logLevel: LogLevel;
+  allowUnlistedNamespaces: boolean;
+  checkCacheDigest: boolean;
+  verifyCache: boolean;
+  spoolDir?: string | undefined;
+  shutdownGracePeriod: string;
+  metricsListen?: string | undefined;
+  /** Image list prefetched in the background once the server listens. */
+  preload?: string | undefined;
+}

@@ -1,0 +1,114 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { AppOptions } from '../http/app.js';
+import type { EntryKind, ProxyObserver } from '../proxy/events.js';
+import type { UpstreamObserver } from '../upstream/upstream-client.js';
+import { createMetricsRegistry, METRIC_PREFIX } from './registry.js';
+
+export type RequestDoneInfo = Parameters<NonNullable<AppOptions['onRequestDone']>>[0];
+
+/** Route names of the /v2 handlers (src/http/routes/v2.ts) -> the cache entry kind they look up. */
+const ROUTE_KIND: Record<string, EntryKind> = { manifests: 'manifest', blobs: 'blob', tags: 'tags', referrers: 'referrers' };
+/** Outcomes whose bytes came out of the cache (the others streamed from upstream). */
+const FROM_CACHE = new Set(['hit', 'stale', 'revalidated']);
+/**
+ * Beyond this many distinct namespaces, further ones are counted as "other": with unlisted namespaces
+ * allowed, clients choose the namespace, and must not be able to grow the series without bound.
+ */
+export const MAX_NAMESPACE_LABELS = 100;
+
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+/**
+ * The mirror's Prometheus metrics. It observes the cache policy (ProxyObserver), every upstream exchange
+ * (UpstreamObserver) and every finished HTTP request (requestDone, for AppOptions.onRequestDone).
+ *
+ * Cache outcomes and served bytes are counted once per request, from requestDone (the request context
+ * carries the outcome and the bytes); the ProxyObserver's cache() and bytesServed() are therefore left
+ * unimplemented, so that a proxy reporting them too would not count twice.
+ */
+export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
+  readonly registry: Registry;
+  private readonly namespaces = new Set<string>();
+
+  private readonly requests: Counter<'route' | 'method' | 'status'>;
+  private readonly requestDuration: Histogram<'route'>;
+  private readonly cacheRequests: Counter<'namespace' | 'kind' | 'outcome'>;
+  private readonly servedBytes: Counter<'namespace' | 'source'>;
+  private readonly upstreamRequests: Counter<'namespace' | 'kind' | 'status'>;
+  private readonly upstreamDuration: Histogram<'namespace' | 'kind'>;
+  private readonly upstreamErrors: Counter<'namespace' | 'kind' | 'code'>;
+  private readonly downloadsInFlight: Gauge;
+  private readonly downloads: Counter<'namespace' | 'result'>;
+  private readonly coalesced: Counter<'namespace'>;
+  private readonly storageErrors: Counter<'operation'>;
+  private readonly corruptDropped: Counter;
+
+  constructor(registry: Registry = createMetricsRegistry()) {
+    this.registry = registry;
+    const registers = [registry];
+    const p = METRIC_PREFIX;
+    this.requests = new Counter({ name: `${p}requests_total`, help: 'HTTP requests answered, by route, method and status', labelNames: ['route', 'method', 'status'], registers });
+    this.requestDuration = new Histogram({ name: `${p}request_duration_seconds`, help: 'Time from request to the end of the response, by route', labelNames: ['route'], buckets: DURATION_BUCKETS, registers });
+    this.cacheRequests = new Counter({ name: `${p}cache_requests_total`, help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass)', labelNames: ['namespace', 'kind', 'outcome'], registers });
+    this.servedBytes = new Counter({ name: `${p}bytes_served_total`, help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache or upstream', labelNames: ['namespace', 'source'], registers });
+    this.upstreamRequests = new Counter({ name: `${p}upstream_requests_total`, help: 'Upstream responses by namespace, request kind and HTTP status', labelNames: ['namespace', 'kind', 'status'], registers });
+    this.upstreamDuration = new Histogram({ name: `${p}upstream_request_duration_seconds`, help: 'Time until the upstream response headers (auth round trips included)', labelNames: ['namespace', 'kind'], buckets: DURATION_BUCKETS, registers });
+    this.upstreamErrors = new Counter({ name: `${p}upstream_errors_total`, help: 'Upstream exchanges that failed without a response, by error code', labelNames: ['namespace', 'kind', 'code'], registers });
+    this.downloadsInFlight = new Gauge({ name: `${p}blob_downloads_in_flight`, help: 'Blob downloads from upstream running now', registers });
+    this.downloads = new Counter({ name: `${p}blob_downloads_total`, help: 'Finished blob downloads from upstream, by result (stored, uncached, failed, digest_mismatch)', labelNames: ['namespace', 'result'], registers });
+    this.coalesced = new Counter({ name: `${p}coalesced_requests_total`, help: 'Requests that joined a download already running instead of starting one', labelNames: ['namespace'], registers });
+    this.storageErrors = new Counter({ name: `${p}storage_errors_total`, help: 'Storage operations that failed, by operation', labelNames: ['operation'], registers });
+    this.corruptDropped = new Counter({ name: `${p}corrupt_blobs_dropped_total`, help: 'Cached blobs found corrupt while served (--check-cache-digest) and deleted', registers });
+  }
+
+  /** For AppOptions.onRequestDone. */
+  readonly requestDone = (info: RequestDoneInfo): void => {
+    this.requests.inc({ route: info.route, method: info.method, status: String(info.status) });
+    this.requestDuration.observe({ route: info.route }, info.seconds);
+    if (info.namespace === undefined) return;
+    const namespace = this.ns(info.namespace);
+    const kind = ROUTE_KIND[info.route];
+    if (kind !== undefined && info.outcome !== undefined) {
+      this.cacheRequests.inc({ namespace, kind, outcome: info.outcome });
+      if (info.outcome === 'coalesced') this.coalesced.inc({ namespace });
+    }
+    if (info.bytes !== undefined && info.bytes > 0) {
+      const source = info.outcome !== undefined && FROM_CACHE.has(info.outcome) ? 'cache' : 'upstream';
+      this.servedBytes.inc({ namespace, source }, info.bytes);
+    }
+  };
+
+  onResponse(namespace: string, kind: string, status: number, seconds: number): void {
+    const ns = this.ns(namespace);
+    this.upstreamRequests.inc({ namespace: ns, kind, status: String(status) });
+    this.upstreamDuration.observe({ namespace: ns, kind }, seconds);
+  }
+
+  onError(namespace: string, kind: string, code: string): void {
+    this.upstreamErrors.inc({ namespace: this.ns(namespace), kind, code });
+  }
+
+  fillStarted(): void {
+    this.downloadsInFlight.inc();
+  }
+
+  fillFinished(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void {
+    this.downloadsInFlight.dec();
+    this.downloads.inc({ namespace: this.ns(namespace), result });
+  }
+
+  storageError(operation: string): void {
+    this.storageErrors.inc({ operation });
+  }
+
+  corruptBlobDropped(): void {
+    this.corruptDropped.inc();
+  }
+
+  private ns(namespace: string): string {
+    if (this.namespaces.has(namespace)) return namespace;
+    if (this.namespaces.size >= MAX_NAMESPACE_LABELS) return 'other';
+    this.namespaces.add(namespace);
+    return namespace;
+  }
+}

@@ -1,0 +1,19 @@
+import type { ProxyObserver } from '../proxy/events.js';
+import type { UpstreamObserver } from '../upstream/upstream-client.js';
+
+export type MirrorObserver = ProxyObserver & UpstreamObserver;
+
+/** One observer that forwards every event to each of `observers` (metrics plus a test's own, say). */
+export function combineObservers(...observers: MirrorObserver[]): MirrorObserver {
+  if (observers.length === 1) return observers[0] as MirrorObserver;
+  return {
+    cache: (...a) => observers.forEach((o) => o.cache?.(...a)),
+    bytesServed: (...a) => observers.forEach((o) => o.bytesServed?.(...a)),
+    fillStarted: (...a) => observers.forEach((o) => o.fillStarted?.(...a)),
+    fillFinished: (...a) => observers.forEach((o) => o.fillFinished?.(...a)),
+    storageError: (...a) => observers.forEach((o) => o.storageError?.(...a)),
+    corruptBlobDropped: () => observers.forEach((o) => o.corruptBlobDropped?.()),
+    onResponse: (...a) => observers.forEach((o) => o.onResponse(...a)),
+    onError: (...a) => observers.forEach((o) => o.onError(...a)),
+  };
+}

@@ -1,0 +1,304 @@
+import t from 'tap';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ConfigError,
+  defaultUpstreamSettings,
+  implicitUpstream,
+  isValidNamespace,
+  loadMirrorConfig,
+  parseUpstreamYaml,
+} from '../../src/config/upstreams.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_INVALIDATION_MS, DEFAULT_READ_TIMEOUT_MS } from '../../src/config/types.js';
+
+const FILE = '/etc/oci-registry/upstreams.yaml';
+
+async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'oci-config-test-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** The ConfigError message thrown by parsing `yaml`. */
+function errorOf(yaml: string): string {
+  try {
+    parseUpstreamYaml(yaml, FILE);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.message;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+t.test('a minimal entry gets every default of the Rust oci-registry', async (t) => {
+  const [u] = parseUpstreamYaml('- namespace: docker.io\n  host: registry-1.docker.io\n', FILE);
+  t.match(u, {
+    namespace: 'docker.io',
+    host: 'registry-1.docker.io',
+    tls: true,
+    acceptInvalidCerts: false,
+    manifestInvalidationMs: 14 * 86_400_000,
+    blobInvalidationMs: 14 * 86_400_000,
+    serveStale: true,
+    connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+    readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
+    explicit: true,
+  });
+  for (const key of ['userAgent', 'username', 'password', 'caFile', 'clientCertFile', 'clientKeyFile'] as const) {
+    t.equal(u?.[key], undefined, `${key} is unset`);
+  }
+  t.equal(DEFAULT_INVALIDATION_MS, 14 * 86_400_000);
+});
+
+t.test('every key is read from its snake_case YAML name', async (t) => {
+  const dir = await tempDir(t);
+  const ca = join(dir, 'ca.pem');
+  await writeFile(ca, '-----BEGIN CERTIFICATE-----\n');
+  const yaml = [
+    '- namespace: registry.local:5000',
+    '  host: 10.0.0.5:5000',
+    '  tls: false',
+    '  accept_invalid_certs: true',
+    '  user_agent: my-mirror/1.0',
+    '  username: bob',
+    '  password: secret',
+    '  manifest_invalidation_time: 0s',
+    '  blob_invalidation_time: 90m',
+    `  ca_file: ${ca}`,
+    '  serve_stale: false',
+    '  connect_timeout: 5s',
+    '  read_timeout: 2m',
+  ].join('\n');
+  const [u] = parseUpstreamYaml(yaml, FILE);
+  t.match(u, {
+    namespace: 'registry.local:5000',
+    host: '10.0.0.5:5000',
+    tls: false,
+    acceptInvalidCerts: true,
+    userAgent: 'my-mirror/1.0',
+    username: 'bob',
+    password: 'secret',
+    manifestInvalidationMs: 0,
+    blobInvalidationMs: 90 * 60_000,
+    caFile: ca,
+    serveStale: false,
+    connectTimeoutMs: 5000,
+    readTimeoutMs: 120_000,
+    explicit: true,
+  });
+});
+
+t.test('an empty file is an empty list of upstreams', async (t) => {
+  t.same(parseUpstreamYaml('', FILE), []);
+  t.same(parseUpstreamYaml('# only a comment\n', FILE), []);
+});
+
+t.test('a document that is not a list is refused, naming the file', async (t) => {
+  const msg = errorOf('namespace: docker.io\nhost: x\n');
+  t.match(msg, FILE);
+  t.match(msg, /list/);
+});
+
+t.test('invalid YAML is refused, naming the file', async (t) => {
+  const msg = errorOf('- namespace: [docker.io\n');
+  t.match(msg, FILE);
+  t.match(msg, /invalid YAML/);
+});
+
+t.test('an entry that is not a mapping is refused, naming the file and the entry index', async (t) => {
+  const msg = errorOf('- namespace: a.io\n  host: a.io\n- just a string\n');
+  t.match(msg, FILE);
+  t.match(msg, 'entry 1');
+});
+
+t.test('an unknown key is refused, naming the file, the entry index, its namespace and the key', async (t) => {
+  const msg = errorOf('- namespace: a.io\n  host: a.io\n- namespace: ghcr.io\n  host: ghcr.io\n  manifest_invalidation: 1h\n');
+  t.match(msg, FILE);
+  t.match(msg, 'entry 1');
+  t.match(msg, 'ghcr.io');
+  t.match(msg, '"manifest_invalidation"');
+});
+
+t.test('a missing host is refused, naming the file, the entry and the key', async (t) => {
+  const msg = errorOf('- namespace: quay.io\n');
+  t.match(msg, FILE);
+  t.match(msg, 'entry 0');
+  t.match(msg, 'quay.io');
+  t.match(msg, '"host"');
+  t.match(msg, /required/);
+});
+
+t.test('a missing namespace is refused, naming the file, the entry and the key', async (t) => {
+  const msg = errorOf('- host: quay.io\n');
+  t.match(msg, FILE);
+  t.match(msg, 'entry 0');
+  t.match(msg, '"namespace"');
+});
+
+t.test('a bad duration is refused, naming the file, the entry, the key and the value', async (t) => {
+  const msg = errorOf('- namespace: docker.io\n  host: registry-1.docker.io\n  manifest_invalidation_time: 14 days\n');
+  t.match(msg, FILE);
+  t.match(msg, 'entry 0');
+  t.match(msg, 'docker.io');
+  t.match(msg, '"manifest_invalidation_time"');
+  t.match(msg, '14 days');
+});
+
+t.test('a duration given as a bare number is refused', async (t) => {
+  const msg = errorOf('- namespace: docker.io\n  host: registry-1.docker.io\n  blob_invalidation_time: 3600\n');
+  t.match(msg, '"blob_invalidation_time"');
+});
+
+t.test('a non-boolean tls is refused, naming the key', async (t) => {
+  const msg = errorOf('- namespace: docker.io\n  host: registry-1.docker.io\n  tls: "yes please"\n');
+  t.match(msg, FILE);
+  t.match(msg, '"tls"');
+});
+
+t.test('a host with a scheme or a path is refused, naming the key', async (t) => {
+  t.match(errorOf('- namespace: docker.io\n  host: https://registry-1.docker.io\n'), '"host"');
+  t.match(errorOf('- namespace: docker.io\n  host: registry-1.docker.io/v2\n'), '"host"');
+});
+
+t.test('a namespace that is not a host name is refused, naming the key', async (t) => {
+  const msg = errorOf('- namespace: "docker io"\n  host: registry-1.docker.io\n');
+  t.match(msg, FILE);
+  t.match(msg, '"namespace"');
+});
+
+t.test('username without password is refused, naming both keys', async (t) => {
+  const msg = errorOf('- namespace: ghcr.io\n  host: ghcr.io\n  username: bob\n');
+  t.match(msg, FILE);
+  t.match(msg, 'ghcr.io');
+  t.match(msg, '"username"');
+  t.match(msg, '"password"');
+});
+
+t.test('a ca_file that cannot be read is refused, naming the file, the entry, the key and the path', async (t) => {
+  const dir = await tempDir(t);
+  const missing = join(dir, 'nope.pem');
+  const msg = errorOf(`- namespace: ghcr.io\n  host: ghcr.io\n  ca_file: ${missing}\n`);
+  t.match(msg, FILE);
+  t.match(msg, 'entry 0');
+  t.match(msg, 'ghcr.io');
+  t.match(msg, '"ca_file"');
+  t.match(msg, missing);
+  t.match(msg, 'ENOENT');
+});
+
+t.test('client_cert_file without client_key_file is refused', async (t) => {
+  const msg = errorOf('- namespace: ghcr.io\n  host: ghcr.io\n  client_cert_file: /x.pem\n');
+  t.match(msg, '"client_cert_file"');
+  t.match(msg, '"client_key_file"');
+});
+
+t.test('loadMirrorConfig reads the file and indexes the upstreams by namespace', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'upstreams.yaml');
+  await writeFile(file, '- namespace: docker.io\n  host: registry-1.docker.io\n- namespace: ghcr.io\n  host: ghcr.io\n');
+  const config = loadMirrorConfig({ configFile: file });
+  t.same([...config.upstreams.keys()], ['docker.io', 'ghcr.io']);
+  t.equal(config.configFile, file);
+  t.equal(config.defaultNamespace, 'docker.io');
+  t.equal(config.allowUnlisted, false, 'a config file means only listed namespaces are mirrored');
+});
+
+t.test('without a config file every public namespace may be mirrored', async (t) => {
+  const config = loadMirrorConfig();
+  t.equal(config.upstreams.size, 0);
+  t.equal(config.allowUnlisted, true);
+  t.equal(config.configFile, undefined);
+  t.same(config.defaults, defaultUpstreamSettings());
+});
+
+t.test('allowUnlisted may be set explicitly with a config file', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'upstreams.yaml');
+  await writeFile(file, '');
+  t.equal(loadMirrorConfig({ configFile: file, allowUnlisted: true }).allowUnlisted, true);
+});
+
+t.test('a config file that cannot be read is refused, naming the file', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'missing.yaml');
+  t.throws(() => loadMirrorConfig({ configFile: file }), { name: 'ConfigError', message: new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')) });
+});
+
+t.test('a namespace configured twice is refused, naming the file and the namespace', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'upstreams.yaml');
+  await writeFile(file, '- namespace: ghcr.io\n  host: ghcr.io\n- namespace: ghcr.io\n  host: mirror.ghcr.io\n');
+  try {
+    loadMirrorConfig({ configFile: file });
+    t.fail('should throw');
+  } catch (e) {
+    t.ok(e instanceof ConfigError);
+    const msg = (e as Error).message;
+    t.match(msg, file);
+    t.match(msg, 'ghcr.io');
+    t.match(msg, 'entry 1');
+    t.match(msg, '"namespace"');
+  }
+});
+
+t.test('UPSTREAM_CREDENTIALS overrides the credentials of a configured namespace and keeps its other settings', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'upstreams.yaml');
+  await writeFile(file, '- namespace: ghcr.io\n  host: ghcr.example\n  username: old\n  password: old\n  manifest_invalidation_time: 1h\n');
+  const config = loadMirrorConfig({
+    configFile: file,
+    credentialsJson: JSON.stringify({ 'ghcr.io': { username: 'robot', password: 's3cret' } }),
+  });
+  t.match(config.upstreams.get('ghcr.io'), {
+    host: 'ghcr.example',
+    username: 'robot',
+    password: 's3cret',
+    manifestInvalidationMs: 3_600_000,
+    explicit: true,
+  });
+});
+
+t.test('UPSTREAM_CREDENTIALS for an unconfigured namespace adds it with defaults (docker.io from registry-1)', async (t) => {
+  const config = loadMirrorConfig({ credentialsJson: JSON.stringify({ 'docker.io': { username: 'u', password: 'p' } }) });
+  t.match(config.upstreams.get('docker.io'), { host: 'registry-1.docker.io', tls: true, username: 'u', password: 'p' });
+});
+
+t.test('invalid UPSTREAM_CREDENTIALS are refused, naming the variable, never echoing a password', async (t) => {
+  t.throws(() => loadMirrorConfig({ credentialsJson: '{not json' }), { name: 'ConfigError', message: /UPSTREAM_CREDENTIALS/ });
+  t.throws(() => loadMirrorConfig({ credentialsJson: '[]' }), { message: /UPSTREAM_CREDENTIALS/ });
+  try {
+    loadMirrorConfig({ credentialsJson: JSON.stringify({ 'ghcr.io': { username: 'u', password: 42 } }) });
+    t.fail('should throw');
+  } catch (e) {
+    t.match((e as Error).message, /UPSTREAM_CREDENTIALS/);
+    t.match((e as Error).message, 'ghcr.io');
+  }
+  try {
+    loadMirrorConfig({ credentialsJson: JSON.stringify({ 'not a host': { username: 'u', password: 'hunter2' } }) });
+    t.fail('should throw');
+  } catch (e) {
+    t.match((e as Error).message, /UPSTREAM_CREDENTIALS/);
+    t.notMatch((e as Error).message, 'hunter2');
+  }
+});
+
+t.test('a default namespace that is not a host name is refused', async (t) => {
+  t.throws(() => loadMirrorConfig({ defaultNamespace: 'not a host' }), { name: 'ConfigError', message: /default-namespace/ });
+  t.equal(loadMirrorConfig({ defaultNamespace: 'ghcr.io' }).defaultNamespace, 'ghcr.io');
+});
+
+t.test('namespaces are host names with an optional port, or bracketed IPv6', async (t) => {
+  for (const good of ['docker.io', 'localhost', 'localhost:5000', 'registry.local:5000', '127.0.0.1:8080', '[::1]:5000', 'my-registry.example.com']) {
+    t.ok(isValidNamespace(good), good);
+  }
+  for (const bad of ['', 'https://docker.io', 'docker.io/v2', '-bad.io', 'bad-.io', 'a..b', 'docker.io:', 'docker.io:123456', 'has space.io']) {
+    t.notOk(isValidNamespace(bad), JSON.stringify(bad));
+  }
+});
+
+t.test('an implicit upstream is https://<namespace> with the defaults, docker.io from registry-1.docker.io, not explicit', async (t) => {
+  const config = loadMirrorConfig();
+  t.match(implicitUpstream('ghcr.io', config), { namespace: 'ghcr.io', host: 'ghcr.io', tls: true, explicit: false });
+  t.match(implicitUpstream('docker.io', config), { namespace: 'docker.io', host: 'registry-1.docker.io', explicit: false });
+});

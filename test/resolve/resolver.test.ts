@@ -1,0 +1,201 @@
+import t from 'tap';
+import { defaultUpstreamSettings, loadMirrorConfig } from '../../src/config/upstreams.js';
+import type { MirrorConfig, UpstreamConfig } from '../../src/config/types.js';
+import { OciError } from '../../src/oci/errors.js';
+import { looksLikeHost, Resolver, type ResolveInput } from '../../src/resolve/resolver.js';
+
+function upstream(namespace: string, host: string = namespace): UpstreamConfig {
+  return { ...defaultUpstreamSettings(), namespace, host, explicit: true };
+}
+
+/** A config as loaded from a file listing these namespaces (allowUnlisted false unless said). */
+function withConfig(namespaces: UpstreamConfig[], options: { allowUnlisted?: boolean; defaultNamespace?: string } = {}): MirrorConfig {
+  const base = loadMirrorConfig({ defaultNamespace: options.defaultNamespace });
+  return {
+    ...base,
+    upstreams: new Map(namespaces.map((u) => [u.namespace, u])),
+    configFile: '/etc/upstreams.yaml',
+    allowUnlisted: options.allowUnlisted ?? false,
+  };
+}
+
+/** No config file: every public namespace may be mirrored. */
+const open = (): MirrorConfig => loadMirrorConfig();
+
+function input(name: string, extra: Partial<ResolveInput> = {}): ResolveInput {
+  return { name, ns: undefined, registryHeader: undefined, ...extra };
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof OciError) return e.code;
+    throw e;
+  }
+  return undefined;
+}
+
+const listed = withConfig([
+  upstream('docker.io', 'registry-1.docker.io'),
+  upstream('ghcr.io'),
+  upstream('quay.io'),
+  upstream('localhost:5000', '127.0.0.1:5000'),
+  upstream('registry.local:5000', '10.1.2.3:5000'),
+]);
+
+t.test('the ns query parameter names the namespace and the whole path is the repository', async (t) => {
+  const r = new Resolver(listed).resolve(input('org/app', { ns: 'ghcr.io' }));
+  t.match(r, { namespace: 'ghcr.io', repository: 'org/app', source: 'ns' });
+  t.equal(r.upstream.host, 'ghcr.io');
+});
+
+t.test('the ns parameter wins over X-Registry and over a host-like first segment', async (t) => {
+  const r = new Resolver(listed).resolve(input('quay.io/org/app', { ns: 'ghcr.io', registryHeader: 'docker.io' }));
+  t.match(r, { namespace: 'ghcr.io', repository: 'quay.io/org/app', source: 'ns' });
+});
+
+t.test('ns=docker.io with a single-segment name gets the library/ prefix', async (t) => {
+  t.match(new Resolver(listed).resolve(input('nginx', { ns: 'docker.io' })), { namespace: 'docker.io', repository: 'library/nginx' });
+});
+
+t.test('the X-Registry header names the namespace when there is no ns parameter', async (t) => {
+  const r = new Resolver(listed).resolve(input('org/app', { registryHeader: 'quay.io' }));
+  t.match(r, { namespace: 'quay.io', repository: 'org/app', source: 'header' });
+});
+
+t.test('X-Registry wins over a host-like first path segment', async (t) => {
+  t.match(new Resolver(listed).resolve(input('ghcr.io/app', { registryHeader: 'quay.io' })), { namespace: 'quay.io', repository: 'ghcr.io/app' });
+});
+
+t.test('a first path segment with a dot names the namespace (cri-o / podman mirrors)', async (t) => {
+  const r = new Resolver(listed).resolve(input('ghcr.io/org/team/app'));
+  t.match(r, { namespace: 'ghcr.io', repository: 'org/team/app', source: 'path' });
+});
+
+t.test('a first path segment host:port names the namespace', async (t) => {
+  const r = new Resolver(listed).resolve(input('registry.local:5000/team/app'));
+  t.match(r, { namespace: 'registry.local:5000', repository: 'team/app', source: 'path' });
+  t.equal(r.upstream.host, '10.1.2.3:5000');
+});
+
+t.test('a first path segment localhost:port names the namespace', async (t) => {
+  const r = new Resolver(listed).resolve(input('localhost:5000/app'));
+  t.match(r, { namespace: 'localhost:5000', repository: 'app', source: 'path' });
+  t.equal(r.upstream.host, '127.0.0.1:5000');
+});
+
+t.test('a bare localhost first segment is host-like', async (t) => {
+  const config = withConfig([upstream('localhost', '127.0.0.1:5000')]);
+  t.match(new Resolver(config).resolve(input('localhost/app')), { namespace: 'localhost', repository: 'app', source: 'path' });
+});
+
+t.test('/v2/docker.io/library/nginx resolves to docker.io library/nginx', async (t) => {
+  t.match(new Resolver(listed).resolve(input('docker.io/library/nginx')), { namespace: 'docker.io', repository: 'library/nginx', source: 'path' });
+});
+
+t.test('/v2/docker.io/nginx gets the library/ prefix', async (t) => {
+  t.match(new Resolver(listed).resolve(input('docker.io/nginx')), { namespace: 'docker.io', repository: 'library/nginx' });
+});
+
+t.test('a plain name goes to the default namespace, docker.io, with library/ for single segments', async (t) => {
+  const resolver = new Resolver(listed);
+  t.match(resolver.resolve(input('nginx')), { namespace: 'docker.io', repository: 'library/nginx', source: 'default' });
+  t.match(resolver.resolve(input('library/nginx')), { namespace: 'docker.io', repository: 'library/nginx', source: 'default' });
+  t.match(resolver.resolve(input('bitnami/redis')), { namespace: 'docker.io', repository: 'bitnami/redis', source: 'default' });
+});
+
+t.test('a configured default namespace other than docker.io gets no library/ prefix', async (t) => {
+  const config = withConfig([upstream('ghcr.io')], { defaultNamespace: 'ghcr.io' });
+  t.match(new Resolver(config).resolve(input('app')), { namespace: 'ghcr.io', repository: 'app', source: 'default' });
+});
+
+t.test('Docker Hub aliases are the docker.io namespace', async (t) => {
+  const resolver = new Resolver(listed);
+  for (const alias of ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']) {
+    t.match(resolver.resolve(input('nginx', { ns: alias })), { namespace: 'docker.io', repository: 'library/nginx' }, alias);
+  }
+  t.match(resolver.resolve(input('index.docker.io/library/nginx')), { namespace: 'docker.io', repository: 'library/nginx' });
+});
+
+t.test('namespaces are case-insensitive', async (t) => {
+  t.match(new Resolver(listed).resolve(input('app', { ns: 'GHCR.IO' })), { namespace: 'ghcr.io' });
+});
+
+t.test('an unlisted namespace is refused with NAME_UNKNOWN when a config is given', async (t) => {
+  const resolver = new Resolver(listed);
+  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'gcr.io' }))), 'NAME_UNKNOWN');
+  t.equal(codeOf(() => resolver.resolve(input('gcr.io/project/app'))), 'NAME_UNKNOWN');
+  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: 'public.ecr.aws' }))), 'NAME_UNKNOWN');
+});
+
+t.test('an unlisted private namespace is NAME_UNKNOWN (not a dial) when a config is given', async (t) => {
+  t.equal(codeOf(() => new Resolver(listed).resolve(input('127.0.0.1:9999/app'))), 'NAME_UNKNOWN');
+});
+
+t.test('without a config, a public namespace is mirrored from https://<namespace> as an implicit upstream', async (t) => {
+  const r = new Resolver(open()).resolve(input('gcr.io/project/app'));
+  t.match(r, { namespace: 'gcr.io', repository: 'project/app' });
+  t.match(r.upstream, { host: 'gcr.io', tls: true, explicit: false });
+  t.equal(new Resolver(open()).resolve(input('nginx')).upstream.host, 'registry-1.docker.io');
+});
+
+t.test('without a config, loopback, private and link-local literals are refused with DENIED', async (t) => {
+  const resolver = new Resolver(open());
+  for (const ns of [
+    '127.0.0.1',
+    '127.0.0.1:5000',
+    '10.0.0.1:5000',
+    '172.16.5.4',
+    '192.168.1.10:443',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0:80',
+    '[::1]:5000',
+    '[fe80::1]',
+    '[fd00::1]:5000',
+    '[::ffff:127.0.0.1]:5000',
+    'localhost',
+    'localhost:5000',
+    'registry.localhost:5000',
+  ]) {
+    t.equal(codeOf(() => resolver.resolve(input('app', { ns }))), 'DENIED', ns);
+  }
+  t.equal(codeOf(() => resolver.resolve(input('127.0.0.1:5000/app'))), 'DENIED', 'via the path too');
+  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: '10.0.0.1' }))), 'DENIED', 'via X-Registry too');
+});
+
+t.test('a private namespace configured explicitly is mirrored', async (t) => {
+  const config = withConfig([upstream('127.0.0.1:5000')]);
+  t.match(new Resolver(config).resolve(input('127.0.0.1:5000/app')), { namespace: '127.0.0.1:5000', repository: 'app' });
+});
+
+t.test('an invalid namespace is NAME_INVALID', async (t) => {
+  const resolver = new Resolver(open());
+  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'https://ghcr.io' }))), 'NAME_INVALID');
+  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'ghcr.io/x' }))), 'NAME_INVALID');
+  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: 'a b' }))), 'NAME_INVALID');
+});
+
+t.test('an invalid repository name is NAME_INVALID, before any namespace policy', async (t) => {
+  const resolver = new Resolver(listed);
+  t.equal(codeOf(() => resolver.resolve(input('Nginx'))), 'NAME_INVALID');
+  t.equal(codeOf(() => resolver.resolve(input('ghcr.io/Org/app'))), 'NAME_INVALID');
+  t.equal(codeOf(() => resolver.resolve(input('a//b', { ns: 'ghcr.io' }))), 'NAME_INVALID');
+  t.equal(codeOf(() => resolver.resolve(input('x', { ns: 'unlisted.io' }))), 'NAME_UNKNOWN', 'a valid name in an unlisted namespace');
+});
+
+t.test('a host-like segment alone (no repository after it) is a repository name of the default namespace', async (t) => {
+  // `/v2/ghcr.io/manifests/x` names a repository "ghcr.io" in the default namespace.
+  const r = new Resolver(listed).resolve(input('ghcr.io'));
+  t.match(r, { namespace: 'docker.io', repository: 'library/ghcr.io', source: 'default' });
+});
+
+t.test('looksLikeHost: a dot, a port or localhost', async (t) => {
+  t.ok(looksLikeHost('ghcr.io'));
+  t.ok(looksLikeHost('registry:5000'));
+  t.ok(looksLikeHost('localhost'));
+  t.notOk(looksLikeHost('library'));
+  t.notOk(looksLikeHost('my-org'));
+  t.notOk(looksLikeHost('my_org'));
+});

@@ -1,0 +1,288 @@
+import t from 'tap';
+import { defaultUpstreamSettings } from '../../src/config/upstreams.js';
+import type { UpstreamConfig } from '../../src/config/types.js';
+import { OciError } from '../../src/oci/errors.js';
+import { OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST } from '../../src/oci/media-types.js';
+import { createUpstreamDispatcher } from '../../src/upstream/dispatcher.js';
+import { UpstreamClient } from '../../src/upstream/upstream-client.js';
+import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
+import { MEDIA_TYPES, startFixtureUpstream, type FixtureOptions, type FixtureUpstream } from '../fixtures/upstream.js';
+import { startMirror } from '../helpers/mirror.js';
+
+type T = { teardown(fn: () => unknown): void };
+
+async function fixture(t: T, options?: FixtureOptions): Promise<FixtureUpstream> {
+  const up = await startFixtureUpstream(options);
+  t.teardown(() => up.close());
+  return up;
+}
+
+function client(t: T, up: FixtureUpstream, overrides: Partial<UpstreamConfig> = {}): UpstreamClient {
+  const config: UpstreamConfig = { ...defaultUpstreamSettings(), namespace: 'fixture.test', host: up.host, tls: false, explicit: true, ...overrides };
+  const dispatcher = createUpstreamDispatcher(config);
+  t.teardown(() => dispatcher.close());
+  return new UpstreamClient(config, dispatcher);
+}
+
+async function readAll(body: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function rejection(p: Promise<unknown>): Promise<OciError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof OciError) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
+
+t.test('anonymous: a manifest by tag comes back with its exact bytes, digest and media type', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('org/app', { tag: 'v1' });
+  const m = await client(t, up).getManifest('org/app', 'v1');
+  t.same(m, { digest: img.digest, mediaType: OCI_MANIFEST, bytes: img.bytes });
+  t.equal(sha256(m.bytes), img.digest);
+});
+
+t.test('the manifest Accept sent upstream lists OCI and Docker manifest and index types', async (t) => {
+  const up = await fixture(t);
+  up.addImage('org/app', { tag: 'v1' });
+  await client(t, up).getManifest('org/app', 'v1');
+  const req = up.requests.find((r) => r.path === '/v2/org/app/manifests/v1');
+  const accept = String(req?.headers.accept);
+  for (const type of [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST]) t.ok(accept.includes(type), type);
+});
+
+t.test('a manifest by digest is verified against the requested digest', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('org/app');
+  up.setManifestFault('org/app', img.digest, { kind: 'wrong-digest' });
+  const err = await rejection(client(t, up).getManifest('org/app', img.digest));
+  t.equal(err.code, 'UPSTREAM_ERROR');
+});
+
+t.test('HEAD of a manifest reports digest, media type and size', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('org/app', { tag: 'v1' });
+  t.same(await client(t, up).headManifest('org/app', 'v1'), { digest: img.digest, mediaType: OCI_MANIFEST, size: img.bytes.length });
+});
+
+t.test('an unknown manifest is MANIFEST_UNKNOWN', async (t) => {
+  const up = await fixture(t);
+  t.equal((await rejection(client(t, up).getManifest('org/app', 'nope'))).code, 'MANIFEST_UNKNOWN');
+  t.equal((await rejection(client(t, up).headManifest('org/app', 'nope'))).code, 'MANIFEST_UNKNOWN');
+});
+
+t.test('a blob streams with its size; HEAD reports the size; unknown blobs are BLOB_UNKNOWN / undefined', async (t) => {
+  const up = await fixture(t);
+  const bytes = randomBytesSeeded(100_000, 7);
+  const digest = up.addBlob(bytes);
+  const c = client(t, up);
+  const blob = await c.getBlob('org/app', digest);
+  t.equal(blob.size, bytes.length);
+  t.same(await readAll(blob.body), bytes);
+  t.same(await c.headBlob('org/app', digest), { size: bytes.length });
+  const missing = sha256('missing');
+  t.equal(await c.headBlob('org/app', missing), undefined);
+  t.equal((await rejection(c.getBlob('org/app', missing))).code, 'BLOB_UNKNOWN');
+});
+
+t.test('tags come back with a flag when upstream announces a next page', async (t) => {
+  const up = await fixture(t);
+  for (const tag of ['a', 'b', 'c']) up.addImage('org/app', { tag });
+  const c = client(t, up);
+  t.same(await c.getTags('org/app', 2, undefined), { tags: ['a', 'b'], more: true });
+  t.same(await c.getTags('org/app', 2, 'b'), { tags: ['c'], more: false });
+  t.equal((await rejection(c.getTags('org/none', undefined, undefined))).code, 'NAME_UNKNOWN');
+});
+
+t.test('referrers pass through with OCI-Filters-Applied; a registry without the API gives undefined', async (t) => {
+  const up = await fixture(t);
+  const subject = up.addImage('org/app', { tag: 'v1' });
+  up.addImage('org/app', { artifactType: 'application/vnd.example.sig', subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length } });
+  const r = await client(t, up).getReferrers('org/app', subject.digest, 'application/vnd.example.sig');
+  t.equal(r?.filtersApplied, 'artifactType');
+  t.equal((JSON.parse(r?.bytes.toString() ?? '{}') as { manifests: unknown[] }).manifests.length, 1);
+
+  const old = await fixture(t, { referrers: false });
+  t.equal(await client(t, old).getReferrers('org/app', subject.digest, undefined), undefined);
+});
+
+t.test('basic auth: the challenge is answered with the configured credentials', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'basic', username: 'bob', password: 'pw' } });
+  const img = up.addImage('org/app', { tag: 'v1' });
+  const c = client(t, up, { username: 'bob', password: 'pw' });
+  t.equal((await c.getManifest('org/app', 'v1')).digest, img.digest);
+  const expected = `Basic ${Buffer.from('bob:pw').toString('base64')}`;
+  t.ok(up.requests.some((r) => r.headers.authorization === expected));
+  up.clearRequests();
+  await c.getManifest('org/app', img.digest);
+  t.equal(up.requests.length, 1, 'once basic is known, it is sent up front (no second 401)');
+  t.equal(up.requests[0]?.headers.authorization, expected);
+});
+
+t.test('basic auth without credentials is DENIED', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'basic', username: 'bob', password: 'pw' } });
+  up.addImage('org/app', { tag: 'v1' });
+  t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'DENIED');
+});
+
+t.test('bearer, anonymous: the token is fetched once and reused for the same scope', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer' } });
+  const img = up.addImage('org/app', { tag: 'v1' });
+  const c = client(t, up);
+  await c.getManifest('org/app', 'v1');
+  await c.getManifest('org/app', img.digest);
+  await readAll((await c.getBlob('org/app', img.configDigest)).body);
+  t.equal(up.tokenRequests.length, 1);
+  const tok = up.tokenRequests[0];
+  t.equal(tok?.query.get('scope'), 'repository:org/app:pull');
+  t.equal(tok?.query.get('service'), 'fixture');
+  t.equal(tok?.headers.authorization, undefined, 'anonymous token request');
+});
+
+t.test('bearer: another repository (scope) gets its own token', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer' } });
+  up.addImage('org/a', { tag: 'v1' });
+  up.addImage('org/b', { tag: 'v1' });
+  const c = client(t, up);
+  await c.getManifest('org/a', 'v1');
+  await c.getManifest('org/b', 'v1');
+  t.same(up.tokenRequests.map((r) => r.query.get('scope')), ['repository:org/a:pull', 'repository:org/b:pull']);
+});
+
+t.test('bearer: a token the upstream no longer accepts is fetched again', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer' } });
+  const img = up.addImage('org/app', { tag: 'v1' });
+  const c = client(t, up);
+  await c.getManifest('org/app', 'v1');
+  up.expireTokens();
+  t.equal((await c.getManifest('org/app', 'v1')).digest, img.digest);
+  t.equal(up.tokenRequests.length, 2);
+});
+
+t.test('bearer with username/password: the token request carries Basic credentials', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer', username: 'robot', password: 'tok-pw' } });
+  const img = up.addImage('org/app', { tag: 'v1' });
+  t.equal((await client(t, up, { username: 'robot', password: 'tok-pw' }).getManifest('org/app', 'v1')).digest, img.digest);
+  t.equal(up.tokenRequests[0]?.headers.authorization, `Basic ${Buffer.from('robot:tok-pw').toString('base64')}`);
+});
+
+t.test('bearer with wrong credentials is DENIED and the error never contains the password', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer', username: 'robot', password: 'right' } });
+  up.addImage('org/app', { tag: 'v1' });
+  const err = await rejection(client(t, up, { username: 'robot', password: 'wrong-secret' }).getManifest('org/app', 'v1'));
+  t.equal(err.code, 'DENIED');
+  t.notMatch(JSON.stringify({ m: err.message, d: err.detail }), 'wrong-secret');
+});
+
+t.test('bearer: a token endpoint answering access_token (OAuth2 style) works', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer', useAccessTokenField: true } });
+  const img = up.addImage('org/app', { tag: 'v1' });
+  t.equal((await client(t, up).getManifest('org/app', 'v1')).digest, img.digest);
+});
+
+t.test('a blob redirect to another host is followed without the Authorization header', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer' }, redirectBlobs: true });
+  const bytes = randomBytesSeeded(50_000, 3);
+  const digest = up.addBlob(bytes);
+  up.addImage('org/app', { tag: 'v1' });
+  const blob = await client(t, up).getBlob('org/app', digest);
+  t.same(await readAll(blob.body), bytes);
+  t.equal(up.redirectBlobGets(digest), 1);
+  t.equal(up.redirectSawAuthorization, false);
+  t.ok(up.requests.some((r) => r.path.includes('/blobs/') && String(r.headers.authorization).startsWith('Bearer ')), 'the registry itself got the token');
+});
+
+t.test('a blob redirect to another host drops Basic credentials too', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'basic', username: 'u', password: 'p' }, redirectBlobs: true });
+  const digest = up.addBlob(Buffer.from('redirected blob'));
+  const blob = await client(t, up, { username: 'u', password: 'p' }).getBlob('org/app', digest);
+  t.equal((await readAll(blob.body)).toString(), 'redirected blob');
+  t.equal(up.redirectSawAuthorization, false);
+});
+
+t.test('the configured user_agent is sent on every request, the token request included', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer' } });
+  up.addImage('org/app', { tag: 'v1' });
+  await client(t, up, { userAgent: 'my-mirror/9.9' }).getManifest('org/app', 'v1');
+  t.ok(up.requests.length >= 3);
+  for (const r of up.requests) t.equal(r.headers['user-agent'], 'my-mirror/9.9', `${r.method} ${r.path}`);
+});
+
+t.test('without user_agent, oci-registry/<version> is sent', async (t) => {
+  const up = await fixture(t);
+  up.addImage('org/app', { tag: 'v1' });
+  await client(t, up).getManifest('org/app', 'v1');
+  t.match(String(up.requests[0]?.headers['user-agent']), /^oci-registry\/\d/);
+});
+
+t.test('the ns query parameter is never forwarded upstream by the mirror (manifest, blob, tags, referrers)', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('org/app', { tag: 'v1' });
+  const mirror = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host }] });
+  t.teardown(() => mirror.close());
+  for (const path of [
+    '/v2/org/app/manifests/v1',
+    `/v2/org/app/manifests/${img.digest}`,
+    `/v2/org/app/blobs/${img.layerDigests[0]}`,
+    '/v2/org/app/tags/list',
+    `/v2/org/app/referrers/${img.digest}`,
+  ]) {
+    const res = await fetch(`${mirror.url}${path}?ns=fixture.test`);
+    t.equal(res.status, 200, path);
+    await res.arrayBuffer();
+  }
+  t.ok(up.requests.length >= 4, "manifest (the by-digest GET is a cache hit), blob, tags, referrers");
+  for (const r of up.requests) t.notOk(r.query.has('ns'), `${r.method} ${r.path}`);
+});
+
+t.test('an unreachable upstream is UPSTREAM_UNAVAILABLE', async (t) => {
+  const up = await fixture(t);
+  await up.stop();
+  const err = await rejection(client(t, up).getManifest('org/app', 'v1'));
+  t.equal(err.code, 'UPSTREAM_UNAVAILABLE');
+});
+
+t.test('429 is TOOMANYREQUESTS with the upstream Retry-After', async (t) => {
+  const up = await fixture(t);
+  up.setGlobalFault({ kind: 'status', status: 429, headers: { 'Retry-After': '42' } });
+  const err = await rejection(client(t, up).getManifest('org/app', 'v1'));
+  t.equal(err.code, 'TOOMANYREQUESTS');
+  t.equal(err.retryAfter, 42);
+});
+
+t.test('500 is UPSTREAM_ERROR, 503 is UPSTREAM_UNAVAILABLE', async (t) => {
+  const up = await fixture(t);
+  up.setGlobalFault({ kind: 'status', status: 500 });
+  t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR');
+  up.setGlobalFault({ kind: 'status', status: 503 });
+  t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_UNAVAILABLE');
+});
+
+t.test('an upstream that does not answer within read_timeout is UPSTREAM_TIMEOUT', async (t) => {
+  const up = await fixture(t);
+  up.addImage('org/app', { tag: 'v1' });
+  up.setGlobalFault({ kind: 'stall', ms: 3000 });
+  const started = Date.now();
+  const err = await rejection(client(t, up, { readTimeoutMs: 300 }).getManifest('org/app', 'v1'));
+  t.equal(err.code, 'UPSTREAM_TIMEOUT');
+  t.ok(Date.now() - started < 2500, 'gave up near the read timeout');
+});
+
+t.test('an implicit (unconfigured) upstream on a loopback address is refused at connect time', async (t) => {
+  const up = await fixture(t);
+  up.addImage('org/app', { tag: 'v1' });
+  const err = await rejection(client(t, up, { explicit: false }).getManifest('org/app', 'v1'));
+  t.equal(err.code, 'DENIED');
+  t.equal(up.requests.length, 0, 'nothing was sent');
+});
+
+t.test('the fixture media type constants agree with src/oci', async (t) => {
+  t.equal(MEDIA_TYPES.ociManifest, OCI_MANIFEST);
+  t.equal(MEDIA_TYPES.ociIndex, OCI_INDEX);
+});
