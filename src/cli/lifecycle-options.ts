@@ -15,7 +15,7 @@ export function addLifecycleOptions(program: Command): void {
       ),
     )
     .addOption(new Option('--cache-low-water <percent>', 'when over --max-cache-size, evict down to this share of it').env('CACHE_LOW_WATER').default('90%'))
-    .addOption(new Option('--cache-expiry <duration>', 'delete tag records and blobs not used for this long, e.g. 30d (default: never)').env('CACHE_EXPIRY'))
+    .addOption(new Option('--cache-expiry <duration>', 'delete tag records and blobs not used for this long, e.g. 30d; unset: never').env('CACHE_EXPIRY'))
     .addOption(new Option('--gc-interval <duration>', 'how often eviction and expiry run').env('GC_INTERVAL').default('5m'))
     .addOption(new Option('--gc-grace <duration>', 'never evict or expire what was used more recently than this').env('GC_GRACE').default('10m'))
     .addOption(

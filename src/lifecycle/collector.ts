@@ -153,6 +153,7 @@ export class Collector {
     }
     const finalBytes = blobs.reduce((sum, b) => sum + b.size, 0);
     const report: CollectionReport = { totalBytes, finalBytes, limitBytes, targetBytes, eviction, expiry };
+    log.debug({ bytes: finalBytes, blobs: blobs.length, manifests: manifestList.length, limitBytes }, 'cache collection run');
     if ((eviction?.evicted ?? 0) > 0 || (expiry && expiry.tags + expiry.blobs > 0)) {
       log.info(
         {

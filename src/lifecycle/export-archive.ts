@@ -55,11 +55,13 @@ interface Collected {
   warnings: string[];
 }
 
-/** Checks that every image is complete in the cache, then streams the archive to `out` (which it ends). */
+/** Checks that every image is complete in the cache, then streams the archive to `out` (which it ends, or destroys on failure). */
 export async function exportArchive(images: readonly ImageReference[], out: Writable, options: { storage: Storage }): Promise<ExportReport> {
   const collected = await collect(images, options.storage);
   let bytes = 0;
   const pack = tar.pack();
+  // Failures are reported by the awaits below; the stream's own error event must not be unhandled.
+  pack.on('error', () => undefined);
   // The tar stream is copied to `out` by its own loop; entries below wait for it (backpressure).
   const draining = (async () => {
     for await (const chunk of pack as AsyncIterable<Buffer>) {
@@ -98,6 +100,7 @@ export async function exportArchive(images: readonly ImageReference[], out: Writ
       const done = new Promise<void>((resolve, reject) => (finish = (err) => (err ? reject(err) : resolve())));
       done.catch(() => undefined);
       const entry = pack.entry({ name: layoutBlobPath(digest), size, mtime: MTIME, mode: 0o644 }, (err) => finish(err));
+      entry.on('error', () => undefined);
       try {
         // Re-verified on the way out: a cache that rotted does not produce an archive that fails later.
         for await (const chunk of stream.pipe(verifyingStream(digest))) {
@@ -116,6 +119,7 @@ export async function exportArchive(images: readonly ImageReference[], out: Writ
   } catch (e) {
     pack.destroy(e as Error);
     await draining.catch(() => undefined);
+    out.destroy();
     throw e;
   }
   return { images: collected.images, entries: collected.manifests.size + collected.blobs.size, bytes, warnings: collected.warnings };

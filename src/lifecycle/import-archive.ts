@@ -270,8 +270,8 @@ class ImportSession {
     gzip: boolean,
     wantDiffId: boolean,
   ): Promise<void> {
-    const existing = await this.storage.statBlob(claimed.value);
-    const writer = existing ? undefined : await this.storage.createBlobWriter(claimed.value);
+    const existing = await storing(name, this.storage.statBlob(claimed.value));
+    const writer = existing ? undefined : await storing(name, this.storage.createBlobWriter(claimed.value));
     const hash = createDigester(claimed.algorithm);
     const diff = wantDiffId ? new GunzipHasher() : undefined;
     let size = 0;
@@ -280,7 +280,7 @@ class ImportSession {
         hash.update(chunk);
         size += chunk.length;
         await diff?.write(chunk);
-        await writer?.write(chunk);
+        if (writer) await storing(name, writer.write(chunk));
       }
       const digest = hexDigest(claimed.algorithm, hash);
       if (digest !== claimed.value) {
@@ -288,7 +288,7 @@ class ImportSession {
       }
       const diffId = gzip ? await diff?.end() : claimed.algorithm === 'sha256' ? digest : undefined;
       if (writer) {
-        await writer.commit();
+        await storing(name, writer.commit());
         this.added.add(digest);
       } else {
         this.markReused(digest);
@@ -305,7 +305,7 @@ class ImportSession {
   /** An entry whose digest is unknown until its end: hash it into a spool file, then copy it into storage. */
   private async storeSpooled(name: string, chunks: AsyncIterable<Buffer>, gzip: boolean, wantDiffId: boolean): Promise<void> {
     const path = join(await this.spool(), `${randomBytes(8).toString('hex')}.part`);
-    const fh = await open(path, 'wx');
+    const fh = await storing(name, open(path, 'wx'));
     const hash = createDigester('sha256');
     const diff = wantDiffId ? new GunzipHasher() : undefined;
     let size = 0;
@@ -316,18 +316,18 @@ class ImportSession {
           size += chunk.length;
           await diff?.write(chunk);
           let offset = 0;
-          while (offset < chunk.length) offset += (await fh.write(chunk, offset, chunk.length - offset)).bytesWritten;
+          while (offset < chunk.length) offset += (await storing(name, fh.write(chunk, offset, chunk.length - offset))).bytesWritten;
         }
       } finally {
         await fh.close();
       }
       const digest = hexDigest('sha256', hash);
       const diffId = gzip ? await diff?.end() : digest;
-      if (await this.storage.statBlob(digest)) {
+      if (await storing(name, this.storage.statBlob(digest))) {
         this.markReused(digest);
       } else {
         // Re-hashed on the way from the spool: a local disk that lied is caught too.
-        await this.writeBlob(digest, createReadStream(path, { highWaterMark: 1024 * 1024 }));
+        await storing(name, this.writeBlob(digest, createReadStream(path, { highWaterMark: 1024 * 1024 })));
       }
       this.entries.set(name, { name, digest, size, gzip, diffId, bytes: undefined });
     } finally {
@@ -702,6 +702,16 @@ function assignNames(plan: Plan, as: ImageReference | undefined): void {
       if (other !== undefined && other !== image.digest) throw new ImportError(`${key} names two different images in the archive (${other}, ${image.digest})`);
       taken.set(key, image.digest);
     }
+  }
+}
+
+/** A storage (or spool) operation: its failure is the cache's problem, not the archive's. */
+async function storing<T>(name: string, op: Promise<T>): Promise<T> {
+  try {
+    return await op;
+  } catch (e) {
+    if (e instanceof ImportError) throw e;
+    throw new ImportError(`cannot store ${name} in the cache: ${describeError(e)}`, { cause: e });
   }
 }
 

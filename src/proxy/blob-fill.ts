@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -24,16 +24,24 @@ export interface FillOptions {
   observer: ProxyObserver | undefined;
 }
 
+/** How much of the spool a remote upload reads at a time (one reused buffer per upload). */
+const UPLOAD_READ_BYTES = 1024 * 1024;
+
 /**
  * One upstream download of one blob, shared by every request that wants it while it runs.
- * Bytes are hashed, written to storage and to a local spool file; readers follow the spool at their own
- * pace. Storage sees a commit only after the digest matched; on a mismatch every reader is aborted.
- * The fill never depends on its readers: the first client going away does not stop it.
+ *
+ * Bytes are hashed and written to a local spool file; readers follow the spool at their own pace.
+ * With the filesystem backend the spool is the storage's own temp file, renamed into place on a digest
+ * match. With a remote backend (S3) a separate upload reads the spool behind the download, so a slow or
+ * hanging store never holds clients back, and completes only after the digest matched. On a mismatch
+ * every reader is aborted and nothing is stored. The fill never depends on its readers: the first
+ * client going away does not stop it.
  */
 export class BlobFill extends EventEmitter {
   readonly digest: string;
   size: number | undefined;
   written = 0;
+  /** The whole blob is in the spool and matched its digest. */
   verified = false;
   failure: Error | undefined;
   /** Whether the verified blob was committed to storage. */
@@ -43,9 +51,12 @@ export class BlobFill extends EventEmitter {
   private readFd: FileHandle | undefined;
   private spoolFd: FileHandle | undefined;
   private spoolPath: string | undefined;
-  private writer: BlobWriter | undefined;
-  /** True when the spool is our own temp file rather than the storage writer's. */
+  /** The storage writer whose temp file is the spool (filesystem), committed by the download itself. */
+  private localWriter: BlobWriter | undefined;
+  /** True when the spool is our own temp file rather than the filesystem writer's. */
   private ownSpool = false;
+  /** The background upload of the spool to a remote storage, when there is one. */
+  private upload: Promise<void> | undefined;
   private readonly done: Promise<void>;
 
   private constructor(private readonly options: FillOptions) {
@@ -68,6 +79,7 @@ export class BlobFill extends EventEmitter {
       await fill.prepare();
     } catch (e) {
       source.body.destroy();
+      await fill.localWriter?.abort().catch(() => undefined);
       await fill.cleanupFiles();
       throw e;
     }
@@ -80,17 +92,17 @@ export class BlobFill extends EventEmitter {
     return new SpoolReader(this, start, end);
   }
 
-  /** Resolves when the fill has either verified or failed. */
+  /** Resolves when the download has verified or failed, and any storage upload has finished. */
   settled(): Promise<void> {
     return this.done;
   }
 
-  async read(position: number, length: number): Promise<Buffer> {
+  async read(position: number, length: number, into?: Buffer): Promise<Buffer> {
     const fd = this.readFd;
     if (!fd) throw new Error('spool closed');
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into ?? Buffer.allocUnsafe(length);
     const { bytesRead } = await fd.read(buf, 0, length, position);
-    return bytesRead === length ? buf : buf.subarray(0, bytesRead);
+    return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
   }
 
   retain(): void {
@@ -104,20 +116,26 @@ export class BlobFill extends EventEmitter {
 
   private async prepare(): Promise<void> {
     const { storage, digest, log, observer } = this.options;
+    let writer: BlobWriter | undefined;
     try {
-      this.writer = await storage.createBlobWriter(digest);
+      writer = await storage.createBlobWriter(digest);
     } catch (e) {
       observer?.storageError?.('create_blob');
       log.warn({ digest, err: errMessage(e) }, 'storage cannot take the blob; serving it uncached');
     }
-    if (this.writer?.localPath) {
-      this.spoolPath = this.writer.localPath;
+    if (writer?.localPath) {
+      this.localWriter = writer;
+      this.spoolPath = writer.localPath;
     } else {
       this.spoolPath = tempPath(this.options.spoolDir);
       this.ownSpool = true;
       this.spoolFd = await open(this.spoolPath, 'wx');
     }
     this.readFd = await open(this.spoolPath, 'r');
+    if (writer && !writer.localPath) {
+      this.retain();
+      this.upload = this.runUpload(writer).finally(() => this.releaseRef());
+    }
   }
 
   private async pump(body: Readable): Promise<void> {
@@ -144,53 +162,41 @@ export class BlobFill extends EventEmitter {
         throw new OciError('UPSTREAM_ERROR', 'upstream blob does not match its digest', { detail: { digest, received: actual } });
       }
       this.size = this.written;
-      await this.commit();
+      await this.commitLocal();
       this.verified = true;
-      this.options.observer?.fillFinished?.(this.options.namespace, this.stored ? 'stored' : 'uncached');
       this.emit('change');
     } catch (e) {
       body.destroy();
       this.failure = e instanceof Error ? e : new Error(String(e));
       this.options.observer?.fillFinished?.(this.options.namespace, outcome);
       log.warn({ digest, err: errMessage(e), received: this.written }, 'blob download failed; nothing stored');
-      await this.writer?.abort().catch(() => undefined);
-      this.writer = undefined;
+      await this.localWriter?.abort().catch(() => undefined);
+      this.localWriter = undefined;
       this.emit('change');
     } finally {
       await this.spoolFd?.close().catch(() => undefined);
       this.spoolFd = undefined;
+      await this.upload;
+      if (!this.failure) this.options.observer?.fillFinished?.(this.options.namespace, this.stored ? 'stored' : 'uncached');
       this.emit('settled');
       this.releaseRef();
     }
   }
 
   private async writeChunk(buf: Buffer): Promise<void> {
-    const writer = this.writer;
-    const spool = this.spoolFd;
-    if (!spool) {
+    if (this.localWriter) {
       // The storage writer's own file is the spool: its failure fails the fill.
-      await (writer as BlobWriter).write(buf);
+      await this.localWriter.write(buf);
       return;
     }
-    const spoolWrite = writeFully(spool, buf, this.written);
-    if (writer) {
-      try {
-        await writer.write(buf);
-      } catch (e) {
-        // The bytes still reach every client through the spool; only caching is lost.
-        this.options.observer?.storageError?.('write_blob');
-        this.options.log.warn({ digest: this.digest, err: errMessage(e) }, 'storage write failed; continuing uncached');
-        this.writer = undefined;
-        void writer.abort().catch(() => undefined);
-      }
-    }
-    await spoolWrite;
+    await writeFully(this.spoolFd as FileHandle, buf, this.written);
   }
 
-  private async commit(): Promise<void> {
-    const writer = this.writer;
+  /** Renames the filesystem temp file into place; a failure only loses caching. */
+  private async commitLocal(): Promise<void> {
+    const writer = this.localWriter;
     if (!writer) return;
-    this.writer = undefined;
+    this.localWriter = undefined;
     try {
       await writer.commit();
       this.stored = true;
@@ -201,13 +207,44 @@ export class BlobFill extends EventEmitter {
     }
   }
 
+  /**
+   * Copies the spool to a remote storage behind the download, through one reused buffer, and commits
+   * once the download verified. Storage failures only lose caching: clients are served from the spool.
+   */
+  private async runUpload(writer: BlobWriter): Promise<void> {
+    const buf = Buffer.allocUnsafe(UPLOAD_READ_BYTES);
+    let pos = 0;
+    try {
+      for (;;) {
+        if (this.failure) throw this.failure;
+        if (pos < this.written) {
+          const chunk = await this.read(pos, Math.min(buf.length, this.written - pos), buf);
+          if (chunk.length === 0) throw new Error('spool ended early');
+          await writer.write(chunk);
+          pos += chunk.length;
+          continue;
+        }
+        if (this.verified) break;
+        await once(this, 'change');
+      }
+      await writer.commit();
+      this.stored = true;
+    } catch (e) {
+      await writer.abort().catch(() => undefined);
+      if (e !== this.failure) {
+        this.options.observer?.storageError?.('write_blob');
+        this.options.log.warn({ digest: this.digest, err: errMessage(e) }, 'storage upload failed; blob served uncached');
+      }
+    }
+  }
+
   private async cleanupFiles(): Promise<void> {
     const fd = this.readFd;
     this.readFd = undefined;
     await fd?.close().catch(() => undefined);
     await this.spoolFd?.close().catch(() => undefined);
     this.spoolFd = undefined;
-    // A separate spool is ours to remove; the writer's temp file is renamed or removed by the writer.
+    // Our own spool is ours to remove; the filesystem writer's temp file is renamed or removed by the writer.
     if (this.ownSpool && this.spoolPath) await rm(this.spoolPath, { force: true }).catch(() => undefined);
   }
 }

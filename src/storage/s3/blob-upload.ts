@@ -19,6 +19,8 @@ export interface BlobUploadParams {
 }
 
 const CONTENT_TYPE = 'application/octet-stream';
+/** S3 numbers parts 1 to 10,000: with 8 MiB parts a blob may be up to 78 GiB. */
+const MAX_PARTS = 10_000;
 /** The first buffer of an upload starts this small and doubles up to a part, so small blobs stay small. */
 const INITIAL_BUFFER_BYTES = 256 * 1024;
 
@@ -157,6 +159,11 @@ export class S3BlobUpload implements BlobWriter {
     while (this.inflight.size >= this.params.queueSize && !this.failure) await Promise.race(this.inflight);
     if (this.state !== 'open' && this.state !== 'committing') throw new Error(`blob writer is ${this.state}`);
     this.throwIfFailed();
+    if (this.partCount >= MAX_PARTS) {
+      const error = new Error(`blob too big for S3 parts of ${this.partSize} bytes: more than ${MAX_PARTS} parts`);
+      this.fail(error);
+      throw error;
+    }
     const partNumber = ++this.partCount;
     const task: Promise<void> = this.uploadPart(partNumber, buffer.subarray(0, length)).then(
       () => {
