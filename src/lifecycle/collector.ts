@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Storage } from '../storage/storage.js';
 import type { AccessTracker } from './access-tracker.js';
-import { readAccessTimes } from './access-state.js';
+import { readAccessTimes, type AccessSnapshot } from './access-state.js';
 import { resolveCacheSize, type CacheSizeLimit } from './cache-size.js';
 import type { DeleteGuard } from './delete-guard.js';
 import { evict, type EvictionReport } from './eviction.js';
@@ -173,7 +173,7 @@ export class Collector {
   }
 
   /** Takes over access objects of replicas that stopped writing them, so their entries are not lost. */
-  private async adoptStale(objects: Awaited<ReturnType<typeof readAccessTimes>>['objects']): Promise<void> {
+  private async adoptStale(objects: AccessSnapshot['objects']): Promise<void> {
     const { storage, tracker, log } = this.options;
     if (!tracker) return;
     const before = this.now() - (this.options.adoptAfterMs ?? DEFAULT_ADOPT_AFTER_MS);

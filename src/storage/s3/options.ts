@@ -29,7 +29,7 @@ export interface S3StorageOptions {
   forcePathStyle?: boolean;
   /** Multipart part size; default 8 MiB, at least 5 MiB (S3's minimum). Memory per upload is about partSize * (queueSize + 1). */
   partSizeBytes?: number;
-  /** Parts of one blob uploaded at once; default 2. */
+  /** Parts of one blob uploaded at once; default 1. */
   queueSize?: number;
   /**
    * Limit for one request, from sending it until the response headers (so it includes uploading one
@@ -62,7 +62,9 @@ export interface ResolvedS3Options {
 
 export const DEFAULT_REGION = 'us-east-1';
 export const DEFAULT_PART_SIZE_BYTES = 8 * MIB;
-export const DEFAULT_QUEUE_SIZE = 2;
+// One part uploading while the next fills: the upload runs behind the download (it never holds clients
+// back), so more parallelism would only buy memory (partSize * (queueSize + 1) per blob in flight).
+export const DEFAULT_QUEUE_SIZE = 1;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 /** Applies defaults and refuses options S3 would reject later, with a message naming the option. */
