@@ -1,4 +1,6 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import { OciError } from '../oci/errors.js';
 import type { Logger } from 'pino';
 import type { Mirror } from '../proxy/mirror.js';
 import type { Resolver } from '../resolve/resolver.js';
@@ -29,6 +31,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     // Clients may send any Accept-Encoding; we never encode bodies (digests are of the raw bytes).
     return503OnClosing: true,
+    // Errors Fastify raises before routing (malformed percent-encoding, ...) get OCI bodies too.
+    frameworkErrors: (error, _request, reply) => {
+      void sendOciError(reply as unknown as FastifyReply, toOciError(error));
+    },
+    // Requests Node's parser rejects (bad bytes, unknown method tokens, oversized headers) never reach
+    // Fastify: answer them with an OCI body and the parser's status, then close.
+    clientErrorHandler: (error, socket) => {
+      if (!socket.writable) return;
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'malformed request', detail: { reason: error.code ?? 'parse error' } }] });
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    },
   });
 
   app.decorateRequest('ctx', null as never);
@@ -74,7 +90,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
     return sendOciError(reply, oci);
   });
-  app.setNotFoundHandler(async (request, reply) => sendOciError(reply, toOciError({ statusCode: 404 })));
+  app.setNotFoundHandler(async (request, reply) => {
+    // A method we do not route is a read-only mirror's 405, whatever the path.
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      reply.header('allow', 'GET, HEAD');
+      return sendOciError(reply, new OciError('UNSUPPORTED', 'this registry is a read-only mirror: only pulls are supported', { detail: { method: request.method } }));
+    }
+    return sendOciError(reply, toOciError({ statusCode: 404 }));
+  });
 
   await app.register(v2Routes, { mirror: options.mirror, resolver: options.resolver, clientAuth: options.clientAuth });
   for (const plugin of options.plugins ?? []) await app.register(plugin);

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createDigester, parseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
+import { transportError } from '../upstream/errors.js';
 import type { BlobWriter, Storage } from '../storage/storage.js';
 import { tempPath } from '../storage/filesystem/atomic-file.js';
 import type { ProxyObserver } from './events.js';
@@ -22,6 +23,16 @@ export interface FillOptions {
   spoolDir: string;
   log: Logger;
   observer: ProxyObserver | undefined;
+}
+
+/** No local spool file could be created (disk full, unwritable temp dir); carries the unread upstream body. */
+export class SpoolUnavailableError extends Error {
+  constructor(
+    readonly source: FillSource,
+    cause: unknown,
+  ) {
+    super(`cannot create a spool file: ${errMessage(cause)}`, { cause });
+  }
 }
 
 /** How much of the spool a remote upload reads at a time (one reused buffer per upload). */
@@ -78,10 +89,10 @@ export class BlobFill extends EventEmitter {
     try {
       await fill.prepare();
     } catch (e) {
-      source.body.destroy();
       await fill.localWriter?.abort().catch(() => undefined);
       await fill.cleanupFiles();
-      throw e;
+      // The upstream body is untouched: the caller may still stream it to its client, uncached.
+      throw new SpoolUnavailableError(source, e);
     }
     void fill.pump(source.body);
     return fill;
@@ -167,7 +178,9 @@ export class BlobFill extends EventEmitter {
       this.emit('change');
     } catch (e) {
       body.destroy();
-      this.failure = e instanceof Error ? e : new Error(String(e));
+      // A transport error (reset, timeout) becomes an OCI error value, so a client that has not yet
+      // received headers gets a 502/503/504 rather than a 500.
+      this.failure = transportError(this.options.namespace, e);
       this.options.observer?.fillFinished?.(this.options.namespace, outcome);
       log.warn({ digest, err: errMessage(e), received: this.written }, 'blob download failed; nothing stored');
       await this.localWriter?.abort().catch(() => undefined);

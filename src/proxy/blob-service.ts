@@ -4,7 +4,8 @@ import { OciError, isOciError } from '../oci/errors.js';
 import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { BlobStat, ByteRange, Storage } from '../storage/storage.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
-import { BlobFill, errMessage } from './blob-fill.js';
+import { pipeline } from 'node:stream';
+import { BlobFill, errMessage, SpoolUnavailableError, type FillSource } from './blob-fill.js';
 import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import { verifyingStream } from './verify-stream.js';
@@ -121,39 +122,27 @@ export class BlobService {
       fill = await starting;
     } catch (e) {
       if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
-      if (isOciError(e)) throw e;
-      // The spool could not be created (local disk trouble): stream straight through, uncached.
+      if (!(e instanceof SpoolUnavailableError)) throw e;
+      // Local disk trouble: this client streams the body it already has, uncached.
       observer?.storageError?.('spool');
-      log.warn({ digest, err: errMessage(e) }, 'cannot spool blob; streaming it uncached');
-      return this.directHandle(repo, digest);
+      log.warn({ digest, err: e.message }, 'cannot spool blob; streaming it uncached');
+      return directHandle(digest, e.source);
     }
     void fill.settled().then(() => {
       if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
-      // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
-      if (fill.stored) this.options.access?.record(digest);
     });
     return fillHandle(fill, 'miss');
   }
 
-  /** One uncached upstream stream for one client; the digest is still verified before the last byte. */
-  private async directHandle(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
-    const client = this.options.upstreams.client(repo.upstream);
-    const source = await client.getBlob(repo.repository, digest);
-    let used = false;
-    return {
-      size: source.size,
-      outcome: 'bypass',
-      warning: undefined,
-      rangeable: false,
-      redirect: undefined,
-      open: async () => {
-        used = true;
-        return source.body.pipe(verifyingStream(digest));
-      },
-      dispose: () => {
-        if (!used) source.body.destroy();
-      },
-    };
+  /** A follower whose leader could not spool fetches its own uncached stream. */
+  private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobFill>): Promise<BlobHandle> {
+    try {
+      return fillHandle(await running, 'coalesced');
+    } catch (e) {
+      if (!(e instanceof SpoolUnavailableError)) throw e;
+      const source = await this.options.upstreams.client(repo.upstream).getBlob(repo.repository, digest);
+      return directHandle(digest, source);
+    }
   }
 
   private async cachedHandle(repo: ResolvedRepository, digest: string, entry: CachedEntry): Promise<BlobHandle> {
@@ -242,6 +231,26 @@ export class BlobService {
 
 function blobUnknown(digest: string): OciError {
   return new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
+}
+
+/** One uncached upstream stream for one client; the digest is still verified before the last byte. */
+function directHandle(digest: string, source: FillSource): BlobHandle {
+  let used = false;
+  return {
+    size: source.size,
+    outcome: 'bypass',
+    warning: undefined,
+    rangeable: false,
+    redirect: undefined,
+    open: async () => {
+      used = true;
+      // pipeline, not pipe: an upstream error must reach the client's stream and cut its connection.
+      return pipeline(source.body, verifyingStream(digest), () => undefined);
+    },
+    dispose: () => {
+      if (!used) source.body.destroy();
+    },
+  };
 }
 
 function fillHandle(fill: BlobFill, outcome: CacheOutcome): BlobHandle {

@@ -298,6 +298,10 @@ export class UpstreamClient {
     if (challenge.scheme !== 'bearer' || !challenge.params['realm']) return undefined;
     await discard(reply.body);
     this.auth.scheme = 'bearer';
+    // A request sent before a concurrent one obtained a token: retry with that token rather than
+    // discarding it. Only a token that was itself refused is dropped and fetched again.
+    const cached = this.tokens.get(scope);
+    if (cached !== undefined && sent !== `Bearer ${cached}`) return `Bearer ${cached}`;
     this.tokens.invalidate(scope);
     const realm = challenge.params['realm'];
     const service = challenge.params['service'];

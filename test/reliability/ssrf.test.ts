@@ -1,0 +1,231 @@
+/**
+ * SSRF: a client-chosen namespace is a dial target. Without a config file (open mirroring) the mirror must
+ * refuse loopback, link-local and private destinations - named by IP literal, by a localhost name, or by a
+ * host name that only resolves to such an address - and must not even contact them. A namespace the
+ * operator configured explicitly is mirrored whatever its address.
+ */
+import { lookup } from 'node:dns/promises';
+import { hostname } from 'node:os';
+import t, { type Test } from 'tap';
+import { isLocalHostName, isPublicAddress } from '../../src/upstream/address-policy.js';
+import { startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
+import { startMirror, type StartMirrorOptions, type TestMirror } from '../helpers/mirror.js';
+
+const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
+
+async function fixture(t: Test): Promise<FixtureUpstream> {
+  const up = await startFixtureUpstream();
+  t.teardown(() => up.close());
+  return up;
+}
+
+async function mirror(t: Test, options: StartMirrorOptions = {}): Promise<TestMirror> {
+  const m = await startMirror(options);
+  t.teardown(() => m.close());
+  return m;
+}
+
+interface OciReply {
+  status: number;
+  code: string | undefined;
+  contentType: string | null;
+  ms: number;
+}
+
+/** GET a mirror path and decode the OCI error body (code undefined when the body is not one). */
+async function get(url: string, headers: Record<string, string> = {}): Promise<OciReply> {
+  const started = performance.now();
+  const res = await fetch(url, { headers: { accept: OCI_ACCEPT, ...headers }, signal: AbortSignal.timeout(20_000) });
+  const text = await res.text();
+  let code: string | undefined;
+  try {
+    const doc = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
+    const first = doc.errors?.[0];
+    if (first && typeof first.code === 'string' && typeof first.message === 'string') code = first.code;
+  } catch {
+    code = undefined;
+  }
+  return { status: res.status, code, contentType: res.headers.get('content-type'), ms: performance.now() - started };
+}
+
+function assertRefused(t: Test, r: OciReply, what: string): void {
+  t.ok(
+    (r.status === 403 && r.code === 'DENIED') || (r.status === 404 && r.code === 'NAME_UNKNOWN'),
+    `${what}: refused with 403 DENIED / 404 NAME_UNKNOWN (got ${r.status} ${r.code ?? 'non-OCI body'})`,
+  );
+  t.match(r.contentType ?? '', /application\/json/, `${what}: JSON error body`);
+}
+
+t.test('isPublicAddress refuses private, loopback, link-local, CGNAT, ULA and v4-mapped loopback, and accepts public ones', async (t) => {
+  const notPublic = [
+    '10.0.0.1',
+    '10.255.255.255',
+    '172.16.0.1',
+    '172.31.255.254',
+    '192.168.1.1',
+    '100.64.0.1',
+    '100.127.255.255',
+    '127.0.0.1',
+    '127.1.2.3',
+    '169.254.169.254',
+    '0.0.0.0',
+    '::1',
+    '[::1]',
+    '::',
+    'fc00::1',
+    'fd12:3456::1',
+    'fe80::1',
+    '::ffff:127.0.0.1',
+    '::ffff:10.0.0.1',
+    '::ffff:169.254.169.254',
+    'localhost',
+    'not-an-ip',
+    '',
+  ];
+  for (const a of notPublic) t.equal(isPublicAddress(a), false, `${a || '(empty)'} is not public`);
+  const publicOnes = ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '[2001:4860:4860::8888]'];
+  for (const a of publicOnes) t.equal(isPublicAddress(a), true, `${a} is public`);
+});
+
+t.test('isLocalHostName recognizes localhost names whatever their case and trailing dot', async (t) => {
+  for (const h of ['localhost', 'LOCALHOST', 'localhost.', 'foo.localhost', 'localhost.localdomain']) t.equal(isLocalHostName(h), true, h);
+  for (const h of ['example.com', 'localhost.example.com', 'notlocalhost']) t.equal(isLocalHostName(h), false, h);
+});
+
+t.test('open mirroring refuses ?ns= naming a loopback IP and never contacts it', async (t) => {
+  const up = await fixture(t);
+  up.addImage('x/app', { tag: 'v1' });
+  const m = await mirror(t, { allowUnlisted: true });
+  const paths = [
+    `/v2/x/app/manifests/v1?ns=127.0.0.1:${up.port}`,
+    `/v2/x/app/blobs/sha256:${'a'.repeat(64)}?ns=127.0.0.1:${up.port}`,
+    `/v2/x/app/tags/list?ns=127.0.0.1:${up.port}`,
+    `/v2/x/app/referrers/sha256:${'a'.repeat(64)}?ns=127.0.0.1:${up.port}`,
+  ];
+  for (const p of paths) assertRefused(t, await get(`${m.url}${p}`), p);
+  t.equal(up.requests.length, 0, 'the fixture on 127.0.0.1 received no request');
+});
+
+t.test('open mirroring refuses the cloud metadata address 169.254.169.254', async (t) => {
+  const m = await mirror(t, { allowUnlisted: true });
+  for (const ns of ['169.254.169.254', '169.254.169.254:80']) {
+    const r = await get(`${m.url}/v2/latest/meta-data/manifests/v1?ns=${ns}`);
+    assertRefused(t, r, `ns=${ns}`);
+    t.ok(r.ms < 5000, `ns=${ns} answered at once (${Math.round(r.ms)} ms), no dial attempt`);
+  }
+});
+
+t.test('open mirroring refuses ?ns=localhost:PORT and never contacts it', async (t) => {
+  const up = await fixture(t);
+  up.addImage('x/app', { tag: 'v1' });
+  const m = await mirror(t, { allowUnlisted: true });
+  for (const ns of [`localhost:${up.port}`, `LOCALHOST:${up.port}`, `app.localhost:${up.port}`, `localhost.localdomain:${up.port}`]) {
+    assertRefused(t, await get(`${m.url}/v2/x/app/manifests/v1?ns=${ns}`), `ns=${ns}`);
+  }
+  t.equal(up.requests.length, 0, 'the fixture received no request');
+});
+
+t.test('open mirroring refuses ?ns=[::1]:PORT and other IPv6 non-public literals', async (t) => {
+  const up = await fixture(t);
+  const m = await mirror(t, { allowUnlisted: true });
+  for (const ns of [`[::1]:${up.port}`, '[::1]', '[fe80::1]:5000', '[fd00::1]:5000', '[::ffff:127.0.0.1]:5000', '[::ffff:7f00:1]:5000']) {
+    assertRefused(t, await get(`${m.url}/v2/x/app/manifests/v1?ns=${encodeURIComponent(ns)}`), `ns=${ns}`);
+  }
+  t.equal(up.requests.length, 0, 'the fixture received no request');
+});
+
+t.test('open mirroring refuses a private IP as the path prefix (/v2/127.0.0.1:PORT/x/...)', async (t) => {
+  const up = await fixture(t);
+  up.addImage('x/app', { tag: 'v1' });
+  const m = await mirror(t, { allowUnlisted: true });
+  for (const p of [
+    `/v2/127.0.0.1:${up.port}/x/app/manifests/v1`,
+    `/v2/localhost:${up.port}/x/app/manifests/v1`,
+    `/v2/10.0.0.1/x/app/manifests/v1`,
+    `/v2/192.168.0.10:5000/x/app/blobs/sha256:${'b'.repeat(64)}`,
+    `/v2/127.0.0.1:${up.port}/x/app/tags/list`,
+  ]) {
+    assertRefused(t, await get(`${m.url}${p}`), p);
+  }
+  t.equal(up.requests.length, 0, 'the fixture received no request');
+});
+
+t.test('open mirroring refuses an X-Registry header naming a loopback address', async (t) => {
+  const up = await fixture(t);
+  const m = await mirror(t, { allowUnlisted: true });
+  assertRefused(t, await get(`${m.url}/v2/x/app/manifests/v1`, { 'x-registry': `127.0.0.1:${up.port}` }), 'X-Registry');
+  t.equal(up.requests.length, 0, 'the fixture received no request');
+});
+
+t.test('open mirroring refuses alternative spellings of 127.0.0.1 (decimal, hex, octal, short form) and never contacts them', async (t) => {
+  // isIP() says these are not IP literals, but getaddrinfo/inet_aton turns each into 127.0.0.1.
+  const up = await fixture(t);
+  up.addImage('x/app', { tag: 'v1' });
+  const m = await mirror(t, { allowUnlisted: true });
+  for (const spelling of ['2130706433', '0x7f000001', '0177.0.0.1', '127.1', '127.0.1']) {
+    const r = await get(`${m.url}/v2/x/app/manifests/v1?ns=${spelling}:${up.port}`);
+    assertRefused(t, r, `ns=${spelling}:${up.port}`);
+    t.ok(r.status >= 400 && r.status < 500, `ns=${spelling}: a client error, not an upstream failure (${r.status})`);
+  }
+  t.equal(up.requests.length, 0, 'the fixture received no request');
+});
+
+t.test('open mirroring refuses a host name that resolves to loopback (connect-time guard) and never contacts it', async (t) => {
+  // This machine's own name (and `runsc`/`vm` in some sandboxes) resolves to 127.0.0.x through /etc/hosts:
+  // nothing in the name says "local", so only the resolved address can refuse it.
+  const candidates = [...new Set([hostname(), 'ip6-localhost', 'ip6-loopback', 'runsc', 'vm'])];
+  const loopbackNames: string[] = [];
+  for (const name of candidates) {
+    if (isLocalHostName(name) || !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(name)) continue;
+    const addrs = await lookup(name, { all: true }).catch(() => []);
+    if (addrs.length > 0 && addrs.every((a) => !isPublicAddress(a.address))) loopbackNames.push(name);
+  }
+  if (loopbackNames.length === 0) {
+    t.comment('no host name on this machine resolves to a non-public address: nothing to check');
+    return;
+  }
+  const up = await fixture(t);
+  up.addImage('x/app', { tag: 'v1' });
+  const m = await mirror(t, { allowUnlisted: true });
+  for (const name of loopbackNames) {
+    const r = await get(`${m.url}/v2/x/app/manifests/v1?ns=${name.toLowerCase()}:${up.port}`);
+    t.equal(r.status, 403, `ns=${name}:${up.port} (resolves to a non-public address): 403`);
+    t.equal(r.code, 'DENIED', `ns=${name}:${up.port}: DENIED`);
+    const viaPath = await get(`${m.url}/v2/${name.toLowerCase()}:${up.port}/x/app/manifests/v1`);
+    t.equal(viaPath.status, 403, `/v2/${name}:${up.port}/...: 403`);
+    t.equal(viaPath.code, 'DENIED', `/v2/${name}:${up.port}/...: DENIED`);
+  }
+  t.equal(up.requests.length, 0, 'the fixture received no request');
+});
+
+t.test('an explicitly configured loopback namespace is mirrored, also with open mirroring on', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('x/app', { tag: 'v1' });
+  for (const allowUnlisted of [false, true]) {
+    const m = await mirror(t, { allowUnlisted, upstreams: [{ namespace: up.host, host: up.host }] });
+    const res = await fetch(`${m.url}/v2/x/app/manifests/v1?ns=${up.host}`, { headers: { accept: OCI_ACCEPT } });
+    t.equal(res.status, 200, `allowUnlisted=${allowUnlisted}: ?ns= pull of a configured loopback upstream works`);
+    t.equal(res.headers.get('docker-content-digest'), img.digest);
+    await res.arrayBuffer();
+    const viaPath = await fetch(`${m.url}/v2/${up.host}/x/app/manifests/v1`, { headers: { accept: OCI_ACCEPT } });
+    t.equal(viaPath.status, 200, `allowUnlisted=${allowUnlisted}: path-prefix pull works`);
+    await viaPath.arrayBuffer();
+  }
+  t.ok(up.requests.length > 0, 'the configured fixture was contacted');
+});
+
+t.test('with a config file, an unlisted public namespace is 404 NAME_UNKNOWN and nothing is dialled', async (t) => {
+  const up = await fixture(t);
+  const m = await mirror(t, { upstreams: [{ namespace: up.host, host: up.host }] });
+  for (const p of ['/v2/library/nginx/manifests/latest?ns=ghcr.io', '/v2/ghcr.io/library/nginx/manifests/latest', '/v2/library/nginx/manifests/latest?ns=8.8.8.8']) {
+    const r = await get(`${m.url}${p}`);
+    t.equal(r.status, 404, `${p}: 404`);
+    t.equal(r.code, 'NAME_UNKNOWN', `${p}: NAME_UNKNOWN`);
+    t.ok(r.ms < 2000, `${p}: answered without dialling (${Math.round(r.ms)} ms)`);
+  }
+  // Blob requests for an unlisted namespace are refused the same way.
+  const blob = await get(`${m.url}/v2/library/nginx/blobs/sha256:${'c'.repeat(64)}?ns=ghcr.io`);
+  t.equal(blob.status, 404);
+  t.equal(blob.code, 'NAME_UNKNOWN');
+  t.equal(up.requests.length, 0);
+});
