@@ -7,6 +7,7 @@ import { OciError } from '../oci/errors.js';
 import { transportError } from '../upstream/errors.js';
 import type { BlobWriter, Storage } from '../storage/storage.js';
 import { tempPath } from '../storage/filesystem/atomic-file.js';
+import { writeAllAt } from '../storage/filesystem/write-all.js';
 import type { ProxyObserver } from './events.js';
 import { SpoolReader } from './spool-reader.js';
 
@@ -35,6 +36,9 @@ export class SpoolUnavailableError extends Error {
   }
 }
 
+/** Upstream bytes allowed to wait for the spool write before the download pauses. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
 /** How much of the spool a remote upload reads at a time (one reused buffer per upload). */
 const UPLOAD_READ_BYTES = 1024 * 1024;
 
@@ -57,6 +61,8 @@ export class BlobFill extends EventEmitter {
   failure: Error | undefined;
   /** Whether the verified blob was committed to storage. */
   stored = false;
+  /** Clients reading the spool now (they size their reads by it). */
+  readers = 0;
 
   private refs = 1;
   private readFd: FileHandle | undefined;
@@ -154,14 +160,45 @@ export class BlobFill extends EventEmitter {
     const expected = parseDigest(digest);
     const hash = createDigester(expected.algorithm);
     let outcome: 'failed' | 'digest_mismatch' = 'failed';
-    try {
-      for await (const chunk of body) {
-        const buf = chunk as Buffer;
-        hash.update(buf);
-        await this.writeChunk(buf);
-        this.written += buf.length;
+    // Write-behind: chunks that arrive while a write is in flight are batched into the next write, so
+    // reading upstream and writing the spool overlap and small chunks cost one syscall per batch.
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    let writing: Promise<void> | undefined;
+    const flush = async (): Promise<void> => {
+      while (batch.length > 0) {
+        const chunks = batch;
+        const bytes = batchBytes;
+        batch = [];
+        batchBytes = 0;
+        await this.writeChunks(chunks, bytes);
+        this.written += bytes;
         this.emit('change');
       }
+    };
+    let writeError: unknown;
+    const startFlush = (): Promise<void> => {
+      writing ??= flush()
+        .catch((e: unknown) => {
+          writeError ??= e;
+        })
+        .finally(() => (writing = undefined));
+      return writing;
+    };
+    try {
+      for await (const chunk of body) {
+        if (writeError !== undefined) throw writeError;
+        const buf = chunk as Buffer;
+        hash.update(buf);
+        batch.push(buf);
+        batchBytes += buf.length;
+        const pending = startFlush();
+        // Bound what waits in memory: past a few MiB, wait for the disk.
+        if (batchBytes >= MAX_BATCH_BYTES) await pending;
+      }
+      while (writing) await writing;
+      if (writeError === undefined) await startFlush();
+      if (writeError !== undefined) throw writeError;
       if (this.size !== undefined && this.written !== this.size) {
         throw new OciError('UPSTREAM_ERROR', 'upstream blob body was truncated', {
           detail: { digest, expected: this.size, received: this.written },
@@ -196,13 +233,14 @@ export class BlobFill extends EventEmitter {
     }
   }
 
-  private async writeChunk(buf: Buffer): Promise<void> {
+  private async writeChunks(chunks: Buffer[], bytes: number): Promise<void> {
     if (this.localWriter) {
       // The storage writer's own file is the spool: its failure fails the fill.
-      await this.localWriter.write(buf);
+      if (this.localWriter.writev) await this.localWriter.writev(chunks);
+      else for (const c of chunks) await this.localWriter.write(c);
       return;
     }
-    await writeFully(this.spoolFd as FileHandle, buf, this.written);
+    await writeAllAt(this.spoolFd as FileHandle, chunks, bytes, this.written);
   }
 
   /** Renames the filesystem temp file into place; a failure only loses caching. */
@@ -259,14 +297,6 @@ export class BlobFill extends EventEmitter {
     this.spoolFd = undefined;
     // Our own spool is ours to remove; the filesystem writer's temp file is renamed or removed by the writer.
     if (this.ownSpool && this.spoolPath) await rm(this.spoolPath, { force: true }).catch(() => undefined);
-  }
-}
-
-async function writeFully(fd: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < buf.length) {
-    const { bytesWritten } = await fd.write(buf, offset, buf.length - offset, position + offset);
-    offset += bytesWritten;
   }
 }
 

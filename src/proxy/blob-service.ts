@@ -130,6 +130,8 @@ export class BlobService {
     }
     void fill.settled().then(() => {
       if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
+      // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
+      if (fill.stored) this.options.access?.record(digest);
     });
     return fillHandle(fill, 'miss');
   }

@@ -24,6 +24,8 @@ export interface ByteRange {
 export interface BlobWriter {
   /** Resolves when the chunk may be reused and more may be written (backpressure). */
   write(chunk: Buffer): Promise<void>;
+  /** Optional: several chunks in one call (one syscall for a local file). */
+  writev?(chunks: Buffer[]): Promise<void>;
   /**
    * Makes the blob visible under its digest atomically. Called only after the caller verified the
    * digest of everything written. If a blob with that digest already exists, that is a success.

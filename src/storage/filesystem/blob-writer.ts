@@ -1,11 +1,14 @@
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { BlobWriter } from '../storage.js';
 import { publish, tempPath } from './atomic-file.js';
+import { writeAllAt } from './write-all.js';
 
 /** Writes a blob to a temp file under tmp/; commit syncs and renames it to its digest path. */
 export class FilesystemBlobWriter implements BlobWriter {
   readonly localPath: string;
   private done = false;
+  /** Bytes written so far: every write is positional (pwritev), appended at this offset. */
+  private size = 0;
 
   private constructor(
     private readonly fh: FileHandle,
@@ -22,11 +25,13 @@ export class FilesystemBlobWriter implements BlobWriter {
   }
 
   async write(chunk: Buffer): Promise<void> {
-    let offset = 0;
-    while (offset < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, offset, chunk.length - offset);
-      offset += bytesWritten;
-    }
+    await this.writev([chunk]);
+  }
+
+  async writev(chunks: Buffer[]): Promise<void> {
+    const bytes = chunks.reduce((n, c) => n + c.length, 0);
+    await writeAllAt(this.fh, chunks, bytes, this.size);
+    this.size += bytes;
   }
 
   async commit(): Promise<void> {

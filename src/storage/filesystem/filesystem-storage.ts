@@ -55,7 +55,9 @@ export class FilesystemStorage implements Storage {
     const path = this.paths.blob(digest);
     return new Promise<Readable | undefined>((resolve, reject) => {
       const stream = createReadStream(path, {
-        highWaterMark: 256 * 1024,
+        // Large reads: each read is a thread-pool round trip, so small ones cap throughput (measured warm,
+        // 256 MiB blob, curl: 64 KiB 0.9 GB/s and 1.0 CPU s/GiB; 512 KiB 2.0 GB/s and 0.5 CPU s/GiB).
+        highWaterMark: 512 * 1024,
         ...(range ? { start: range.start, end: range.end } : {}),
       });
       const onError = (e: Error) => (isNotFound(e) ? resolve(undefined) : reject(e));
