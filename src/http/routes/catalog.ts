@@ -1,9 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { OciError } from '../../oci/errors.js';
+import { parsePageQuery, setNextLink } from '../pagination.js';
 import type { V2Deps } from './v2.js';
-
-/** Catalog pages are bounded like tag pages. */
-const MAX_PAGE = 10_000;
 
 /**
  * `GET /v2/_catalog?n=&last=`: the repositories this mirror has cached (those with at least one tag
@@ -14,24 +11,14 @@ const MAX_PAGE = 10_000;
  */
 export async function serveCatalog(deps: V2Deps, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   request.ctx.route = 'catalog';
-  const query = request.query as Record<string, string | string[] | undefined>;
-  const nRaw = single(query['n']);
-  const last = single(query['last']);
-  let n: number | undefined;
-  if (nRaw !== undefined) {
-    if (!/^\d{1,9}$/.test(nRaw)) throw new OciError('PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer', { detail: { n: nRaw.slice(0, 50) } });
-    n = Math.min(Number(nRaw), MAX_PAGE);
-  }
+  const { n, last } = parsePageQuery(request);
 
   const names = await visibleNames(deps, request.headers.authorization);
   const after = last === undefined ? names : names.filter((name) => name > last);
   const page = n === undefined ? after : after.slice(0, n);
   const lastName = page[page.length - 1];
   if (page.length < after.length && lastName !== undefined) {
-    const next = new URLSearchParams();
-    if (n !== undefined) next.set('n', String(n));
-    next.set('last', lastName);
-    reply.header('link', `</v2/_catalog?${next.toString()}>; rel="next"`);
+    setNextLink(reply, '/v2/_catalog', n, lastName);
   }
   const body = JSON.stringify({ repositories: page });
   reply.header('content-type', 'application/json').header('content-length', Buffer.byteLength(body));
@@ -64,6 +51,3 @@ async function mayRead(deps: V2Deps, namespace: string, authorization: string | 
   }
 }
 
-function single(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
-}
