@@ -63,6 +63,8 @@ export class BlobFill extends EventEmitter {
   stored = false;
   /** Clients reading the spool now (they size their reads by it). */
   readers = 0;
+  /** The fill failed because the local disk refused a write (ENOSPC, EACCES, EIO), not because of upstream. */
+  localWriteFailed = false;
 
   private refs = 1;
   private readFd: FileHandle | undefined;
@@ -215,6 +217,10 @@ export class BlobFill extends EventEmitter {
       this.emit('change');
     } catch (e) {
       body.destroy();
+      if (writeError !== undefined && e === writeError) {
+        this.localWriteFailed = true;
+        this.options.observer?.storageError?.('write_blob');
+      }
       // A transport error (reset, timeout) becomes an OCI error value, so a client that has not yet
       // received headers gets a 502/503/504 rather than a 500.
       this.failure = transportError(this.options.namespace, e);

@@ -10,6 +10,9 @@ import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import { verifyingStream } from './verify-stream.js';
 
+/** How long blobs stream uncached after the local disk refused a write. */
+const STORAGE_BYPASS_MS = 30_000;
+
 export interface BlobServiceOptions {
   storage: Storage;
   upstreams: UpstreamPool;
@@ -39,6 +42,8 @@ interface CachedEntry {
  */
 export class BlobService {
   private readonly inflight = new Map<string, Promise<BlobFill>>();
+  /** Until then, uncached blobs bypass the local disk (it refused a write: full, read-only, failing). */
+  private bypassUntil = 0;
   /** Cached blobs with an open handle or stream, by digest: the collector must not delete them. */
   private readonly readers = new Map<string, number>();
   private readonly now: () => number;
@@ -90,8 +95,12 @@ export class BlobService {
   /** Joins the running fill for the digest or starts one. */
   private async openUncached(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
     const running = this.inflight.get(digest);
-    if (running) return fillHandle(await running, 'coalesced');
+    if (running) return this.joinOrBypass(repo, digest, running);
     if (this.options.offline) throw blobUnknown(digest);
+    if (this.now() < this.bypassUntil) {
+      const source = await this.options.upstreams.client(repo.upstream).getBlob(repo.repository, digest);
+      return directHandle(digest, source);
+    }
     return this.startFill(repo, digest);
   }
 
@@ -130,6 +139,11 @@ export class BlobService {
     }
     void fill.settled().then(() => {
       if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
+      if (fill.localWriteFailed) {
+        // The disk is full or refuses writes: for a while, stream blobs straight from upstream.
+        this.bypassUntil = this.now() + STORAGE_BYPASS_MS;
+        log.warn({ digest, seconds: STORAGE_BYPASS_MS / 1000 }, 'local disk refused a write; serving blobs uncached for a while');
+      }
       // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
       if (fill.stored) this.options.access?.record(digest);
     });
