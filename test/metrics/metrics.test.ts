@@ -65,6 +65,7 @@ interface Setup {
 }
 
 async function setup(t: Test): Promise<Setup> {
+  sent = 0;
   const up = await startFixtureUpstream();
   t.teardown(() => up.close());
   const img = up.addImage('x/app', { tag: 'v1', layers: [randomBytesSeeded(64 * 1024, 3)] });
@@ -91,11 +92,30 @@ async function setup(t: Test): Promise<Setup> {
     ns: up.host,
     manifestUrl: (ref) => `${m.url}/v2/x/app/manifests/${ref}?ns=${up.host}`,
     blobUrl: (digest) => `${m.url}/v2/x/app/blobs/${digest}?ns=${up.host}`,
-    metrics: () => scrape(`${m.url}/metrics`),
+    metrics: () => settledScrape(`${m.url}/metrics`),
   };
 }
 
+/** Requests sent with get() to the current setup's mirror. */
+let sent = 0;
+
+/**
+ * Metrics are counted when a response finishes on the server, which can be a moment after the client
+ * has read the last byte: scrape until every request sent with get() is counted.
+ */
+async function settledScrape(url: string): Promise<Scrape> {
+  for (let i = 0; ; i++) {
+    const m = await scrape(url);
+    const counted = m.samples
+      .filter((x) => x.name === 'oci_registry_requests_total' && x.labels['route'] !== 'metrics')
+      .reduce((sum, x) => sum + x.value, 0);
+    if (counted >= sent || i >= 100) return m;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function get(url: string): Promise<{ status: number; body: Buffer; headers: Headers }> {
+  sent++;
   const res = await fetch(url, { headers: { accept: OCI_ACCEPT }, signal: AbortSignal.timeout(30_000) });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()), headers: res.headers };
 }

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createTcpServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { startFixtureUpstream, type FixtureOptions, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror, type TestUpstream } from '../helpers/mirror.js';
 import { startMirrorProcess, type MirrorProcess } from '../helpers/mirror-process.js';
+import { listFiles } from '../helpers/files.js';
 
 const MiB = 1024 * 1024;
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
@@ -28,26 +29,6 @@ async function mirror(t: Test, upstream: TestUpstream): Promise<TestMirror> {
   const m = await startMirror({ upstreams: [upstream] });
   t.teardown(() => m.close());
   return m;
-}
-
-/** Files under a directory, recursively. */
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else out.push(p);
-    }
-  };
-  await walk(dir);
-  return out;
 }
 
 async function hashFile(path: string): Promise<string> {

@@ -4,35 +4,17 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { randomBytesSeeded } from '../fixtures/content.js';
 import { startFixtureUpstream } from '../fixtures/upstream.js';
 import { startMirrorProcess, type MirrorProcess } from '../helpers/mirror-process.js';
+import { listFiles } from '../helpers/files.js';
 
 const MiB = 1024 * 1024;
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
-
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else out.push(p);
-    }
-  };
-  await walk(dir);
-  return out;
-}
 
 /** Paths under blobs/ and manifests/ whose content does not hash to their name. */
 async function corruptObjects(root: string): Promise<string[]> {

@@ -4,12 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror, type TestUpstream } from '../helpers/mirror.js';
+import { listFiles } from '../helpers/files.js';
 
 const MiB = 1024 * 1024;
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
@@ -77,25 +78,6 @@ function ociCode(p: Pulled): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else out.push(p);
-    }
-  };
-  await walk(dir);
-  return out;
 }
 
 async function hashFile(path: string, algorithm: string): Promise<string> {
