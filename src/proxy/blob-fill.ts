@@ -37,7 +37,52 @@ export class SpoolUnavailableError extends Error {
 }
 
 /** Upstream bytes allowed to wait for the spool write before the download pauses. */
-const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+const MAX_BATCH_BYTES = 1024 * 1024;
+
+/** How much of the most recently written spool stays in memory for readers at the head. */
+const RECENT_BYTES = 2 * 1024 * 1024;
+
+/** The newest chunks of a spool with their offsets, bounded in bytes. */
+class RecentChunks {
+  private chunks: { start: number; buf: Buffer }[] = [];
+  private bytes = 0;
+
+  constructor(private readonly limit: number) {}
+
+  clear(): void {
+    this.chunks = [];
+    this.bytes = 0;
+  }
+
+  append(start: number, bufs: Buffer[]): void {
+    let at = start;
+    for (const buf of bufs) {
+      this.chunks.push({ start: at, buf });
+      at += buf.length;
+      this.bytes += buf.length;
+    }
+    while (this.bytes > this.limit && this.chunks.length > 1) {
+      const dropped = this.chunks.shift() as { buf: Buffer };
+      this.bytes -= dropped.buf.length;
+    }
+  }
+
+  /** A view of up to `length` bytes at `position` from one chunk, or undefined when not held. */
+  slice(position: number, length: number): Buffer | undefined {
+    const first = this.chunks[0];
+    if (!first || position < first.start) return undefined;
+    // Readers are near the head: search from the newest chunk back.
+    for (let i = this.chunks.length - 1; i >= 0; i--) {
+      const c = this.chunks[i] as { start: number; buf: Buffer };
+      if (position >= c.start) {
+        const offset = position - c.start;
+        if (offset >= c.buf.length) return undefined;
+        return c.buf.subarray(offset, Math.min(c.buf.length, offset + length));
+      }
+    }
+    return undefined;
+  }
+}
 
 /** How much of the spool a remote upload reads at a time (one reused buffer per upload). */
 const UPLOAD_READ_BYTES = 1024 * 1024;
@@ -63,6 +108,8 @@ export class BlobFill extends EventEmitter {
   stored = false;
   /** Clients reading the spool now (they size their reads by it). */
   readers = 0;
+  /** The last few MiB written, in memory, for readers that follow the download closely. */
+  private readonly recent = new RecentChunks(RECENT_BYTES);
   /** The fill failed because the local disk refused a write (ENOSPC, EACCES, EIO), not because of upstream. */
   localWriteFailed = false;
 
@@ -116,7 +163,16 @@ export class BlobFill extends EventEmitter {
     return this.done;
   }
 
+  /**
+   * Bytes [position, position + length) of the spool, possibly fewer. Readers near the head of the
+   * download (most of a herd) get views of the chunks just written, shared by all of them: no read and no
+   * allocation per client. Others read the file.
+   */
   async read(position: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (!into) {
+      const recent = this.recent.slice(position, length);
+      if (recent) return recent;
+    }
     const fd = this.readFd;
     if (!fd) throw new Error('spool closed');
     const buf = into ?? Buffer.allocUnsafe(length);
@@ -174,6 +230,7 @@ export class BlobFill extends EventEmitter {
         batch = [];
         batchBytes = 0;
         await this.writeChunks(chunks, bytes);
+        this.recent.append(this.written, chunks);
         this.written += bytes;
         this.emit('change');
       }
@@ -296,6 +353,7 @@ export class BlobFill extends EventEmitter {
   }
 
   private async cleanupFiles(): Promise<void> {
+    this.recent.clear();
     const fd = this.readFd;
     this.readFd = undefined;
     await fd?.close().catch(() => undefined);

@@ -6,7 +6,7 @@ import type { BlobFill } from './blob-fill.js';
 // client reads 512 KiB at a time and a herd of 50 reads 64 KiB each.
 const MIN_CHUNK = 64 * 1024;
 const MAX_CHUNK = 512 * 1024;
-const SHARED_BUDGET = 2 * 1024 * 1024;
+const SHARED_BUDGET = 1024 * 1024;
 
 function chunkFor(readers: number): number {
   return Math.max(MIN_CHUNK, Math.min(MAX_CHUNK, Math.floor(SHARED_BUDGET / Math.max(1, readers) / MIN_CHUNK) * MIN_CHUNK));
