@@ -1,5 +1,4 @@
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/;
 
 /**
  * Parses durations like `0s`, `90m`, `14d`, also compound `1h30m`. Returns milliseconds,
@@ -20,7 +19,7 @@ export function parseDuration(text: string): number | undefined {
 }
 
 export function isDuration(text: string): boolean {
-  return DURATION.test(text) || parseDuration(text) !== undefined;
+  return parseDuration(text) !== undefined;
 }
 
 export function formatDuration(ms: number): string {

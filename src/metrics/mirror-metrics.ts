@@ -22,9 +22,8 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
  * The mirror's Prometheus metrics. It observes the cache policy (ProxyObserver), every upstream exchange
  * (UpstreamObserver) and every finished HTTP request (requestDone, for AppOptions.onRequestDone).
  *
- * Cache outcomes and served bytes are counted once per request, from requestDone (the request context
- * carries the outcome and the bytes); the ProxyObserver's cache() and bytesServed() are therefore left
- * unimplemented, so that a proxy reporting them too would not count twice.
+ * Cache outcomes and served bytes are counted once per request, from requestDone: the request context
+ * carries the outcome and the bytes, so the proxy does not report them separately.
  */
 export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   readonly registry: Registry;

@@ -7,8 +7,6 @@ export type MirrorObserver = ProxyObserver & UpstreamObserver;
 export function combineObservers(...observers: MirrorObserver[]): MirrorObserver {
   if (observers.length === 1) return observers[0] as MirrorObserver;
   return {
-    cache: (...a) => observers.forEach((o) => o.cache?.(...a)),
-    bytesServed: (...a) => observers.forEach((o) => o.bytesServed?.(...a)),
     fillStarted: (...a) => observers.forEach((o) => o.fillStarted?.(...a)),
     fillFinished: (...a) => observers.forEach((o) => o.fillFinished?.(...a)),
     storageError: (...a) => observers.forEach((o) => o.storageError?.(...a)),

@@ -97,10 +97,7 @@ export class BlobService {
     const running = this.inflight.get(digest);
     if (running) return this.joinOrBypass(repo, digest, running);
     if (this.options.offline) throw blobUnknown(digest);
-    if (this.now() < this.bypassUntil) {
-      const source = await this.options.upstreams.client(repo.upstream).getBlob(repo.repository, digest);
-      return directHandle(digest, source);
-    }
+    if (this.now() < this.bypassUntil) return this.bypass(repo, digest);
     return this.startFill(repo, digest);
   }
 
@@ -156,9 +153,14 @@ export class BlobService {
       return fillHandle(await running, 'coalesced');
     } catch (e) {
       if (!(e instanceof SpoolUnavailableError)) throw e;
-      const source = await this.options.upstreams.client(repo.upstream).getBlob(repo.repository, digest);
-      return directHandle(digest, source);
+      return this.bypass(repo, digest);
     }
+  }
+
+  /** An uncached stream of its own for this client, straight from upstream. */
+  private async bypass(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
+    const source = await this.options.upstreams.client(repo.upstream).getBlob(repo.repository, digest);
+    return directHandle(digest, source);
   }
 
   private async cachedHandle(repo: ResolvedRepository, digest: string, entry: CachedEntry): Promise<BlobHandle> {

@@ -6,8 +6,6 @@ export type EntryKind = 'manifest' | 'blob' | 'tags' | 'referrers';
 export type CacheOutcome = 'hit' | 'miss' | 'stale' | 'coalesced' | 'revalidated' | 'bypass';
 
 export interface ProxyObserver {
-  cache?(namespace: string, kind: EntryKind, outcome: CacheOutcome): void;
-  bytesServed?(namespace: string, from: 'cache' | 'upstream', bytes: number): void;
   fillStarted?(namespace: string): void;
   fillFinished?(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void;
   storageError?(operation: string): void;
