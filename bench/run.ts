@@ -44,6 +44,8 @@ interface Options {
   quick: boolean;
   s3: boolean;
   peers: Set<string> | undefined;
+  /** Only these measurements (cold, warm, manifest, herd, resources); all by default. */
+  tests: Set<string> | undefined;
   reps: number;
 }
 
@@ -51,15 +53,17 @@ function parseArgs(argv: string[]): Options {
   const quick = process.env['BENCH_QUICK'] === '1' || argv.includes('--quick');
   let reps = quick ? 1 : 3;
   let peers: Set<string> | undefined;
+  let tests: Set<string> | undefined;
   let s3 = process.env['BENCH_S3'] === '1';
   for (const a of argv) {
     if (a === '--s3') s3 = true;
     else if (a === '--quick') continue;
     else if (a.startsWith('--reps=')) reps = Math.max(1, Number(a.slice(7)) || reps);
     else if (a.startsWith('--peers=')) peers = new Set(a.slice(8).split(',').filter(Boolean));
+    else if (a.startsWith('--tests=')) tests = new Set(a.slice(8).split(',').filter(Boolean));
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
-        'usage: npm run bench -- [--quick] [--s3] [--reps=N] [--peers=' +
+        'usage: npm run bench -- [--quick] [--s3] [--reps=N] [--tests=cold,warm,manifest,herd,resources] [--peers=' +
           PEERS.map((p) => p.id).join(',') +
           ']\n  default: every peer except ' +
           [...OPT_IN].join(' and ') +
@@ -71,7 +75,7 @@ function parseArgs(argv: string[]): Options {
       process.exit(2);
     }
   }
-  return { quick, s3, peers, reps };
+  return { quick, s3, peers, tests, reps };
 }
 
 interface Sizes {
@@ -154,10 +158,10 @@ async function ensureOk(url: string, accept?: string): Promise<void> {
   if (res.statusCode !== 200) throw new Error(`warm-up GET ${url}: HTTP ${res.statusCode}`);
 }
 
-async function runRep(peer: PeerDef, ctx: PeerContext, images: Images, sizes: Sizes, result: PeerResult, rep: number): Promise<void> {
+async function runRep(peer: PeerDef, ctx: PeerContext, images: Images, sizes: Sizes, result: PeerResult, rep: number, only: Set<string> | undefined): Promise<void> {
   const up = peer.upstreamOf?.(ctx) ?? ctx.upstream;
   const inst = await peer.start(ctx);
-  const t = peer.tests;
+  const t = new Set([...peer.tests].filter((kind) => !only || only.has(kind)));
   const measured = t.has('resources') && inst.pid !== undefined;
   const sampler = measured ? new RssSampler(inst.pid!).start() : undefined;
   const auxPid = inst.procs[1]?.pid; // s3rver for mirror-s3
@@ -363,7 +367,7 @@ async function main(): Promise<void> {
       for (const { peer, result } of selected) {
         const t0 = Date.now();
         try {
-          await runRep(peer, ctx, images, sizes, result, rep);
+          await runRep(peer, ctx, images, sizes, result, rep, opts.tests);
         } catch (e) {
           const msg = (e as Error).message;
           result.errors.push(`repetition ${rep}: ${msg}`);
@@ -399,11 +403,11 @@ async function main(): Promise<void> {
   if (process.env['BENCH_NO_WRITE'] !== '1') {
     const dir = join(repoRoot, 'bench', 'results');
     await mkdir(dir, { recursive: true });
-    const base = `${stamp}${opts.quick ? '-quick' : ''}${opts.peers ? '-partial' : ''}`;
+    const base = `${stamp}${opts.quick ? '-quick' : ''}${opts.peers || opts.tests ? '-partial' : ''}`;
     await writeFile(join(dir, `${base}.md`), md);
     await writeFile(join(dir, `${base}.json`), `${JSON.stringify({ info, results }, null, 2)}\n`);
     // latest.md is the last full run over the default peer set (not a quick or a --peers run).
-    const latest = !opts.quick && !opts.peers;
+    const latest = !opts.quick && !opts.peers && !opts.tests;
     if (latest) await writeFile(join(dir, 'latest.md'), md);
     log(`wrote bench/results/${base}.md and .json${latest ? ' and latest.md' : ''}`);
   }

@@ -155,7 +155,9 @@ async function fetchImage(
   result.blobs = blobs.size;
   result.bytes = [...blobs.values()].reduce((a, b) => a + b, 0);
 
-  // The manifest service never fails a pull over a storage error: check that they really were stored.
+  // The manifest service never fails a pull over a storage error, and stores behind its answers: wait for
+  // the writes, then check that they really were stored.
+  await context.mirror.manifests.drain();
   for (const digest of manifests) {
     if (!(await storage.getManifest(digest))) throw new Error(`manifest ${digest} was served but not stored (storage failure; see the log)`);
   }
@@ -216,7 +218,8 @@ async function fetchBlob(
     bytes += (chunk as Buffer).length;
     onBytes((chunk as Buffer).length);
   }
-  // The fill verified the digest before the last byte; it may still have failed to store it (disk full, S3 down).
+  // The fill verified the digest before the last byte and commits behind it; that may still fail (disk full, S3 down).
+  await mirror.blobs.settled(digest);
   if (!(await mirror.options.storage.statBlob(digest))) throw new Error('downloaded but not stored (storage failure; see the log)');
   return { downloaded: true, bytes };
 }

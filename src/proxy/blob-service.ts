@@ -88,6 +88,12 @@ export class BlobService {
     await Promise.all(fills.map((f) => (f.status === 'fulfilled' ? f.value.settled() : undefined)));
   }
 
+  /** Resolves when the running download of the digest, if any, has finished (stored it or failed). */
+  async settled(digest: string): Promise<void> {
+    const fill = await this.inflight.get(digest)?.catch(() => undefined);
+    await fill?.settled();
+  }
+
   get inflightCount(): number {
     return this.inflight.size;
   }

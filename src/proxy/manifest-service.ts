@@ -37,6 +37,8 @@ export interface ManifestServiceOptions {
  */
 export class ManifestService {
   private readonly fetches = new Coalescer<ManifestResult>();
+  /** Storage writes running behind responses. */
+  private readonly writes = new Set<Promise<void>>();
   // Hot entries in memory: a warm manifest request then costs no storage I/O. Manifests by digest are
   // immutable; tag records carry their own checkedAt, so a cached copy is exactly as fresh as the stored one.
   private readonly hotManifests = new Lru<StoredManifest>(64 * 1024 * 1024, (m) => m.bytes.length + 256);
@@ -81,7 +83,9 @@ export class ManifestService {
         if (head.digest === record.digest) {
           const stored = await this.readManifest(record.digest);
           if (stored) {
-            await this.writeTag(repo, tag, { ...record, checkedAt: new Date(this.now()) });
+            const checked = { ...record, checkedAt: new Date(this.now()) };
+            this.hotTags.set(tagKey(repoRef(repo), tag), checked);
+            this.writeBehind(() => this.storeTag(repo, tag, checked));
             return { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'revalidated', warning: undefined };
           }
         }
@@ -107,10 +111,16 @@ export class ManifestService {
     const client = this.options.upstreams.client(repo.upstream);
     const m = await client.getManifest(repo.repository, reference);
     const now = new Date(this.now());
-    await this.writeManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes, fetchedAt: now });
-    if (!reference.includes(':')) {
-      await this.writeTag(repo, reference, { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length, checkedAt: now });
-    }
+    const manifest: StoredManifest = { mediaType: m.mediaType, bytes: m.bytes, fetchedAt: now };
+    const record = reference.includes(':') ? undefined : { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length, checkedAt: now };
+    // Both in memory now; in storage the manifest before its tag, so a stored tag never points at a manifest
+    // that was never written.
+    this.hotManifests.set(m.digest, manifest);
+    if (record) this.hotTags.set(tagKey(repoRef(repo), reference), record);
+    this.writeBehind(async () => {
+      await this.storeManifest(m.digest, manifest);
+      if (record) await this.storeTag(repo, reference, record);
+    });
     return { digest: m.digest, mediaType: m.mediaType, bytes: m.bytes, outcome: 'miss', warning: undefined };
   }
 
@@ -143,8 +153,21 @@ export class ManifestService {
     }
   }
 
-  private async writeManifest(digest: string, manifest: StoredManifest): Promise<void> {
-    this.hotManifests.set(digest, manifest);
+  /** Waits for the storage writes still running behind responses (graceful shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.writes.size > 0) await Promise.all(this.writes);
+  }
+
+  /**
+   * Stores behind the response: the hot entries are set at once, so requests are answered from memory
+   * while the synced writes (two fdatasyncs on a filesystem) run; a cold pull does not wait for them.
+   */
+  private writeBehind(work: () => Promise<void>): void {
+    const write: Promise<void> = work().finally(() => this.writes.delete(write));
+    this.writes.add(write);
+  }
+
+  private async storeManifest(digest: string, manifest: StoredManifest): Promise<void> {
     try {
       await this.options.storage.putManifest(digest, manifest);
     } catch (e) {
@@ -152,8 +175,7 @@ export class ManifestService {
     }
   }
 
-  private async writeTag(repo: ResolvedRepository, tag: string, record: TagRecord): Promise<void> {
-    this.hotTags.set(tagKey(repoRef(repo), tag), record);
+  private async storeTag(repo: ResolvedRepository, tag: string, record: TagRecord): Promise<void> {
     try {
       await this.options.storage.putTag(repoRef(repo), tag, record);
     } catch (e) {

@@ -46,9 +46,15 @@ export class Mirror {
       access,
       ...(now ? { now } : {}),
     });
-    this.tags = new TagService(storage, upstreams, log, offline ?? false);
+    const tagsWritten = () => this.manifests.drain();
+    this.tags = new TagService(storage, upstreams, log, offline ?? false, tagsWritten);
     this.referrers = new ReferrersService(upstreams, offline ?? false);
-    this.catalog = new CatalogService(storage);
+    this.catalog = new CatalogService(storage, tagsWritten);
+  }
+
+  /** Waits for running downloads and the storage writes behind responses (graceful shutdown, tests). */
+  async drain(): Promise<void> {
+    await Promise.all([this.blobs.drain(), this.manifests.drain()]);
   }
 
   /** Whether a blob is being downloaded or read from the cache now: the collector must not delete it. */

@@ -22,6 +22,8 @@ export class TagService {
     private readonly log: Logger,
     /** Never contact upstreams: list the tags this cache holds. */
     private readonly offline = false,
+    /** Waits for tag records still being written behind responses, so a list sees every pull before it. */
+    private readonly written: () => Promise<void> = async () => undefined,
   ) {}
 
   async list(repo: ResolvedRepository, n: number | undefined, last: string | undefined): Promise<TagPageResult> {
@@ -34,6 +36,7 @@ export class TagService {
       return { tags, more: page.more || (n !== undefined && sorted.length > n), outcome: 'miss', warning: undefined };
     } catch (e) {
       if (!(isOciError(e) && e.isUpstreamOutage && repo.upstream.serveStale)) throw e;
+      await this.written();
       const known = await this.storage.listTags(repoRef(repo)).catch(() => [] as string[]);
       if (known.length === 0) throw e;
       this.log.warn({ namespace: repo.namespace, repository: repo.repository, err: e.message }, 'upstream unavailable; listing cached tags');
@@ -44,6 +47,7 @@ export class TagService {
   }
 
   private async cached(repo: ResolvedRepository, n: number | undefined, last: string | undefined): Promise<TagPageResult> {
+    await this.written();
     const known = await this.storage.listTags(repoRef(repo));
     if (known.length === 0) {
       throw new OciError('NAME_UNKNOWN', 'repository unknown to registry (offline: no cached tags)', { detail: { name: repo.repository } });

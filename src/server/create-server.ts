@@ -140,7 +140,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
       // A keep-alive connection whose response ends after that would hold the close until its idle
       // timeout, so connections are closed as soon as they go idle.
       const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
-      const finished = Promise.all([app.close(), mirror.blobs.drain(), collector.stop()]).then(() => 'finished' as const);
+      const finished = Promise.all([app.close(), mirror.drain(), collector.stop()]).then(() => 'finished' as const);
       const how = await Promise.race([finished, graceOver]);
       clearTimeout(timer);
       clearInterval(sweep);

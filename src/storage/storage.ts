@@ -21,6 +21,21 @@ export interface ByteRange {
   end: number;
 }
 
+/**
+ * A blob body that can also fill buffers its consumer owns, so a sender can reuse two buffers for a
+ * whole transfer instead of the stream allocating one per read (measured warm, 256 MiB: allocation
+ * churn cost half the throughput). The filesystem backend's readBlob returns one. A consumer uses
+ * either the stream interface or fill(), never both, and destroy()s the stream when done.
+ */
+export interface BufferFiller {
+  /** Reads the next bytes into `buffer`; resolves with how many, 0 at the end. */
+  fill(buffer: Buffer): Promise<number>;
+}
+
+export function canFillBuffers(body: Readable): body is Readable & BufferFiller {
+  return typeof (body as Partial<BufferFiller>).fill === 'function';
+}
+
 export interface BlobWriter {
   /** Resolves when the chunk may be reused and more may be written (backpressure). */
   write(chunk: Buffer): Promise<void>;

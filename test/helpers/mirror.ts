@@ -38,6 +38,8 @@ export interface TestMirror {
   server: MirrorServer;
   root: string;
   storage: Storage;
+  /** Waits until what was served has been stored: downloads commit and manifests are written behind responses. */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     server,
     root,
     storage,
+    settled: () => server.mirror.drain(),
     close: async () => {
       await server.close(2000);
       if (!options.root) await rm(root, { recursive: true, force: true });

@@ -38,6 +38,7 @@ function rawGet(url: string, headers: Record<string, string>): Promise<{ status:
 async function warm(t: Test, mirror: TestMirror, digest: string): Promise<void> {
   const { res } = await get(mirror, `/v2/org/app/blobs/${digest}`);
   t.equal(res.status, 200, 'warmed');
+  await mirror.settled();
   t.ok(await mirror.storage.statBlob(digest), 'the blob is in the cache');
 }
 
@@ -163,6 +164,7 @@ t.test('a blob from an upstream that redirects to another host is served and cac
   t.equal(res.status, 200);
   t.same(body, bytes);
   t.equal(up.redirectBlobGets(digest), 1);
+  await mirror.settled();
   t.ok(await mirror.storage.statBlob(digest));
 });
 

@@ -103,6 +103,7 @@ t.test('a blob whose upstream body does not match its digest is never stored; th
   t.equal(second.res.status, 200);
   t.equal(sha256(second.body), digest);
   t.equal(up.blobGets(digest), 2);
+  await mirror.settled();
   t.ok(await mirror.storage.statBlob(digest), 'the good bytes are stored');
 });
 

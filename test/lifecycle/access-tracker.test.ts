@@ -157,6 +157,7 @@ t.test('a cached blob served by the mirror is recorded and written at shutdown',
   t.teardown(() => (closed ? undefined : m.close()));
   const url = `${m.url}/v2/library/x/blobs/${digest}?ns=${up.host}`;
   t.equal((await fetch(url).then((r) => r.arrayBuffer().then(() => r.status))), 200, 'miss: filled');
+  await m.settled();
   const hitAt = Date.now();
   t.equal((await fetch(url).then((r) => r.arrayBuffer().then(() => r.status))), 200, 'hit');
   t.ok((m.server.tracker.lastAccess(digest) ?? 0) >= hitAt, 'recorded in memory');

@@ -138,6 +138,7 @@ t.test('a cache miss counts a miss, upstream bytes and a stored download', async
   const layer = s.img.layerDigests[0] as string;
   const r = await get(s.blobUrl(layer));
   t.equal(r.status, 200);
+  await s.m.settled();
   const m = await s.metrics();
   t.equal(m.value('oci_registry_cache_requests_total', { namespace: s.ns, kind: 'blob', outcome: 'miss' }), 1);
   t.equal(m.value('oci_registry_cache_requests_total', { kind: 'blob', outcome: 'hit' }), 0);
@@ -153,6 +154,7 @@ t.test('a cache hit counts a hit and bytes from the cache, without an upstream r
   const s = await setup(t);
   const layer = s.img.layerDigests[0] as string;
   await get(s.blobUrl(layer));
+  await s.m.settled();
   const before = await s.metrics();
   const r = await get(s.blobUrl(layer));
   t.equal(r.status, 200);
@@ -224,6 +226,7 @@ t.test('a request joining a running download counts as coalesced', async (t) => 
   t.equal(inFlight.value('oci_registry_blob_downloads_in_flight'), 1, 'one download in flight');
   const [a, b] = await Promise.all([first.then((r) => r.arrayBuffer()), get(s.blobUrl(layer))]);
   t.equal(b.body.length, a.byteLength);
+  await s.m.settled();
   const m = await s.metrics();
   t.equal(m.value('oci_registry_coalesced_requests_total', { namespace: s.ns }), 1);
   t.equal(m.value('oci_registry_cache_requests_total', { namespace: s.ns, kind: 'blob', outcome: 'coalesced' }), 1);

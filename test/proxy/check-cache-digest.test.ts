@@ -18,6 +18,7 @@ t.test('with --check-cache-digest a corrupt cached blob is cut off, dropped, and
   const first = Buffer.from(await (await fetch(url)).arrayBuffer());
   t.equal(sha256(first), digest, 'first pull is good and cached');
   t.equal(up.blobGets(digest), 1);
+  await m.settled();
 
   const corrupt = Buffer.from(bytes);
   corrupt[12345] = (corrupt[12345] ?? 0) ^ 1;

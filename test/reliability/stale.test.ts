@@ -170,6 +170,7 @@ t.test('an expired cached blob is served stale with a Warning while the upstream
   const first = await get(s.blobUrl(layer));
   t.equal(first.status, 200);
   t.equal(sha256(first.body), layer);
+  await s.m.settled();
   await s.up.stop();
   s.clock.ms += INVALIDATION_MS + 1000;
   const r = await get(s.blobUrl(layer));

@@ -51,7 +51,7 @@ export async function openAdminMirror(context: AdminContext, log: Logger): Promi
     resolver: new Resolver(config),
     storage,
     close: async () => {
-      await mirror.blobs.drain();
+      await mirror.drain();
       await upstreams.close();
       await storage.close();
       await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);

@@ -3,6 +3,9 @@ import { parseDigest } from '../../oci/digest.js';
 import type { Mirror } from '../../proxy/mirror.js';
 import type { ResolvedRepository } from '../../resolve/resolver.js';
 import { parseRange } from '../range.js';
+import { sendFilledBody } from '../send-filled-body.js';
+import { canFillBuffers } from '../../storage/storage.js';
+import type { Readable } from 'node:stream';
 
 export async function serveBlob(
   mirror: Mirror,
@@ -43,14 +46,18 @@ export async function serveBlob(
     const { start, end } = range.range;
     const body = await handle.open(range.range);
     request.ctx.bytes = end - start + 1;
-    return reply
+    reply
       .code(206)
       .header('content-range', `bytes ${start}-${end}/${size}`)
-      .header('content-length', end - start + 1)
-      .send(body);
+      .header('content-length', end - start + 1);
+    return send(reply, body);
   }
   const body = await handle.open();
   if (size !== undefined) reply.header('content-length', size);
   request.ctx.bytes = size;
-  return reply.send(body);
+  return send(reply, body);
+}
+
+function send(reply: FastifyReply, body: Readable): FastifyReply {
+  return canFillBuffers(body) ? sendFilledBody(reply, body) : reply.send(body);
 }
