@@ -39,10 +39,13 @@ export class SpoolUnavailableError extends Error {
 /** Upstream bytes allowed to wait for the spool write before the download pauses. */
 const MAX_BATCH_BYTES = 1024 * 1024;
 
-/** How much of the most recently written spool stays in memory for readers at the head. */
+/** How much of the spool already written stays in memory for readers at the head. */
 const RECENT_BYTES = 2 * 1024 * 1024;
 
-/** The newest chunks of a spool with their offsets, bounded in bytes. */
+/**
+ * The newest chunks of a download with their offsets: every chunk not yet written to the spool (readers
+ * can get it only here), plus up to `limit` bytes of those written.
+ */
 class RecentChunks {
   private chunks: { start: number; buf: Buffer }[] = [];
   private bytes = 0;
@@ -54,16 +57,18 @@ class RecentChunks {
     this.bytes = 0;
   }
 
-  append(start: number, bufs: Buffer[]): void {
-    let at = start;
-    for (const buf of bufs) {
-      this.chunks.push({ start: at, buf });
-      at += buf.length;
-      this.bytes += buf.length;
-    }
-    while (this.bytes > this.limit && this.chunks.length > 1) {
-      const dropped = this.chunks.shift() as { buf: Buffer };
-      this.bytes -= dropped.buf.length;
+  append(start: number, buf: Buffer): void {
+    this.chunks.push({ start, buf });
+    this.bytes += buf.length;
+  }
+
+  /** Drops the oldest chunks past the limit, never one that is not completely in the spool yet. */
+  trim(written: number): void {
+    for (;;) {
+      const first = this.chunks[0];
+      if (!first || this.bytes <= this.limit || first.start + first.buf.length > written) return;
+      this.chunks.shift();
+      this.bytes -= first.buf.length;
     }
   }
 
@@ -100,15 +105,20 @@ const UPLOAD_READ_BYTES = 1024 * 1024;
 export class BlobFill extends EventEmitter {
   readonly digest: string;
   size: number | undefined;
+  /** Bytes received from upstream and hashed: readers may read this far (memory or spool). */
+  received = 0;
+  /** Bytes in the spool file. */
   written = 0;
-  /** The whole blob is in the spool and matched its digest. */
+  /** The whole blob was received and matched its digest (it may still be on its way to the spool). */
   verified = false;
+  /** Every byte is in the spool file. */
+  private spooled = false;
   failure: Error | undefined;
   /** Whether the verified blob was committed to storage. */
   stored = false;
   /** Clients reading the spool now (they size their reads by it). */
   readers = 0;
-  /** The last few MiB written, in memory, for readers that follow the download closely. */
+  /** The bytes not yet in the spool and the last few MiB written, for readers that follow the download closely. */
   private readonly recent = new RecentChunks(RECENT_BYTES);
   /** The fill failed because the local disk refused a write (ENOSPC, EACCES, EIO), not because of upstream. */
   localWriteFailed = false;
@@ -119,6 +129,8 @@ export class BlobFill extends EventEmitter {
   private spoolPath: string | undefined;
   /** The storage writer whose temp file is the spool (filesystem), committed by the download itself. */
   private localWriter: BlobWriter | undefined;
+  /** The remote storage's writer (S3) until its upload starts, once the upstream answered. */
+  private remoteWriter: BlobWriter | undefined;
   /** True when the spool is our own temp file rather than the filesystem writer's. */
   private ownSpool = false;
   /** The background upload of the spool to a remote storage, when there is one. */
@@ -138,18 +150,31 @@ export class BlobFill extends EventEmitter {
    * Prepares the spool and the storage writer, then starts pumping `source` in the background.
    * A storage that cannot take the blob (EACCES, ENOSPC, S3 down) degrades to a spool-only fill.
    */
-  static async start(options: FillOptions, source: FillSource): Promise<BlobFill> {
+  static async start(options: FillOptions, request: Promise<FillSource>): Promise<BlobFill> {
     const fill = new BlobFill(options);
-    fill.size = source.size;
+    // The spool files are created while the upstream request is on its way: one less wait per blob.
+    const answer = request.then(
+      (source) => ({ source }),
+      (error: unknown) => ({ error }),
+    );
+    let spoolError: unknown;
     try {
       await fill.prepare();
     } catch (e) {
-      await fill.localWriter?.abort().catch(() => undefined);
-      await fill.cleanupFiles();
-      // The upstream body is untouched: the caller may still stream it to its client, uncached.
-      throw new SpoolUnavailableError(source, e);
+      spoolError = e ?? new Error('spool preparation failed');
     }
-    void fill.pump(source.body);
+    const got = await answer;
+    if ('error' in got || spoolError !== undefined) {
+      await fill.localWriter?.abort().catch(() => undefined);
+      await fill.remoteWriter?.abort().catch(() => undefined);
+      await fill.cleanupFiles();
+      if ('error' in got) throw got.error;
+      // The upstream body is untouched: the caller may still stream it to its client, uncached.
+      throw new SpoolUnavailableError(got.source, spoolError);
+    }
+    fill.size = got.source.size;
+    fill.startUpload();
+    void fill.pump(got.source.body);
     return fill;
   }
 
@@ -175,7 +200,10 @@ export class BlobFill extends EventEmitter {
     }
     const fd = this.readFd;
     if (!fd) throw new Error('spool closed');
-    const buf = into ?? Buffer.allocUnsafe(length);
+    // Past `written` the bytes are only in memory, and `recent` keeps them until they are written.
+    if (position >= this.written) throw new Error('spool read beyond the written bytes');
+    length = Math.min(length, this.written - position);
+    const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
     const { bytesRead } = await fd.read(buf, 0, length, position);
     return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
   }
@@ -207,10 +235,16 @@ export class BlobFill extends EventEmitter {
       this.spoolFd = await open(this.spoolPath, 'wx');
     }
     this.readFd = await open(this.spoolPath, 'r');
-    if (writer && !writer.localPath) {
-      this.retain();
-      this.upload = this.runUpload(writer).finally(() => this.releaseRef());
-    }
+    if (writer && !writer.localPath) this.remoteWriter = writer;
+  }
+
+  /** Starts copying the spool to the remote storage, behind the download. */
+  private startUpload(): void {
+    const writer = this.remoteWriter;
+    if (!writer) return;
+    this.remoteWriter = undefined;
+    this.retain();
+    this.upload = this.runUpload(writer).finally(() => this.releaseRef());
   }
 
   private async pump(body: Readable): Promise<void> {
@@ -230,8 +264,8 @@ export class BlobFill extends EventEmitter {
         batch = [];
         batchBytes = 0;
         await this.writeChunks(chunks, bytes);
-        this.recent.append(this.written, chunks);
         this.written += bytes;
+        this.recent.trim(this.written);
         this.emit('change');
       }
     };
@@ -249,18 +283,20 @@ export class BlobFill extends EventEmitter {
         if (writeError !== undefined) throw writeError;
         const buf = chunk as Buffer;
         hash.update(buf);
+        // Readers get the chunk now, from memory; the spool write runs beside them.
+        this.recent.append(this.received, buf);
+        this.received += buf.length;
+        this.emit('change');
         batch.push(buf);
         batchBytes += buf.length;
         const pending = startFlush();
         // Bound what waits in memory: past a few MiB, wait for the disk.
         if (batchBytes >= MAX_BATCH_BYTES) await pending;
       }
-      while (writing) await writing;
-      if (writeError === undefined) await startFlush();
       if (writeError !== undefined) throw writeError;
-      if (this.size !== undefined && this.written !== this.size) {
+      if (this.size !== undefined && this.received !== this.size) {
         throw new OciError('UPSTREAM_ERROR', 'upstream blob body was truncated', {
-          detail: { digest, expected: this.size, received: this.written },
+          detail: { digest, expected: this.size, received: this.received },
         });
       }
       const actual = `${expected.algorithm}:${hash.digest('hex')}`;
@@ -268,12 +304,27 @@ export class BlobFill extends EventEmitter {
         outcome = 'digest_mismatch';
         throw new OciError('UPSTREAM_ERROR', 'upstream blob does not match its digest', { detail: { digest, received: actual } });
       }
-      this.size = this.written;
-      // Readers get their last byte now; the commit (fdatasync + rename, ~0.3 s for 256 MiB) runs behind
-      // them. Until it is done the fill stays in flight, so new requests join it instead of missing.
+      this.size = this.received;
+      // Readers get their last byte now, from memory if the disk is behind. The last spool writes and the
+      // commit (fdatasync + rename, ~0.3 s for 256 MiB) run behind them; until they are done the fill stays
+      // in flight, so new requests join it instead of missing.
       this.verified = true;
       this.emit('change');
-      await this.commitLocal();
+      while (writing) await writing;
+      if (writeError === undefined) await startFlush();
+      if (writeError === undefined) {
+        this.spooled = true;
+        this.emit('change');
+        await this.commitLocal();
+      } else {
+        // Every byte is verified and in memory for the readers: the disk failing now only loses the caching.
+        this.localWriteFailed = true;
+        this.options.observer?.storageError?.('write_blob');
+        log.warn({ digest, err: errMessage(writeError) }, 'spool write failed after the download verified; blob served uncached');
+        await this.localWriter?.abort().catch(() => undefined);
+        this.localWriter = undefined;
+        this.emit('change');
+      }
     } catch (e) {
       body.destroy();
       if (writeError !== undefined && e === writeError) {
@@ -284,7 +335,7 @@ export class BlobFill extends EventEmitter {
       // received headers gets a 502/503/504 rather than a 500.
       this.failure = transportError(this.options.namespace, e);
       this.options.observer?.fillFinished?.(this.options.namespace, outcome);
-      log.warn({ digest, err: errMessage(e), received: this.written }, 'blob download failed; nothing stored');
+      log.warn({ digest, err: errMessage(e), received: this.received }, 'blob download failed; nothing stored');
       await this.localWriter?.abort().catch(() => undefined);
       this.localWriter = undefined;
       this.emit('change');
@@ -333,6 +384,7 @@ export class BlobFill extends EventEmitter {
     try {
       for (;;) {
         if (this.failure) throw this.failure;
+        if (this.localWriteFailed) throw new Error('the local spool could not be written');
         if (pos < this.written) {
           const chunk = await this.read(pos, Math.min(buf.length, this.written - pos), buf);
           if (chunk.length === 0) throw new Error('spool ended early');
@@ -340,7 +392,7 @@ export class BlobFill extends EventEmitter {
           pos += chunk.length;
           continue;
         }
-        if (this.verified) break;
+        if (this.spooled) break;
         await once(this, 'change');
       }
       await writer.commit();

@@ -123,11 +123,11 @@ export class BlobService {
   private async startFill(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
     const { storage, spoolDir, log, observer } = this.options;
     const client = this.options.upstreams.client(repo.upstream);
-    const starting = (async () => {
-      const source = await client.getBlob(repo.repository, digest);
+    const request = client.getBlob(repo.repository, digest).then((source) => {
       observer?.fillStarted?.(repo.namespace);
-      return BlobFill.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer }, source);
-    })();
+      return source;
+    });
+    const starting = BlobFill.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer }, request);
     this.inflight.set(digest, starting);
     let fill: BlobFill;
     try {

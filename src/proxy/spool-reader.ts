@@ -13,8 +13,8 @@ function chunkFor(readers: number): number {
 }
 
 /**
- * Streams one client's view of a fill: bytes as they land in the spool file, at this client's pace
- * (positional reads, nothing buffered beyond one chunk). The last byte of the requested range is held back
+ * Streams one client's view of a fill: bytes as they arrive, at this client's pace - from memory near
+ * the head of the download, else positional reads of the spool file; nothing buffered beyond one chunk. The last byte of the requested range is held back
  * until the whole blob is verified, so a client never completes a response whose blob failed its digest.
  */
 export class SpoolReader extends Readable {
@@ -59,7 +59,7 @@ export class SpoolReader extends Readable {
     const target = this.end ?? fill.size ?? Number.POSITIVE_INFINITY;
     const verified = fill.verified;
     // Until verified, keep the range's final byte back (or, with unknown size, the end-of-stream).
-    const limit = verified ? Math.min(target, fill.written) : Math.min(target - 1, fill.written);
+    const limit = verified ? Math.min(target, fill.received) : Math.min(target - 1, fill.received);
     if (this.pos < limit) {
       this.reading = true;
       const length = Math.min(chunkFor(fill.readers), limit - this.pos);
@@ -78,7 +78,7 @@ export class SpoolReader extends Readable {
       );
       return;
     }
-    if (verified && this.pos >= Math.min(target, fill.written)) {
+    if (verified && this.pos >= Math.min(target, fill.received)) {
       this.release();
       this.push(null);
     }
