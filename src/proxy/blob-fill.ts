@@ -208,6 +208,24 @@ export class BlobFill extends EventEmitter {
     return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
   }
 
+  /**
+   * Copies bytes at `position` into `into` (at most `length`): what memory holds from there, or else
+   * one read of the spool. Resolves with how many bytes were copied (at least one).
+   */
+  async copyTo(position: number, length: number, into: Buffer): Promise<number> {
+    let n = 0;
+    while (n < length) {
+      const view = this.recent.slice(position + n, length - n);
+      if (!view) break;
+      view.copy(into, n);
+      n += view.length;
+    }
+    if (n > 0) return n;
+    const got = await this.read(position, Math.min(length, into.length), into);
+    if (got.length === 0) throw new Error('spool file shorter than its written bytes');
+    return got.length;
+  }
+
   retain(): void {
     this.refs++;
   }

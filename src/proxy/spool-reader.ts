@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import type { BufferFiller } from '../storage/storage.js';
 import type { BlobFill } from './blob-fill.js';
 
 // Reads are thread-pool round trips, so large ones are much faster (one client: 64 KiB ~0.9 GB/s,
@@ -17,25 +18,63 @@ function chunkFor(readers: number): number {
  * the head of the download, else positional reads of the spool file; nothing buffered beyond one chunk. The last byte of the requested range is held back
  * until the whole blob is verified, so a client never completes a response whose blob failed its digest.
  */
-export class SpoolReader extends Readable {
+export class SpoolReader extends Readable implements BufferFiller {
+  /** Sized by how many clients read the download when this one joined (see chunkFor). */
+  readonly bufferSize: number;
   private pos: number;
+  /** fill() waiting for the download to move on. */
+  private waiter: (() => void) | undefined;
+  /** The consumer uses fill(): the stream side stays idle (no 'error' event nobody would listen to). */
+  private filling = false;
   private reading = false;
   /** Set by _read, cleared when push() reports a full buffer: backpressure from the client socket. */
   private wanted = false;
   private released = false;
-  private readonly onChange = () => this.pump();
+  private readonly onChange = () => {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+    this.pump();
+  };
 
   /** `end` is exclusive; undefined reads to the end of the blob. */
   constructor(
-    private readonly fill: BlobFill,
+    private readonly download: BlobFill,
     start: number,
     private readonly end: number | undefined,
   ) {
     super({ highWaterMark: MIN_CHUNK });
     this.pos = start;
-    fill.retain();
-    fill.readers++;
-    fill.on('change', this.onChange);
+    download.retain();
+    download.readers++;
+    download.on('change', this.onChange);
+    this.bufferSize = chunkFor(download.readers);
+  }
+
+  /**
+   * The stream's bytes into the caller's buffer (instead of read()/'data'): a copy from memory near
+   * the head, else one spool read; no allocation per chunk. Same holding back of the last byte.
+   */
+  async fill(buffer: Buffer): Promise<number> {
+    this.filling = true;
+    for (;;) {
+      if (this.destroyed) throw new Error('spool reader closed');
+      const fill = this.download;
+      if (fill.failure) throw fill.failure;
+      const target = this.end ?? fill.size ?? Number.POSITIVE_INFINITY;
+      const verified = fill.verified;
+      const limit = verified ? Math.min(target, fill.received) : Math.min(target - 1, fill.received);
+      if (this.pos < limit) {
+        const n = await fill.copyTo(this.pos, Math.min(buffer.length, limit - this.pos), buffer);
+        this.pos += n;
+        return n;
+      }
+      if (verified && this.pos >= Math.min(target, fill.received)) {
+        this.release();
+        return 0;
+      }
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+    }
   }
 
   override _read(): void {
@@ -44,13 +83,17 @@ export class SpoolReader extends Readable {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // A fill() waiting for the download wakes up and sees the reader closed.
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
     this.release();
     callback(err);
   }
 
   private pump(): void {
-    if (this.destroyed) return;
-    const fill = this.fill;
+    if (this.destroyed || this.filling) return;
+    const fill = this.download;
     if (fill.failure) {
       this.destroy(fill.failure);
       return;
@@ -88,8 +131,8 @@ export class SpoolReader extends Readable {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    this.fill.readers--;
-    this.fill.off('change', this.onChange);
-    this.fill.releaseRef();
+    this.download.readers--;
+    this.download.off('change', this.onChange);
+    this.download.releaseRef();
   }
 }

@@ -30,6 +30,8 @@ export interface ByteRange {
 export interface BufferFiller {
   /** Reads the next bytes into `buffer`; resolves with how many, 0 at the end. */
   fill(buffer: Buffer): Promise<number>;
+  /** The buffer size this body reads best with; the sender's default otherwise. */
+  readonly bufferSize?: number;
 }
 
 export function canFillBuffers(body: Readable): body is Readable & BufferFiller {

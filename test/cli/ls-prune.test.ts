@@ -34,7 +34,7 @@ async function pull(t: Test, m: TestMirror, up: FixtureUpstream, image: AddedIma
     const blob = await fetch(`${m.url}/v2/${REPO}/blobs/${d}?ns=${up.host}`);
     t.equal(sha256(Buffer.from(await blob.arrayBuffer())), d, `pulled blob of ${tag}`);
   }
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
 }
 
 async function setup(t: Test): Promise<Setup> {

@@ -133,6 +133,16 @@ t.test('a read error mid-transfer cuts the connection: the client never sees a c
   t.ok(bodies[0]?.wasClosed, 'the body is destroyed');
 });
 
+t.test('a body that fails before its first bytes becomes an error response, not a cut one', async (t) => {
+  const { app, url, bodies } = await serve(() => new MemoryFiller(randomBytesSeeded(1024, 7), 0));
+  t.teardown(() => app.close());
+  const r = await get(url);
+  t.equal(r.status, 500, 'the error path answers');
+  t.ok(r.complete, 'a complete error response');
+  t.match(r.body.toString(), /injected read error/);
+  t.ok(bodies[0]?.wasClosed, 'the body is destroyed');
+});
+
 t.test('a client that goes away mid-transfer stops the reads and closes the body', async (t) => {
   const bytes = randomBytesSeeded(64 * 1024 * 1024, 6);
   const { app, url, bodies } = await serve(() => new MemoryFiller(bytes, Infinity, 5));

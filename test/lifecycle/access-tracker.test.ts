@@ -175,7 +175,7 @@ t.test('a blob whose download fails is not recorded', async (t) => {
   const m = await startMirror({ upstreams: [{ namespace: up.host, host: up.host }], replicaId: 'mirror-b' });
   t.teardown(() => m.close());
   await fetch(`${m.url}/v2/library/x/blobs/${digest}?ns=${up.host}`).then((r) => r.arrayBuffer()).catch(() => undefined);
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
   t.equal(m.server.tracker.lastAccess(digest), undefined);
 });
 

@@ -93,7 +93,7 @@ async function pull(t: Test, m: TestMirror, up: FixtureUpstream, image: AddedIma
     t.equal(sha256(blob.body), digest, `blob ${digest.slice(7, 19)} of ${tag}: right bytes`);
   }
   // Stored: a backend may finish its upload after the client got the last byte.
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
 }
 
 async function cachedBytes(storage: Storage): Promise<number> {

@@ -75,7 +75,7 @@ async function prefetch(env: Env, images: string[], options: PrefetchOptions = {
   try {
     return await prefetchImages(images, { mirror, resolver: new Resolver(testConfig({ upstreams: env.upstreams })), log }, options);
   } finally {
-    await mirror.blobs.drain();
+    await mirror.drain();
     await upstreams.close();
     await rm(spoolDir, { recursive: true, force: true });
   }

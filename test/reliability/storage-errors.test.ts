@@ -83,7 +83,7 @@ for (const code of ['EACCES', 'ENOSPC'] as const) {
     const blob = await fetch(`${m.url}/v2/team/app/blobs/${digest}`);
     t.equal(blob.status, 200);
     t.equal(sha256(Buffer.from(await blob.arrayBuffer())), digest, 'the client gets every byte');
-    await m.server.mirror.blobs.drain();
+    await m.server.mirror.drain();
 
     t.equal(await m.storage.statBlob(digest), undefined, 'nothing stored');
     t.same(await readdir(join(root, 'tmp')), [], 'no temp file left');
@@ -107,7 +107,7 @@ t.test('ENOSPC in the middle of a blob: nothing half-written becomes visible and
   // The disk filling up under the spool cuts the transfers of that download (the client retries).
   const first = await fetch(url);
   await t.rejects(first.arrayBuffer(), 'the transfer whose spool failed is cut, never completed with wrong bytes');
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
   t.equal(await m.storage.statBlob(digest), undefined, 'nothing stored');
   t.same(await readdir(join(root, 'tmp')), [], 'the temp file is removed');
   t.same(await readdir(join(root, 'blobs')), [], 'no blob visible');

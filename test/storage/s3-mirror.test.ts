@@ -150,7 +150,7 @@ t.test('a cold pull by tag stores the manifest, the tag record and the blobs und
 
   await pullImage(t, m.url, up, image, 'v1');
   // The upload to S3 runs behind the download and completes after the clients' responses.
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
 
   const layerDigest = image.layerDigests[0]!;
   const tagKey = `${prefix}/repositories/${up.host}/${REPO}/_tags/v1`;
@@ -211,7 +211,7 @@ t.test('a Range GET of a cached blob answers 206 with the exact slice, the Range
   const calls = recordCalls(storage);
   const m = await startS3Mirror(t, up, storage);
   t.equal(sha256((await get(blobUrl(m.url, up, digest))).body), digest, 'cold pull caches the blob');
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
   up.clearRequests();
   calls.length = 0;
 
@@ -243,7 +243,7 @@ t.test('HEAD of a cached blob answers its size without reading the object', asyn
   const calls = recordCalls(storage);
   const m = await startS3Mirror(t, up, storage);
   await get(blobUrl(m.url, up, digest));
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
   up.clearRequests();
   calls.length = 0;
 
@@ -286,7 +286,7 @@ t.test('with redirect on, a cached blob GET answers 307 to a presigned S3 URL se
   const m = await startS3Mirror(t, up, s3Storage(prefix), { redirectSeconds: 60 });
 
   const cold = await get(blobUrl(m.url, up, digest));
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
   t.equal(cold.status, 200, 'an uncached blob is streamed, not redirected');
   t.equal(sha256(cold.body), digest);
 
@@ -320,7 +320,7 @@ t.test('concurrent GETs of one uncached blob download it once from upstream', as
     t.equal(sha256(b.body), digest, `client ${i}: every byte`);
   }
   t.equal(up.blobGets(digest), 1, 'one upstream GET');
-  await m.server.mirror.blobs.drain();
+  await m.server.mirror.drain();
   t.equal((await storage.statBlob(digest))?.size, data.length, 'stored once, whole');
   t.same(await s3.pendingUploads(`${prefix}/`), [], 'no multipart upload left open');
 });

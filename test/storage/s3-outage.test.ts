@@ -113,7 +113,7 @@ t.test('S3 killed mid-download: the client still gets every byte, and no partial
   t.equal(res.body.length, data.length, 'every byte');
   t.equal(sha256(res.body), digest, 'the body hashes to the digest');
   t.equal(s.up.blobGets(digest), 1, 'one upstream download served it');
-  await s.m.server.mirror.blobs.drain();
+  await s.m.server.mirror.drain();
 
   await s.s3.start();
   t.equal(await s.storage.statBlob(digest), undefined, 'statBlob: the blob is not in the bucket');
@@ -129,7 +129,7 @@ t.test('S3 killed mid-download: the client still gets every byte, and no partial
   const again = await pull(s.blobUrl(digest));
   t.equal(sha256(again.body), digest, 'the next pull gets the blob');
   t.equal(s.up.blobGets(digest), 2, 'from upstream, as it was not cached');
-  await s.m.server.mirror.blobs.drain();
+  await s.m.server.mirror.drain();
   t.equal((await s.storage.statBlob(digest))?.size, data.length, 'and stores it');
   const stored = await s.storage.readBlob(digest);
   const chunks: Buffer[] = [];

@@ -58,6 +58,6 @@ export async function serveBlob(
   return send(reply, body);
 }
 
-function send(reply: FastifyReply, body: Readable): FastifyReply {
+function send(reply: FastifyReply, body: Readable): FastifyReply | Promise<FastifyReply> {
   return canFillBuffers(body) ? sendFilledBody(reply, body) : reply.send(body);
 }
