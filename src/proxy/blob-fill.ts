@@ -9,7 +9,7 @@ import type { BlobWriter, Storage } from '../storage/storage.js';
 import { tempPath } from '../storage/filesystem/atomic-file.js';
 import { writeAllAt } from '../storage/filesystem/write-all.js';
 import type { ProxyObserver } from './events.js';
-import { SpoolReader } from './spool-reader.js';
+import { FillingSpoolReader, SpoolReader } from './spool-reader.js';
 
 export interface FillSource {
   size: number | undefined;
@@ -178,9 +178,9 @@ export class BlobFill extends EventEmitter {
     return fill;
   }
 
-  /** A stream of bytes [start, end) for one client. */
+  /** A stream of bytes [start, end) for one client; one that can fill buffers when others read too. */
   reader(start = 0, end?: number): Readable {
-    return new SpoolReader(this, start, end);
+    return this.readers > 0 ? new FillingSpoolReader(this, start, end) : new SpoolReader(this, start, end);
   }
 
   /** Resolves when the download has verified or failed, and any storage upload has finished. */

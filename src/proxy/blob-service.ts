@@ -156,7 +156,13 @@ export class BlobService {
   /** A follower whose leader could not spool fetches its own uncached stream. */
   private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobFill>): Promise<BlobHandle> {
     try {
-      return fillHandle(await running, 'coalesced');
+      const fill = await running;
+      if (fill.failure) {
+        // Already failed, and only not yet cleaned up: this request starts afresh instead of sharing the failure.
+        if (this.inflight.get(digest) === running) this.inflight.delete(digest);
+        return this.openUncached(repo, digest);
+      }
+      return fillHandle(fill, 'coalesced');
     } catch (e) {
       if (!(e instanceof SpoolUnavailableError)) throw e;
       return this.bypass(repo, digest);

@@ -18,7 +18,7 @@ function chunkFor(readers: number): number {
  * the head of the download, else positional reads of the spool file; nothing buffered beyond one chunk. The last byte of the requested range is held back
  * until the whole blob is verified, so a client never completes a response whose blob failed its digest.
  */
-export class SpoolReader extends Readable implements BufferFiller {
+export class SpoolReader extends Readable {
   /** Sized by how many clients read the download when this one joined (see chunkFor). */
   readonly bufferSize: number;
   private pos: number;
@@ -55,7 +55,7 @@ export class SpoolReader extends Readable implements BufferFiller {
    * The stream's bytes into the caller's buffer (instead of read()/'data'): a copy from memory near
    * the head, else one spool read; no allocation per chunk. Same holding back of the last byte.
    */
-  async fill(buffer: Buffer): Promise<number> {
+  protected async fillInto(buffer: Buffer): Promise<number> {
     this.filling = true;
     for (;;) {
       if (this.destroyed) throw new Error('spool reader closed');
@@ -134,5 +134,18 @@ export class SpoolReader extends Readable implements BufferFiller {
     this.download.readers--;
     this.download.off('change', this.onChange);
     this.download.releaseRef();
+  }
+}
+
+/**
+ * A spool reader that also fills the sender's buffers (BufferFiller). For clients joining a download
+ * others already read: each then holds two pooled buffers instead of allocating per chunk, which keeps a
+ * herd's memory flat (50 clients: RSS growth 38-40 MiB against 46-78 MiB). A lone client keeps the plain
+ * stream, whose views of the arriving chunks need no copy: measured faster for one cold 256 MiB pull
+ * (0.60 s against 0.73 s, npm run bench -- --tests=cold).
+ */
+export class FillingSpoolReader extends SpoolReader implements BufferFiller {
+  fill(buffer: Buffer): Promise<number> {
+    return this.fillInto(buffer);
   }
 }
