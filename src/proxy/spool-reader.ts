@@ -15,8 +15,9 @@ function chunkFor(readers: number): number {
 
 /**
  * Streams one client's view of a fill: bytes as they arrive, at this client's pace - from memory near
- * the head of the download, else positional reads of the spool file; nothing buffered beyond one chunk. The last byte of the requested range is held back
- * until the whole blob is verified, so a client never completes a response whose blob failed its digest.
+ * the head of the download, else positional reads of the spool file; nothing buffered beyond one chunk.
+ * The last byte of the requested range is held back until the whole blob is verified, so a client never
+ * completes a response whose blob failed its digest.
  */
 export class SpoolReader extends Readable {
   /** Sized by how many clients read the download when this one joined (see chunkFor). */
