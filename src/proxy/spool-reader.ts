@@ -32,9 +32,7 @@ export class SpoolReader extends Readable {
   private wanted = false;
   private released = false;
   private readonly onChange = () => {
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    waiter?.();
+    this.wake();
     this.pump();
   };
 
@@ -60,22 +58,31 @@ export class SpoolReader extends Readable {
     this.filling = true;
     for (;;) {
       if (this.destroyed) throw new Error('spool reader closed');
-      const fill = this.download;
-      if (fill.failure) throw fill.failure;
-      const target = this.end ?? fill.size ?? Number.POSITIVE_INFINITY;
-      const verified = fill.verified;
-      const limit = verified ? Math.min(target, fill.received) : Math.min(target - 1, fill.received);
+      if (this.download.failure) throw this.download.failure;
+      const { limit, done } = this.window();
       if (this.pos < limit) {
-        const n = await fill.copyTo(this.pos, Math.min(buffer.length, limit - this.pos), buffer);
+        const n = await this.download.copyTo(this.pos, Math.min(buffer.length, limit - this.pos), buffer);
         this.pos += n;
         return n;
       }
-      if (verified && this.pos >= Math.min(target, fill.received)) {
+      if (done) {
         this.release();
         return 0;
       }
       await new Promise<void>((resolve) => (this.waiter = resolve));
     }
+  }
+
+  /**
+   * How far this reader may read now, and whether it has everything. Until the blob is verified, the
+   * range's final byte is kept back (or, with unknown size, the end of the stream).
+   */
+  private window(): { limit: number; done: boolean } {
+    const fill = this.download;
+    const target = this.end ?? fill.size ?? Number.POSITIVE_INFINITY;
+    const available = Math.min(target, fill.received);
+    if (!fill.verified) return { limit: Math.min(target - 1, fill.received), done: false };
+    return { limit: available, done: this.pos >= available };
   }
 
   override _read(): void {
@@ -85,9 +92,7 @@ export class SpoolReader extends Readable {
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     // A fill() waiting for the download wakes up and sees the reader closed.
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    waiter?.();
+    this.wake();
     this.release();
     callback(err);
   }
@@ -100,10 +105,7 @@ export class SpoolReader extends Readable {
       return;
     }
     if (this.reading || !this.wanted) return;
-    const target = this.end ?? fill.size ?? Number.POSITIVE_INFINITY;
-    const verified = fill.verified;
-    // Until verified, keep the range's final byte back (or, with unknown size, the end-of-stream).
-    const limit = verified ? Math.min(target, fill.received) : Math.min(target - 1, fill.received);
+    const { limit, done } = this.window();
     if (this.pos < limit) {
       this.reading = true;
       const length = Math.min(chunkFor(fill.readers), limit - this.pos);
@@ -122,11 +124,17 @@ export class SpoolReader extends Readable {
       );
       return;
     }
-    if (verified && this.pos >= Math.min(target, fill.received)) {
+    if (done) {
       this.release();
       this.push(null);
     }
     // Otherwise wait for the fill's next 'change'.
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
   }
 
   private release(): void {
