@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { sendFilledBody } from '../../src/http/send-filled-body.js';
 import type { BufferFiller } from '../../src/storage/storage.js';
 import { randomBytesSeeded } from '../fixtures/content.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** A body that fills buffers from memory, records them, and can fail after some bytes. */
 class MemoryFiller extends Readable implements BufferFiller {
@@ -84,10 +85,6 @@ function get(url: string, abortAfter?: number): Promise<Received> {
   });
 }
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-}
-
 t.test('a filled body arrives complete and exact, with the status and headers set on the reply', async (t) => {
   const bytes = randomBytesSeeded(5 * 1024 * 1024 + 123, 3);
   const { app, url, bodies } = await serve(() => new MemoryFiller(bytes), 206);
@@ -98,7 +95,7 @@ t.test('a filled body arrives complete and exact, with the status and headers se
   t.equal(r.headers['content-length'], String(bytes.length));
   t.ok(r.complete, 'complete response');
   t.ok(r.body.equals(bytes), 'exact bytes');
-  await until(() => bodies[0]?.wasClosed === true);
+  await eventually(() => bodies[0]?.wasClosed === true);
   t.ok(bodies[0]?.wasClosed, 'the body is destroyed (its file closed) at the end');
 });
 
@@ -118,7 +115,7 @@ t.test('an empty body sends headers and ends', async (t) => {
   t.equal(r.status, 200);
   t.equal(r.body.length, 0);
   t.ok(r.complete);
-  await until(() => bodies[0]?.wasClosed === true);
+  await eventually(() => bodies[0]?.wasClosed === true);
   t.ok(bodies[0]?.wasClosed);
 });
 
@@ -148,7 +145,7 @@ t.test('a client that goes away mid-transfer stops the reads and closes the body
   const { app, url, bodies } = await serve(() => new MemoryFiller(bytes, Infinity, 5));
   t.teardown(() => app.close());
   await get(url, 1024 * 1024);
-  await until(() => bodies[0]?.wasClosed === true);
+  await eventually(() => bodies[0]?.wasClosed === true);
   t.ok(bodies[0]?.wasClosed, 'the body is destroyed');
   const reads = bodies[0]?.reads ?? 0;
   t.ok(reads < 64 * 2, `stopped after ${reads} of 128 reads`);

@@ -15,6 +15,7 @@ import { startFixtureUpstream, type FixtureOptions, type FixtureUpstream } from 
 import { startMirror, type TestMirror, type TestUpstream } from '../helpers/mirror.js';
 import { startMirrorProcess, type MirrorProcess } from '../helpers/mirror-process.js';
 import { listFiles } from '../helpers/files.js';
+import { eventually } from '../helpers/eventually.js';
 
 const MiB = 1024 * 1024;
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
@@ -44,15 +45,6 @@ async function corruptBlobs(root: string): Promise<string[]> {
     if ((await hashFile(f)) !== `sha256:${f.split('/').pop() ?? ''}`) bad.push(f);
   }
   return bad;
-}
-
-async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
 }
 
 type Mode = { kind: 'full' } | { kind: 'range'; header: string; start: number; end: number } | { kind: 'abort'; afterBytes: number };
@@ -187,9 +179,9 @@ t.test('50 concurrent GETs (full, ranged, early disconnects) for one uncached 50
   const t0 = performance.now();
   // The leader starts the download; 49 followers join while it runs.
   const leader = client(url(digest), { kind: 'full' }, t0);
-  await waitFor(() => up.blobGets(digest) > 0, 5000, 5);
+  await eventually(() => up.blobGets(digest) > 0, 5000, 5);
   const followers = modes.map((mode) => client(url(digest), mode, t0));
-  const storedAt = waitFor(async () => (await listFiles(join(root, 'blobs'))).some((f) => f.endsWith(digest.slice(7))), 60_000, 10).then(
+  const storedAt = eventually(async () => (await listFiles(join(root, 'blobs'))).some((f) => f.endsWith(digest.slice(7))), 60_000, 10).then(
     () => performance.now() - t0,
   );
   const results = await Promise.all([leader, ...followers]);
@@ -261,7 +253,7 @@ t.test("the leader's client disconnecting does not cancel the download: the blob
   const leader = await client(url, { kind: 'abort', afterBytes: 1 }, performance.now());
   t.equal(leader.status, 200);
   t.ok(leader.received < bytes.length, `the leader left after ${leader.received} bytes`);
-  const cached = await waitFor(async () => (await m.storage.statBlob(digest)) !== undefined, 20_000);
+  const cached = await eventually(async () => (await m.storage.statBlob(digest)) !== undefined, 20_000);
   t.ok(cached, 'the download ran to completion and the blob was stored');
   t.same(await corruptBlobs(m.root), [], 'the stored blob hashes to its name');
 
@@ -317,7 +309,7 @@ t.test('a fill that fails its digest aborts every follower: none completes a bod
 
   const t0 = performance.now();
   const leader = client(url, { kind: 'full' }, t0);
-  await waitFor(() => up.blobGets(digest) > 0, 5000, 5);
+  await eventually(() => up.blobGets(digest) > 0, 5000, 5);
   const followers = Array.from({ length: 9 }, (_, i) =>
     client(url, i % 3 === 2 ? { kind: 'range', header: `bytes=${MiB}-${2 * MiB - 1}`, start: MiB, end: 2 * MiB - 1 } : { kind: 'full' }, t0),
   );
@@ -329,7 +321,7 @@ t.test('a fill that fails its digest aborts every follower: none completes a bod
   }
   t.ok(results.slice(1).some((r) => r.received > 0), 'followers were streaming bytes when the fill failed');
   t.same(await m.storage.statBlob(digest), undefined, 'nothing stored');
-  t.ok(await waitFor(async () => (await listFiles(join(m.root, 'tmp'))).length === 0, 5000), 'tmp/ is empty again');
+  t.ok(await eventually(async () => (await listFiles(join(m.root, 'tmp'))).length === 0, 5000), 'tmp/ is empty again');
   t.same(await corruptBlobs(m.root), []);
 
   up.setBlobFault(digest, undefined);
@@ -337,7 +329,7 @@ t.test('a fill that fails its digest aborts every follower: none completes a bod
   t.equal(fresh.status, 200, 'after the fault clears: 200');
   t.equal(fresh.digest, digest, 'after the fault clears: the right bytes');
   t.equal(up.blobGets(digest), 2, 'the next request started a fresh download');
-  t.ok(await waitFor(async () => (await m.storage.statBlob(digest)) !== undefined, 5000), 'and it was stored');
+  t.ok(await eventually(async () => (await m.storage.statBlob(digest)) !== undefined, 5000), 'and it was stored');
 });
 
 t.test('concurrent manifest requests for one tag cause one upstream GET', async (t) => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
+import { eventually } from '../helpers/eventually.js';
 import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
 import type { BlobWriter, Storage } from '../../src/storage/storage.js';
 
@@ -30,8 +31,8 @@ class Gate {
   }
 }
 
-/** A filesystem storage whose blob commits and manifest/tag writes wait at a gate. */
-function gatedStorage(root: string, gate: Gate): Storage {
+/** A filesystem storage whose blob commits and manifest/tag writes wait at a gate; `failWritesAfterMs` makes every spool write fail that late. */
+function gatedStorage(root: string, gate: Gate, failWritesAfterMs?: number): Storage {
   const fs = new FilesystemStorage(root);
   return new Proxy(fs, {
     get(target, prop, receiver) {
@@ -41,7 +42,11 @@ function gatedStorage(root: string, gate: Gate): Storage {
           return {
             localPath: w.localPath,
             write: (c) => w.write(c),
-            writev: (cs) => w.writev!(cs),
+            writev: async (cs) => {
+              if (failWritesAfterMs === undefined) return w.writev!(cs);
+              await new Promise((r) => setTimeout(r, failWritesAfterMs));
+              throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+            },
             commit: async () => {
               await gate.pass();
               await w.commit();
@@ -62,22 +67,18 @@ function gatedStorage(root: string, gate: Gate): Storage {
   });
 }
 
-async function setup(t: Test): Promise<{ up: FixtureUpstream; m: TestMirror; gate: Gate }> {
+async function setup(t: Test, failWritesAfterMs?: number): Promise<{ up: FixtureUpstream; m: TestMirror; gate: Gate }> {
   const up = await startFixtureUpstream();
   t.teardown(() => up.close());
   const root = await mkdtemp(join(tmpdir(), 'write-behind-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const gate = new Gate();
-  const m = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host }], defaultNamespace: 'fixture.test', root, storage: gatedStorage(root, gate) });
+  const m = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host }], defaultNamespace: 'fixture.test', root, storage: gatedStorage(root, gate, failWritesAfterMs) });
   t.teardown(async () => {
     gate.release();
     await m.close();
   });
   return { up, m, gate };
-}
-
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 t.test('a blob download completes for its client before the storage commit does', async (t) => {
@@ -87,7 +88,7 @@ t.test('a blob download completes for its client before the storage commit does'
   const res = await fetch(`${m.url}/v2/org/app/blobs/${digest}`, { signal: AbortSignal.timeout(10_000) });
   t.equal(res.status, 200);
   t.equal(sha256(Buffer.from(await res.arrayBuffer())), digest, 'complete and verified');
-  await until(() => gate.waiting > 0);
+  await eventually(() => gate.waiting > 0);
   t.equal(gate.waiting, 1, 'the commit is waiting');
   t.equal(await m.storage.statBlob(digest), undefined, 'not yet visible in storage');
 
@@ -106,7 +107,7 @@ t.test('a manifest is answered before its synced writes; the tag list and catalo
   const res = await fetch(`${m.url}/v2/org/app/manifests/v1`, { headers: { accept: OCI_ACCEPT }, signal: AbortSignal.timeout(10_000) });
   t.equal(res.status, 200, 'answered while the writes wait');
   t.same(Buffer.from(await res.arrayBuffer()), img.bytes);
-  await until(() => gate.waiting > 0);
+  await eventually(() => gate.waiting > 0);
   t.equal(await m.storage.getManifest(img.digest), undefined, 'not yet in storage');
 
   const again = await fetch(`${m.url}/v2/org/app/manifests/v1`, { headers: { accept: OCI_ACCEPT } });
@@ -126,4 +127,20 @@ t.test('a manifest is answered before its synced writes; the tag list and catalo
   await m.settled();
   t.ok(await m.storage.getManifest(img.digest), 'the manifest is stored');
   t.ok(await m.storage.getTag({ namespace: 'fixture.test', repository: 'org/app' }, 'v1'), 'the tag record is stored');
+});
+
+t.test("a spool write that fails after the digest matched loses the caching, not the client's bytes", async (t) => {
+  // The writes fail 200 ms late: the whole body has arrived and verified by then.
+  const { up, m, gate } = await setup(t, 200);
+  const bytes = randomBytesSeeded(300_000, 22);
+  const digest = up.addBlob(bytes);
+  const res = await fetch(`${m.url}/v2/org/app/blobs/${digest}`, { signal: AbortSignal.timeout(10_000) });
+  t.equal(res.status, 200);
+  t.equal(sha256(Buffer.from(await res.arrayBuffer())), digest, 'the client gets every byte, verified');
+  await m.settled();
+  t.equal(gate.waiting, 0, 'no commit was attempted');
+  t.equal(await m.storage.statBlob(digest), undefined, 'nothing stored');
+  const again = await fetch(`${m.url}/v2/org/app/blobs/${digest}`);
+  t.equal(sha256(Buffer.from(await again.arrayBuffer())), digest, 'the next request is served from upstream');
+  t.equal(up.blobGets(digest), 2);
 });

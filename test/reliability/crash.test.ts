@@ -3,6 +3,7 @@
  * manifests/ may fail its hash, a restart on the same root sweeps tmp/, and the pull then succeeds.
  */
 import { createHash } from 'node:crypto';
+import { eventually } from '../helpers/eventually.js';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -110,7 +111,6 @@ t.test('SIGKILL mid-download leaves no corrupt object; a restart sweeps tmp/ and
   t.same(Buffer.from(await man2.arrayBuffer()), img.bytes);
   // The download commits just behind the client's last byte.
   const stored = async () => (await listFiles(join(root, 'blobs'))).some((f) => f.endsWith(layer.slice(7)));
-  for (let i = 0; i < 100 && !(await stored()); i++) await new Promise((r) => setTimeout(r, 50));
-  t.ok(await stored(), 'the big blob is now stored');
+  t.ok(await eventually(stored), 'the big blob is now stored');
   t.same(await corruptObjects(root), [], 'every object hashes to its name at the end');
 });

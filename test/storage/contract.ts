@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Test } from 'tap';
 import { digestOf } from '../../src/oci/digest.js';
 import type { BlobListing, RepositoryRef, Storage } from '../../src/storage/storage.js';
+import { eventually } from '../helpers/eventually.js';
 
 /**
  * The behaviour every Storage backend must show, one behaviour per subtest. Each subtest gets a
@@ -472,12 +473,3 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls until check() is true (true) or the time is up (false). */
-export async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > end) return false;
-    await sleep(20);
-  }
-}

@@ -7,6 +7,7 @@
  * Each test has its own S3 server, so stopping it does not disturb the others.
  */
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { eventually } from '../helpers/eventually.js';
 import t, { type Test } from 'tap';
 import { createS3Storage, type S3Storage } from '../../src/storage/s3/index.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
@@ -79,15 +80,6 @@ async function keysUnder(s: Setup): Promise<string[]> {
   return (page.Contents ?? []).map((o) => o.Key ?? '').sort();
 }
 
-async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return check();
-}
-
 /** Back-dates every pending multipart upload past the stale age and runs init(), which aborts them. */
 async function sweepUploads(s: Setup): Promise<void> {
   for (const u of await s.s3.pendingUploads()) await s.s3.ageUpload(u.uploadId, new Date(Date.now() - 2 * DAY_MS));
@@ -103,7 +95,7 @@ t.test('S3 killed mid-download: the client still gets every byte, and no partial
 
   let finished = false;
   const download = pull(s.blobUrl(digest)).finally(() => (finished = true));
-  t.ok(await eventually(async () => (await s.s3.pendingUploads(`${s.prefix}/`)).length > 0), 'a multipart upload is under way');
+  t.ok(await eventually(async () => (await s.s3.pendingUploads(`${s.prefix}/`)).length > 0, 10_000), 'a multipart upload is under way');
   await s.s3.stop();
   t.notOk(finished, 'the download was still running when S3 died');
 

@@ -6,7 +6,8 @@ import { digestOf } from '../../src/oci/digest.js';
 import { createS3Storage, normalizeEndpoint, resolveS3Options, S3Keys, type S3Storage, type S3StorageOptions } from '../../src/storage/s3/index.js';
 import { fitToRange, parseContentRange } from '../../src/storage/s3/range.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
-import { eventually, listAll, listDigests, putBlob, readAll, sha256, sleep, storageContract, writeAll } from './contract.js';
+import { eventually } from '../helpers/eventually.js';
+import { listAll, listDigests, putBlob, readAll, sha256, sleep, storageContract, writeAll } from './contract.js';
 
 const MIB = 1024 * 1024;
 
