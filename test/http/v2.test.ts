@@ -67,6 +67,11 @@ t.test('every /v2 response carries Docker-Distribution-API-Version, errors inclu
     t.equal(res.headers.get('docker-distribution-api-version'), 'registry/2.0', `${res.status} ${path}`);
     await res.arrayBuffer();
   }
+  // A cached blob goes out through the pooled-buffer sender, which writes the headers itself.
+  await mirror.settled();
+  const cached = await fetch(`${mirror.url}/v2/org/app/blobs/${img.configDigest}`);
+  t.equal(cached.headers.get('docker-distribution-api-version'), 'registry/2.0', 'cached blob');
+  await cached.arrayBuffer();
 });
 
 t.test('write methods on /v2/ are 405 UNSUPPORTED with Allow: GET, HEAD', async (t) => {
