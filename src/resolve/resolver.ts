@@ -4,6 +4,7 @@ import type { MirrorConfig, UpstreamConfig } from '../config/types.js';
 import { OciError } from '../oci/errors.js';
 import { isValidRepositoryName } from '../oci/names.js';
 import { isLocalHostName, isPublicAddress } from '../upstream/address-policy.js';
+import { parsePathHostPort } from './path-namespace.js';
 
 export type NamespaceSource = 'ns' | 'header' | 'path' | 'default';
 
@@ -29,7 +30,8 @@ const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', '
 
 /**
  * Decides which upstream serves a request: `ns` query parameter, then `X-Registry`, then a host-like
- * first path segment (cri-o/podman mirrors), then the default namespace (Docker's registry-mirrors).
+ * first path segment (cri-o/podman mirrors; `host_port` for a namespace with a port, see
+ * path-namespace.ts), then the default namespace (Docker's registry-mirrors).
  */
 export class Resolver {
   constructor(private readonly config: MirrorConfig) {}
@@ -44,10 +46,25 @@ export class Resolver {
     if (input.registryHeader !== undefined) return this.finish(input.registryHeader, input.name, 'header');
     const slash = input.name.indexOf('/');
     if (slash > 0) {
-      const first = input.name.slice(0, slash);
-      if (looksLikeHost(first)) return this.finish(first, input.name.slice(slash + 1), 'path');
+      const namespace = this.pathNamespace(input.name.slice(0, slash));
+      if (namespace !== undefined) return this.finish(namespace, input.name.slice(slash + 1), 'path');
     }
     return this.finish(this.config.defaultNamespace, input.name, 'default');
+  }
+
+  /**
+   * The namespace a first path segment names, or undefined when it is a repository component of the
+   * default namespace. `host_port` names `host:port` when the host has a dot or is localhost; a dotless
+   * `name_port` (`my_5000`, a legitimate repository component) only when `name:port` is configured, so
+   * that an in-cluster registry like `registry:5000` can be mirrored while unconfigured names stay
+   * repositories.
+   */
+  private pathNamespace(segment: string): string | undefined {
+    const hostPort = parsePathHostPort(segment);
+    if (hostPort && (looksLikeHost(hostPort.host) || this.config.upstreams.has(canonicalNamespace(hostPort.namespace)))) {
+      return hostPort.namespace;
+    }
+    return looksLikeHost(segment) ? segment : undefined;
   }
 
   /** The upstream for a namespace, or an OCI error when it may not be mirrored. */

@@ -594,7 +594,9 @@ t.test('NOTES.txt prints node runtime configuration for the Service address', { 
   t.match(pinned, '[host."http://10.96.0.50:8080"]', 'a pinned cluster IP is used in the snippets');
   t.match(pinned, 'r-oci-registry.mirror.svc.k8s.internal', 'the cluster domain is configurable');
   t.match(pinned, 'server = "http://registry.internal:5000"', 'plain-HTTP upstreams fall back over http');
-  t.match(pinned, 'location = "10.96.0.50:8080/registry.internal:5000"');
+  // Image references allow no ':' in a path: the port is written _5000 (what client-config crio writes).
+  t.match(pinned, '[[registry.mirror]]\n# registry.internal_5000 is registry.internal:5000: image references allow no \':\' inside a path.\nlocation = "10.96.0.50:8080/registry.internal_5000"');
+  t.notMatch(pinned, '10.96.0.50:8080/registry.internal:5000', 'never the colon form the clients refuse');
 
   const s3 = renderNotes({ valuesFiles: [s3Values] });
   t.match(s3, /Storage: s3 \(bucket oci-registry-ci-cache, credentials from the AWS default chain \/ IRSA\)/);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import {
+  crioNotes,
   defaultNamespaces,
   dockerDaemonConfig,
   parseMirrorAddress,
@@ -116,6 +117,40 @@ t.test('crio registries.conf: path-prefix mirror per namespace, insecure for pla
   t.notMatch(conf, /unqualified-search-registries/, 'a drop-in fragment: no global keys');
 });
 
+t.test('crio registries.conf: a namespace with a port gets the mirror path host_port, prefix and location keep host:port', async (t) => {
+  const conf = renderCrioRegistriesConf(['registry.local:5000', '127.0.0.1:5000'], { mirror: parseMirrorAddress('mirror:8080', true) });
+  t.same(meaningful(conf), [
+    '[[registry]]',
+    'prefix = "registry.local:5000"',
+    'location = "registry.local:5000"',
+    '[[registry.mirror]]',
+    'location = "mirror:8080/registry.local_5000"',
+    'insecure = true',
+    '[[registry]]',
+    'prefix = "127.0.0.1:5000"',
+    'location = "127.0.0.1:5000"',
+    '[[registry.mirror]]',
+    'location = "mirror:8080/127.0.0.1_5000"',
+    'insecure = true',
+  ]);
+  t.match(conf, /^# registry\.local_5000 is registry\.local:5000: image references allow no ':' inside a path\.$/m, 'the spelling is explained');
+  t.notMatch(meaningful(conf).join('\n'), /location = "[^"]*\/[^"]*:/, 'no colon after the mirror host in any mirror location');
+});
+
+t.test('crio registries.conf: an IPv6 namespace gets a comment, not an entry a client would refuse', async (t) => {
+  const conf = renderCrioRegistriesConf(['docker.io', '[fd00::1]:5000'], { mirror: parseMirrorAddress('mirror:8080', true) });
+  t.notMatch(conf, /fd00::1\]:5000"/, 'no [[registry]] for it');
+  t.match(conf, /^# \[fd00::1\]:5000: not mirrored here: an IPv6 address cannot be written in a mirror path/m);
+  t.match(conf, /location = "mirror:8080\/docker\.io"/, 'the other namespaces are still there');
+});
+
+t.test('crioNotes: IPv6 namespaces left out, and dotless name:port namespaces the upstream config does not list', async (t) => {
+  t.same(crioNotes(['docker.io', 'registry.local:5000', 'localhost:5000'], new Set()), [], 'nothing to say');
+  t.match(crioNotes(['[::1]:5000'], new Set()), [/\[::1\]:5000 was left out/]);
+  t.match(crioNotes(['registry:5000'], new Set()), [/registry_5000\/\.\.\. as namespace registry:5000 only when registry:5000 is in its upstream config/]);
+  t.same(crioNotes(['registry:5000'], new Set(['registry:5000'])), [], 'listed: the mirror reads it');
+});
+
 t.test('docker daemon.json: registry-mirrors, plus insecure-registries for a plain-http mirror', async (t) => {
   t.same(dockerDaemonConfig(parseMirrorAddress('http://mirror:8080', false)), {
     'registry-mirrors': ['http://mirror:8080'],
@@ -210,6 +245,22 @@ t.test('CLI crio and docker print their fragments; docker notes that it mirrors 
   await program(io2).parseAsync(['node', 'main', 'client-config', 'docker', '--mirror', 'http://mirror:8080']);
   t.same(JSON.parse(io2.out), { 'registry-mirrors': ['http://mirror:8080'], 'insecure-registries': ['mirror:8080'] });
   t.match(io2.err, /docker\.io\) images only/);
+});
+
+t.test('CLI crio: a port namespace from the upstream config gets host_port; a dotless one not in it gets a note', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'client-config-test-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const config = join(dir, 'upstreams.yaml');
+  await writeFile(config, '- namespace: "registry:5000"\n  host: "10.0.0.9:5000"\n  tls: false\n- namespace: "127.0.0.1:5000"\n  host: "127.0.0.1:5000"\n');
+  const io = captureIo();
+  await program(io).parseAsync(['node', 'main', '--upstream-config-file', config, 'client-config', 'crio', '--mirror', 'mirror:8080']);
+  t.match(io.out, /location = "mirror:8080\/registry_5000"/);
+  t.match(io.out, /location = "mirror:8080\/127\.0\.0\.1_5000"/);
+  t.equal(io.err, '', 'both are in the config: nothing to warn about');
+  const io2 = captureIo();
+  await program(io2).parseAsync(['node', 'main', 'client-config', 'crio', '--mirror', 'mirror:8080', '--namespace', 'registry:5000,[::1]:5000']);
+  t.match(io2.err, /only when registry:5000 is in its upstream config/);
+  t.match(io2.err, /\[::1\]:5000 was left out/);
 });
 
 t.test('CLI: bad input is a ConfigError naming the flag', async (t) => {

@@ -22,8 +22,8 @@ t.test('the README shows the containerd hosts.toml that client-config writes', a
   t.ok(blocks('toml').includes(toml), toml);
 });
 
-t.test('the README shows the registries.conf stanzas that client-config crio prints', async (t) => {
-  const conf = renderCrioRegistriesConf(['docker.io', 'ghcr.io'], { mirror: parseMirrorAddress('mirror.example:8080', true) } as Parameters<typeof renderCrioRegistriesConf>[1]).trim();
+t.test('the README shows the registries.conf stanzas that client-config crio prints, with a port namespace', async (t) => {
+  const conf = renderCrioRegistriesConf(['docker.io', 'registry.local:5000'], { mirror: parseMirrorAddress('mirror.example:8080', true) } as Parameters<typeof renderCrioRegistriesConf>[1]).trim();
   t.ok(blocks('toml').includes(conf), conf);
 });
 

@@ -10,9 +10,10 @@
  * pull again, into fresh destinations, from the mirror alone.
  */
 import t, { type Test } from 'tap';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { findBinary, requireBinaries } from './harness/binaries.js';
+import { assertPodmanImage, makePodman, type Podman } from './harness/podman.js';
 import { copy, inspectJson, inspectRaw } from './harness/skopeo.js';
 import {
   assertDirHoldsImage,
@@ -23,16 +24,13 @@ import {
   PRIVATE_NS,
   REFS,
   repoOf,
-  run,
   runClientConfig,
   seedUpstreams,
   sha256Hex,
   startSeededMirror,
-  unmountUnder,
   type Seeded,
   type SeedImages,
 } from './harness/seed.js';
-import { makeTempDir } from './harness/util.js';
 import type { MirrorProcess } from '../helpers/mirror-process.js';
 
 interface Env {
@@ -41,66 +39,6 @@ interface Env {
   /** registries.conf = `unqualified-search-registries = []` + the client-config crio output. */
   registriesConf: string;
   generated: string;
-}
-
-/** podman with a private root, runroot, storage, containers.conf, policy and auth file. */
-interface Podman {
-  dir: string;
-  run(args: readonly string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string }>;
-  /** Removes every mount under its dir, then the dir. */
-  destroy(): Promise<void>;
-}
-
-async function makePodman(name: string, registriesConf: string): Promise<Podman> {
-  const bin = findBinary('podman');
-  if (!bin) throw new Error('MISSING BINARY podman: install it with apt-get install podman');
-  // Its own short temp dir: podman refuses a runroot path longer than 50 characters.
-  const dir = await makeTempDir(name);
-  const root = join(dir, 'root');
-  const runroot = join(dir, 'runroot');
-  const tmp = join(dir, 'tmp');
-  await mkdir(root, { recursive: true });
-  await mkdir(runroot, { recursive: true });
-  await mkdir(tmp, { recursive: true });
-  const storageConf = join(dir, 'storage.conf');
-  await writeFile(storageConf, `[storage]\ndriver = "vfs"\nrunroot = ${JSON.stringify(runroot)}\ngraphroot = ${JSON.stringify(root)}\n`);
-  const containersConf = join(dir, 'containers.conf');
-  await writeFile(containersConf, '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n');
-  const policy = join(dir, 'policy.json');
-  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-  const auth = join(dir, 'auth.json');
-  await writeFile(auth, '{"auths":{}}\n', { mode: 0o600 });
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CONTAINERS_REGISTRIES_CONF: registriesConf,
-    CONTAINERS_STORAGE_CONF: storageConf,
-    CONTAINERS_CONF: containersConf,
-    REGISTRY_AUTH_FILE: auth,
-    TMPDIR: tmp,
-    NO_PROXY: '127.0.0.1,localhost',
-    no_proxy: '127.0.0.1,localhost',
-  };
-  const global = [
-    '--root', root,
-    '--runroot', runroot,
-    '--storage-driver', 'vfs',
-    '--cgroup-manager', 'cgroupfs',
-    '--events-backend', 'file',
-    '--tmpdir', tmp,
-    '--log-level', 'warn',
-  ];
-  return {
-    dir,
-    run: (args, timeoutMs = 300_000) => {
-      // Pull-type commands take the private policy.
-      const withPolicy = args[0] === 'pull' ? ['pull', '--signature-policy', policy, ...args.slice(1)] : args;
-      return run(bin, [...global, ...withPolicy], { env, timeoutMs });
-    },
-    destroy: async () => {
-      await unmountUnder(dir);
-      if (!process.env.OCI_E2E_KEEP) await rm(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
@@ -207,17 +145,6 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     const p = await makePodman(name, E().registriesConf);
     podmen.push(p);
     return p;
-  };
-
-  /** Asserts podman's image has `digest` among its RepoDigests, and its layers' diff_ids. */
-  const assertPodmanImage = async (tt: Test, p: Podman, ref: string, digest: string, diffIds?: string[]): Promise<void> => {
-    const doc = JSON.parse((await p.run(['image', 'inspect', ref])).stdout) as { RepoDigests?: string[]; Digest?: string; RootFS?: { Layers?: string[] } }[];
-    const repoDigests = doc[0]?.RepoDigests ?? [];
-    tt.ok(repoDigests.some((r) => r.endsWith(`@${digest}`)), `podman image inspect ${ref}: RepoDigests holds the upstream digest ${digest.slice(0, 19)}`, {
-      repoDigests,
-      digest: doc[0]?.Digest,
-    });
-    if (diffIds) tt.same(doc[0]?.RootFS?.Layers, diffIds, `${ref}: podman stored the layers with the upstream diff_ids`);
   };
 
   t.test('podman pull docker.io/library/busybox (OCI), a multi-arch image for arm64, and the private namespace', async (t) => {

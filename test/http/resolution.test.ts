@@ -192,3 +192,54 @@ t.test('an invalid ns is 400 NAME_INVALID for a blob request', async (t) => {
   t.equal(res.status, 400);
   t.equal(errorCode(body), 'NAME_INVALID');
 });
+
+t.test('/v2/127.0.0.1_PORT/repo/... (the port written _PORT) is namespace 127.0.0.1:PORT and echoes it', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('team/repo', { tag: 'v1' });
+  const mirror = await mirrorOf(t, { upstreams: [{ namespace: up.host, host: up.host }] });
+  const { res, body } = await get(mirror, `/v2/127.0.0.1_${up.port}/team/repo/manifests/v1`);
+  t.equal(res.status, 200);
+  t.same(body, img.bytes);
+  t.equal(res.headers.get('oci-namespace'), up.host, 'OCI-Namespace is the canonical host:port');
+  t.ok(up.requests.some((r) => r.path === '/v2/team/repo/manifests/v1'), 'the prefix is not sent upstream');
+});
+
+t.test('a blob fetched through /v2/host_PORT/... is cached for ?ns=host:PORT and /v2/host:PORT/... (one namespace)', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('repo', { tag: 'v1' });
+  const mirror = await mirrorOf(t, { upstreams: [{ namespace: up.host, host: up.host }] });
+  const digest = img.layerDigests[0] as string;
+  const first = await get(mirror, `/v2/127.0.0.1_${up.port}/repo/blobs/${digest}`);
+  t.equal(first.res.status, 200);
+  await mirror.settled();
+  t.equal(up.blobGets(digest), 1);
+  for (const path of [`/v2/repo/blobs/${digest}?ns=${up.host}`, `/v2/${up.host}/repo/blobs/${digest}`]) {
+    const again = await get(mirror, path);
+    t.equal(again.res.status, 200, path);
+    t.same(again.body, first.body, path);
+  }
+  t.equal(up.blobGets(digest), 1, 'served from the one cache entry');
+});
+
+t.test('abuse: without a config, /v2/127.0.0.1_PORT/... and /v2/localhost_PORT/... are 403 DENIED, nothing dialled', async (t) => {
+  const up = await fixture(t);
+  up.addImage('repo', { tag: 'v1' });
+  const mirror = await mirrorOf(t, {});
+  for (const path of [`/v2/127.0.0.1_${up.port}/repo/manifests/v1`, `/v2/localhost_${up.port}/repo/manifests/v1`, '/v2/169.254.169.254_80/latest/manifests/v1']) {
+    const { res, body } = await get(mirror, path);
+    t.equal(res.status, 403, path);
+    t.equal(errorCode(body), 'DENIED', path);
+  }
+  t.equal(up.requests.length, 0, 'the mirror never dialled the private address');
+});
+
+t.test('abuse: with a config, an unlisted /v2/127.0.0.1_PORT/... is 404 NAME_UNKNOWN, nothing dialled', async (t) => {
+  const up = await fixture(t);
+  const other = await fixture(t);
+  up.addImage('repo', { tag: 'v1' });
+  const mirror = await mirrorOf(t, { upstreams: [{ namespace: 'docker.io', host: other.host }] });
+  const { res, body } = await get(mirror, `/v2/127.0.0.1_${up.port}/repo/manifests/v1`);
+  t.equal(res.status, 404);
+  t.equal(errorCode(body), 'NAME_UNKNOWN');
+  t.equal(up.requests.length + other.requests.length, 0);
+});

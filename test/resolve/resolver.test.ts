@@ -199,3 +199,100 @@ t.test('looksLikeHost: a dot, a port or localhost', async (t) => {
   t.notOk(looksLikeHost('my-org'));
   t.notOk(looksLikeHost('my_org'));
 });
+
+// ---- host_port: the path form of a namespace with a port (cri-o, podman and skopeo allow no ':' in a path)
+
+t.test('a host_port first segment names the namespace host:port, with its configured upstream', async (t) => {
+  const r = new Resolver(listed).resolve(input('registry.local_5000/team/app'));
+  t.match(r, { namespace: 'registry.local:5000', repository: 'team/app', source: 'path' });
+  t.equal(r.upstream.host, '10.1.2.3:5000');
+});
+
+t.test('host_port resolves to exactly what ?ns=host:port resolves to (one namespace, one cache)', async (t) => {
+  const resolver = new Resolver(listed);
+  const viaPath = resolver.resolve(input('registry.local_5000/team/app'));
+  const viaNs = resolver.resolve(input('team/app', { ns: 'registry.local:5000' }));
+  t.equal(viaPath.namespace, viaNs.namespace);
+  t.equal(viaPath.repository, viaNs.repository);
+  t.equal(viaPath.upstream, viaNs.upstream, 'the same upstream config entry');
+});
+
+t.test('an IPv4 literal with _port names the namespace ip:port', async (t) => {
+  const config = withConfig([upstream('127.0.0.1:5000')]);
+  t.match(new Resolver(config).resolve(input('127.0.0.1_5000/library/alpine')), {
+    namespace: '127.0.0.1:5000',
+    repository: 'library/alpine',
+    source: 'path',
+  });
+});
+
+t.test('localhost_port names the namespace localhost:port', async (t) => {
+  t.match(new Resolver(listed).resolve(input('localhost_5000/app')), { namespace: 'localhost:5000', repository: 'app', source: 'path' });
+});
+
+t.test('host_port is folded to the lower-case namespace', async (t) => {
+  t.match(new Resolver(listed).resolve(input('Registry.Local_5000/app')), { namespace: 'registry.local:5000' });
+});
+
+t.test('a dotless first segment with an underscore stays a repository of the default namespace', async (t) => {
+  const resolver = new Resolver(listed);
+  t.match(resolver.resolve(input('my_repo/app')), { namespace: 'docker.io', repository: 'my_repo/app', source: 'default' });
+  t.match(resolver.resolve(input('my_5000/app')), { namespace: 'docker.io', repository: 'my_5000/app', source: 'default' }, 'even with a port-like suffix');
+  t.match(resolver.resolve(input('a__b_1/c')), { namespace: 'docker.io', repository: 'a__b_1/c', source: 'default' });
+});
+
+t.test('a dotless name_port names the namespace name:port when that namespace is configured', async (t) => {
+  const config = withConfig([upstream('docker.io', 'registry-1.docker.io'), upstream('registry:5000', '10.9.8.7:5000')]);
+  const resolver = new Resolver(config);
+  t.match(resolver.resolve(input('registry_5000/team/app')), { namespace: 'registry:5000', repository: 'team/app', source: 'path' });
+  t.match(resolver.resolve(input('registry_5001/team/app')), { namespace: 'docker.io', repository: 'registry_5001/team/app', source: 'default' }, 'another port is a repository');
+});
+
+t.test('_0, _65536 and longer numbers are no port: a dotted segment is then an invalid namespace', async (t) => {
+  const resolver = new Resolver(open());
+  for (const segment of ['registry.local_0', 'registry.local_65536', 'registry.local_123456', 'registry.local_', 'registry.local_5a']) {
+    t.equal(codeOf(() => resolver.resolve(input(`${segment}/app`))), 'NAME_INVALID', segment);
+  }
+  t.match(resolver.resolve(input('registry.local_65535/app')), { namespace: 'registry.local:65535' }, '65535 is a port');
+  t.match(resolver.resolve(input('registry.local_1/app')), { namespace: 'registry.local:1' }, '1 is a port');
+});
+
+t.test('only the last _ separates the port: a host part with _ is an invalid namespace', async (t) => {
+  t.equal(codeOf(() => new Resolver(open()).resolve(input('a_b.example_5000/app'))), 'NAME_INVALID');
+});
+
+t.test('an IPv6 literal has no _port form', async (t) => {
+  const config = withConfig([upstream('[::1]:5000')]);
+  const resolver = new Resolver(config);
+  for (const segment of ['[::1]_5000', '::1_5000', '[--1]_5000']) {
+    t.equal(codeOf(() => resolver.resolve(input(`${segment}/app`))), 'NAME_INVALID', segment);
+  }
+  t.match(resolver.resolve(input('app', { ns: '[::1]:5000' })), { namespace: '[::1]:5000' }, 'it is reached with ?ns= instead');
+});
+
+t.test('ns and X-Registry take the namespace as written: host_port there is invalid', async (t) => {
+  const resolver = new Resolver(listed);
+  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'registry.local_5000' }))), 'NAME_INVALID');
+  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: 'registry.local_5000' }))), 'NAME_INVALID');
+});
+
+t.test('abuse: an unlisted host_port namespace is NAME_UNKNOWN when a config is given, like host:port', async (t) => {
+  const resolver = new Resolver(listed);
+  t.equal(codeOf(() => resolver.resolve(input('127.0.0.1_9999/app'))), 'NAME_UNKNOWN');
+  t.equal(codeOf(() => resolver.resolve(input('127.0.0.1:9999/app'))), 'NAME_UNKNOWN');
+  t.equal(codeOf(() => resolver.resolve(input('registry.local_5001/app'))), 'NAME_UNKNOWN');
+});
+
+t.test('abuse: without a config, host_port naming a loopback, private or link-local address is DENIED', async (t) => {
+  const resolver = new Resolver(open());
+  for (const segment of ['127.0.0.1_5000', '10.0.0.1_5000', '192.168.1.10_443', '169.254.169.254_80', '0.0.0.0_80', 'localhost_5000', 'registry.localhost_5000']) {
+    t.equal(codeOf(() => resolver.resolve(input(`${segment}/app`))), 'DENIED', segment);
+  }
+});
+
+t.test('abuse: without a config, a dotless name_port is a repository name, never a host to dial', async (t) => {
+  // Otherwise `/v2/internal_5000/app` would make the mirror look up the cluster-internal name "internal".
+  const r = new Resolver(open()).resolve(input('internal_5000/app'));
+  t.match(r, { namespace: 'docker.io', repository: 'internal_5000/app', source: 'default' });
+  t.equal(r.upstream.host, 'registry-1.docker.io');
+});

@@ -77,7 +77,9 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
   request.ctx.namespace = repo.namespace;
   request.ctx.repository = repo.repository;
   request.ctx.source = repo.source;
-  if (repo.source === 'ns') reply.header('oci-namespace', repo.namespace);
+  // Echoed, canonical (`registry.local:5000` for a `/v2/registry.local_5000/...` path), whenever the
+  // request named its namespace: shows the client which upstream answered.
+  if (repo.source !== 'default') reply.header('oci-namespace', repo.namespace);
 
   switch (parsed.kind) {
     case 'manifests':
