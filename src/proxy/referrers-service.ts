@@ -54,7 +54,8 @@ interface Answer {
  */
 export class ReferrersService {
   private readonly hasApi = new Lru<{ present: boolean; at: number }>(CAPABILITY_ENTRIES);
-  private readonly answers = new Lru<Answer>(ANSWERS_MAX_BYTES, (a) => a.bytes.length + 512);
+  // Weighed with their keys: a key holds the client's artifactType, which may be far longer than the answer.
+  private readonly answers = new Lru<Answer & { keyLength: number }>(ANSWERS_MAX_BYTES, (a) => a.bytes.length + 2 * a.keyLength + 256);
   private readonly now: () => number;
 
   constructor(private readonly options: ReferrersServiceOptions) {
@@ -85,7 +86,7 @@ export class ReferrersService {
       if (!reply) return undefined;
       // Filtered here too: the spec lets a registry ignore the filter, and one that claims it may not have.
       const answer = build(reply.manifests, filter);
-      this.answers.set(answerKey, answer);
+      this.answers.set(answerKey, { ...answer, keyLength: answerKey.length });
       return { ...answer, outcome: 'miss', warning: undefined };
     } catch (e) {
       if (!(isOciError(e) && e.isUpstreamOutage && repo.upstream.serveStale)) throw e;
@@ -95,7 +96,7 @@ export class ReferrersService {
           { namespace: repo.namespace, repository: repo.repository, subject: subject.value, err: e.message },
           'upstream unavailable; serving the last referrers answer',
         );
-        return { ...last, outcome: 'stale', warning: STALE_WARNING };
+        return { bytes: last.bytes, filtersApplied: last.filtersApplied, outcome: 'stale', warning: STALE_WARNING };
       }
       // Not known to have the API (e.g. since a restart): a cached tag-schema index may answer.
       if (known?.present) throw e;
