@@ -48,7 +48,7 @@ export class Mirror {
     });
     const tagsWritten = () => this.manifests.drain();
     this.tags = new TagService(storage, upstreams, log, offline ?? false, tagsWritten);
-    this.referrers = new ReferrersService(upstreams, offline ?? false);
+    this.referrers = new ReferrersService({ upstreams, manifests: this.manifests, log, offline, ...(now ? { now } : {}) });
     this.catalog = new CatalogService(storage, tagsWritten);
   }
 

@@ -5,6 +5,7 @@ import type { UpstreamConfig } from '../config/types.js';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { detectManifestMediaType, DOCKER_MANIFEST_V1_SIGNED, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
+import { parseIndexManifests, type ReferrerDescriptor } from '../oci/referrers.js';
 import { discard, readLimited } from './body.js';
 import { parseChallenge } from './challenge.js';
 import { CredentialHelper, CredentialHelperError, helperServerUrl, type HelperCredentials } from './credential-helper.js';
@@ -49,7 +50,9 @@ export interface TagPage {
 }
 
 export interface ReferrersReply {
-  bytes: Buffer;
+  /** The usable descriptors of the upstream's index. */
+  manifests: ReferrerDescriptor[];
+  /** The upstream's OCI-Filters-Applied header. */
   filtersApplied: string | undefined;
 }
 
@@ -169,7 +172,12 @@ export class UpstreamClient {
     return { tags, more: /rel="?next"?/.test(header(reply.headers, 'link') ?? '') };
   }
 
-  /** The referrers index, or undefined when the upstream does not implement the API. */
+  /**
+   * The referrers index, or undefined when the upstream does not implement the API. A registry with the
+   * API never answers 404 (spec: an unknown subject is an empty index), so 404, 405, 501 and a 400 for a
+   * digest we validated mean "no API"; so does a 200 whose body is not an image index (some registries
+   * answer unknown paths with a page).
+   */
   async getReferrers(repo: string, digest: string, artifactType: string | undefined): Promise<ReferrersReply | undefined> {
     const qs = artifactType ? `?${new URLSearchParams({ artifactType }).toString()}` : '';
     const reply = await this.send('referrers', 'GET', repo, `/v2/${repo}/referrers/${digest}${qs}`, {});
@@ -181,10 +189,9 @@ export class UpstreamClient {
       await discard(reply.body);
       throw this.fail(reply, 'MANIFEST_UNKNOWN');
     }
-    return {
-      bytes: await this.readBody(reply, MAX_MANIFEST_BYTES, 'referrers index'),
-      filtersApplied: header(reply.headers, 'oci-filters-applied'),
-    };
+    const manifests = parseIndexManifests(await this.readBody(reply, MAX_MANIFEST_BYTES, 'referrers index'));
+    if (!manifests) return undefined;
+    return { manifests, filtersApplied: header(reply.headers, 'oci-filters-applied') };
   }
 
   private fail(reply: UpstreamReply, notFound: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'NAME_UNKNOWN'): OciError {

@@ -106,7 +106,7 @@ t.test('referrers pass through with OCI-Filters-Applied; a registry without the 
   up.addImage('org/app', { artifactType: 'application/vnd.example.sig', subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length } });
   const r = await client(t, up).getReferrers('org/app', subject.digest, 'application/vnd.example.sig');
   t.equal(r?.filtersApplied, 'artifactType');
-  t.equal((JSON.parse(r?.bytes.toString() ?? '{}') as { manifests: unknown[] }).manifests.length, 1);
+  t.equal(r?.manifests.length, 1);
 
   const old = await fixture(t, { referrers: false });
   t.equal(await client(t, old).getReferrers('org/app', subject.digest, undefined), undefined);
