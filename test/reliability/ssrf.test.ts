@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { createLogger } from '../../src/log.js';
+import { sha256 } from '../fixtures/content.js';
 import { isLocalHostName, isPublicAddress } from '../../src/upstream/address-policy.js';
 import { startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type StartMirrorOptions, type TestMirror } from '../helpers/mirror.js';
@@ -299,4 +300,22 @@ t.test('refused namespaces get one answer whatever the reason (private IP, local
   t.match(logged, /no-such-registry\.invalid: DNS lookup failed/, 'the log has the DNS failure');
   t.match(logged, /10\.1\.2\.3 is not a public address/, 'the log has the non-public address');
   if (loopback) t.match(logged, /resolves to non-public address 127\./, 'the log has the loopback resolution');
+});
+
+t.test('an unlisted namespace whose name stops resolving still serves its cached tag stale (a DNS outage is an outage)', async (t) => {
+  const m = await mirror(t, { allowUnlisted: true });
+  const ns = 'no-such-registry.invalid';
+  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] }));
+  const digest = sha256(bytes);
+  const longAgo = new Date(Date.now() - 365 * 86_400_000);
+  // As left by pulls from when the name still resolved; the tag is long past manifest_invalidation_time.
+  await m.storage.putManifest(digest, { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes, fetchedAt: longAgo });
+  await m.storage.putTag({ namespace: ns, repository: 'x/app' }, 'v1', { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: bytes.length, checkedAt: longAgo });
+  const res = await fetch(`${m.url}/v2/x/app/manifests/v1?ns=${ns}`, { headers: { accept: OCI_ACCEPT } });
+  t.equal(res.status, 200, 'served from the cache');
+  t.equal(res.headers.get('docker-content-digest'), digest);
+  t.match(res.headers.get('warning') ?? '', /110/, 'marked stale');
+  await res.arrayBuffer();
+  const uncached = await get(`${m.url}/v2/x/other/manifests/v1?ns=${ns}`);
+  t.same({ status: uncached.status, code: uncached.code }, { status: 403, code: 'DENIED' }, 'without a cached copy: the one refusal');
 });
