@@ -382,7 +382,7 @@ export class UpstreamClient {
     const service = challenge.params['service'];
     const wanted = challenge.params['scope'] ?? scope;
     const url = this.realmUrl(realm);
-    if (!mayReceiveCredentials(this.config, url)) context.withheldFrom = url.host;
+    if (this.hasCredentials && !mayReceiveCredentials(this.config, url)) context.withheldFrom = url.host;
     const token = await this.tokens.getOrFetch(key, () => this.fetchToken(url, service, wanted));
     return `Bearer ${token}`;
   }
@@ -422,7 +422,7 @@ export class UpstreamClient {
     if (res.statusCode !== 200) {
       await discard(res.body);
       const err = statusError(this.namespace, res.statusCode === 404 ? 502 : res.statusCode, 'NAME_UNKNOWN', header(res.headers, 'retry-after'));
-      throw this.withheldHint(err, withheld ? url.host : undefined);
+      throw this.withheldHint(err, withheld && this.hasCredentials ? url.host : undefined);
     }
     const doc = this.parseObject(await readLimited(res.body, MAX_TOKEN_BODY, 'token response'), 'token response');
     const value = typeof doc['token'] === 'string' && doc['token'] ? doc['token'] : typeof doc['access_token'] === 'string' ? doc['access_token'] : '';
@@ -434,6 +434,11 @@ export class UpstreamClient {
     // Renew a little early so a token never expires between our check and the upstream's.
     const margin = Math.min(10, expiresIn / 4);
     return { value, expiresAt: Date.now() + (expiresIn - margin) * 1000 };
+  }
+
+  /** Whether the upstream has credentials to send at all (a helper, or username and password). */
+  private get hasCredentials(): boolean {
+    return this.helper !== undefined || (this.config.username !== undefined && this.config.password !== undefined);
   }
 
   /** The upstream's credentials: from the credential helper when one is configured, else from the config. */

@@ -329,6 +329,19 @@ t.test('bearer, anonymous: a token realm on another host works (nothing to withh
   t.equal((await client(t, up).getManifest('org/app', 'v1')).digest, img.digest);
 });
 
+t.test('bearer: a denial after an anonymous token from another host names token_realm_hosts only when there were credentials to withhold', async (t) => {
+  const up = await raw(t, (req, res, url) => {
+    if (url.pathname === '/token') return reply(res, 200, 'application/json', '{"token":"anonymous"}');
+    reply(res, 401, 'application/json', '{"errors":[]}', { 'www-authenticate': `Bearer realm="http://localhost:${req.socket.localPort}/token",service="raw"` });
+  });
+  const anonymous = await rejection(client(t, up).getManifest('org/app', 'v1'));
+  t.equal(anonymous.code, 'DENIED');
+  t.notMatch(anonymous.message, /token_realm_hosts|credentials to/, 'no credentials: nothing was withheld');
+  const withCreds = await rejection(client(t, up, { username: 'u', password: 'p' }).getManifest('org/app', 'v1'));
+  t.equal(withCreds.code, 'DENIED');
+  t.match(withCreds.message, /token_realm_hosts/);
+});
+
 // ---- what upstreams send that is not what it should be: 502 UPSTREAM_ERROR, never a crash ----
 
 const OCI_BODY = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] });
