@@ -26,6 +26,11 @@ export interface UpstreamConfig {
   connectTimeoutMs: number;
   /** Time to wait for response headers, and the longest gap between body chunks. */
   readTimeoutMs: number;
+  /**
+   * Hosts (`host` or `host:port`) besides the upstream's own host name that may receive its credentials
+   * as a Bearer token realm; other realms get an anonymous token request. Docker Hub's is built in.
+   */
+  tokenRealmHosts: readonly string[];
   /** htpasswd file (bcrypt entries): clients must authenticate to pull this namespace through the mirror. */
   clientAuthFile: string | undefined;
   /** True when the entry comes from the config file (an operator named it), false for implicit public mirroring. */

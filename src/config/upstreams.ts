@@ -48,6 +48,7 @@ const KNOWN_KEYS = new Set([
   'connect_timeout',
   'read_timeout',
   'client_auth',
+  'token_realm_hosts',
 ]);
 
 const NAMESPACE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?$/;
@@ -77,6 +78,7 @@ export function defaultUpstreamSettings(): MirrorConfig['defaults'] {
     connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
     readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
     clientAuthFile: undefined,
+    tokenRealmHosts: [],
   };
 }
 
@@ -204,6 +206,7 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
       throw new ConfigError(`${where}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
     }
   }
+  const tokenRealmHosts = hostList('token_realm_hosts', obj['token_realm_hosts'], where);
   const clientCertFile = str('client_cert_file', false);
   const clientKeyFile = str('client_key_file', false);
   if ((clientCertFile === undefined) !== (clientKeyFile === undefined)) {
@@ -243,8 +246,23 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
     connectTimeoutMs: duration('connect_timeout', d.connectTimeoutMs),
     readTimeoutMs: duration('read_timeout', d.readTimeoutMs),
     clientAuthFile,
+    tokenRealmHosts,
     explicit: true,
   };
+}
+
+/** A list of `host[:port]` (no scheme, no path), lower-cased; absent or null is the empty list. */
+function hostList(key: string, v: unknown, where: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    throw new ConfigError(`${where}: key "${key}" must be a list of host names like [auth.example.com], got ${typeName(v)}`);
+  }
+  return v.map((item: unknown, i) => {
+    if (typeof item !== 'string' || !isValidNamespace(item)) {
+      throw new ConfigError(`${where}: key "${key}" item ${i} must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(item)}`);
+    }
+    return item.toLowerCase();
+  });
 }
 
 /** UPSTREAM_CREDENTIALS overrides (or adds) credentials per namespace; unknown namespaces become explicit entries. */

@@ -87,6 +87,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (statusOf(oci.code) >= 500) {
       const cause = oci.code === 'INTERNAL' ? error : (oci.cause ?? undefined);
       request.log.warn({ code: oci.code, err: describe(cause ?? oci), path: request.url.split('?')[0] }, 'request failed');
+    } else if (oci.cause !== undefined) {
+      // A refusal whose real reason the client must not see (an unlisted namespace's address) is logged here.
+      request.log.info({ code: oci.code, err: describe(oci.cause), path: request.url.split('?')[0] }, 'request refused');
     }
     return sendOciError(reply, oci);
   });

@@ -4,6 +4,7 @@ import type { MirrorConfig, UpstreamConfig } from '../config/types.js';
 import { OciError } from '../oci/errors.js';
 import { isValidRepositoryName } from '../oci/names.js';
 import { isLocalHostName, isPublicAddress } from '../upstream/address-policy.js';
+import { RefusedNamespaceError } from '../upstream/errors.js';
 import { parsePathHostPort } from './path-namespace.js';
 
 export type NamespaceSource = 'ns' | 'header' | 'path' | 'default';
@@ -75,11 +76,9 @@ export class Resolver {
       throw new OciError('NAME_UNKNOWN', 'namespace is not mirrored here', { detail: { namespace } });
     }
     const hostOnly = stripPort(namespace);
-    if (isLocalHostName(hostOnly) || (isIP(hostOnly) !== 0 && !isPublicAddress(hostOnly))) {
-      throw new OciError('DENIED', 'namespace names a non-public address; configure it explicitly to mirror it', {
-        detail: { namespace },
-      });
-    }
+    // Same answer as a name that resolves to a private address or not at all (see RefusedNamespaceError).
+    if (isLocalHostName(hostOnly)) throw new RefusedNamespaceError(namespace, new Error(`${hostOnly} is a local host name`));
+    if (isIP(hostOnly) !== 0 && !isPublicAddress(hostOnly)) throw new RefusedNamespaceError(namespace, new Error(`${hostOnly} is not a public address`));
     return implicitUpstream(namespace, this.config);
   }
 

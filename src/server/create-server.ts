@@ -76,7 +76,8 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
   const spoolDir = await createSpoolDir(options.spoolParent);
   const metrics = options.metrics ?? new MirrorMetrics();
   const observer = options.observer ? combineObservers(metrics, options.observer) : metrics;
-  const upstreams = new UpstreamPool(observer);
+  // Upstreams from the config (or UPSTREAM_CREDENTIALS) keep their clients; client-named ones are bounded.
+  const upstreams = new UpstreamPool(observer, { isListed: (u) => config.upstreams.has(u.namespace) });
   const lifecycle = options.lifecycle ?? {};
   const tracker = new AccessTracker({
     storage,

@@ -29,7 +29,7 @@ export function createUpstreamDispatcher(config: UpstreamConfig): Agent {
     ? (opts, callback) => {
         const host = opts.hostname.replace(/^\[|\]$/g, '');
         if (isLocalHostName(host) || (isIP(host) !== 0 && !isPublicAddress(host))) {
-          callback(new RefusedAddressError(host, host), null);
+          callback(new RefusedAddressError(host, 'not a public address'), null);
           return;
         }
         base(opts, callback);
@@ -44,15 +44,20 @@ export function createUpstreamDispatcher(config: UpstreamConfig): Agent {
   });
 }
 
-/** A dns.lookup that fails when any resolved address is not public. */
+/**
+ * A dns.lookup that fails when any resolved address is not public. A failed lookup is refused the same
+ * way: to the client, a private internal name and a missing one must look alike.
+ */
 const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
+  const refuse = (reason: string, dnsFailure: boolean): void =>
+    callback(new RefusedAddressError(hostname, reason, dnsFailure) as unknown as NodeJS.ErrnoException, '', 0);
   dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-    if (err) return callback(err, '', 0);
+    if (err) return refuse(`DNS lookup failed: ${err.code ?? err.message}`, true);
     const refused = addresses.find((a) => !isPublicAddress(a.address));
-    if (refused) return callback(new RefusedAddressError(hostname, refused.address) as unknown as NodeJS.ErrnoException, '', 0);
-    if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+    if (refused) return refuse(`resolves to non-public address ${refused.address}`, false);
     const first = addresses[0];
-    if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+    if (!first) return refuse('DNS lookup returned no address', true);
+    if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
     callback(null, first.address, first.family);
   });
 };

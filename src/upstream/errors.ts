@@ -1,10 +1,34 @@
 import { OciError, type OciErrorCode } from '../oci/errors.js';
 
-/** Raised when an implicit upstream resolves to a non-public address. */
+/**
+ * Raised by the guarded connector of an unlisted upstream: its host is not a public address, resolves to
+ * one that is not, or does not resolve at all. The message has the real reason, for the log only.
+ */
 export class RefusedAddressError extends Error {
   readonly code = 'EREFUSEDADDRESS';
-  constructor(host: string, address: string) {
-    super(`${host} resolves to non-public address ${address}`);
+  /** The refusal came from a failed DNS lookup (possibly temporary), not from an address we saw. */
+  readonly dnsFailure: boolean;
+  constructor(host: string, reason: string, dnsFailure = false) {
+    super(`${host}: ${reason}`);
+    this.dnsFailure = dnsFailure;
+  }
+}
+
+/**
+ * The one answer for an unlisted namespace we will not dial, whatever the reason: a non-public address,
+ * a name that resolves to one, or a name that does not resolve. Telling these apart would let a client
+ * map the internal DNS (which names exist, which are private); the reason goes to the log via `cause`.
+ */
+export class RefusedNamespaceError extends OciError {
+  private readonly temporary: boolean;
+  constructor(namespace: string, cause: Error, temporary = false) {
+    super('DENIED', 'namespace does not resolve to a public address; configure it explicitly to mirror it', { detail: { namespace }, cause });
+    this.temporary = temporary;
+  }
+
+  /** A DNS failure may be a resolver outage: a cached copy may still be served stale (same answer otherwise). */
+  override get isUpstreamOutage(): boolean {
+    return this.temporary;
   }
 }
 
@@ -16,11 +40,9 @@ export function transportError(namespace: string, e: unknown): OciError {
   if (e instanceof OciError) return e;
   const err = e as { code?: string; message?: string; cause?: { code?: string } };
   const code = err.code ?? err.cause?.code ?? '';
-  if (e instanceof RefusedAddressError || code === 'EREFUSEDADDRESS') {
-    return new OciError('DENIED', 'namespace resolves to a non-public address; configure it explicitly to mirror it', {
-      detail: { namespace },
-    });
-  }
+  const refused = e instanceof RefusedAddressError ? e : err.cause instanceof RefusedAddressError ? err.cause : undefined;
+  if (refused) return new RefusedNamespaceError(namespace, refused, refused.dnsFailure);
+  if (code === 'EREFUSEDADDRESS') return new RefusedNamespaceError(namespace, new Error(err.message ?? 'refused address'));
   if (TIMEOUTS.has(code)) {
     return new OciError('UPSTREAM_TIMEOUT', 'upstream timed out', { detail: { namespace, reason: code }, cause: e });
   }

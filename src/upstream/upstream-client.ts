@@ -4,25 +4,44 @@ import { request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
-import { detectManifestMediaType, DOCKER_MANIFEST_V1_SIGNED, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
+import { DOCKER_MANIFEST_V1_SIGNED, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { parseIndexManifests, type ReferrerDescriptor } from '../oci/referrers.js';
 import { discard, readLimited } from './body.js';
 import { parseChallenge } from './challenge.js';
 import { CredentialHelper, CredentialHelperError, helperServerUrl, type HelperCredentials } from './credential-helper.js';
 import { statusError, transportError } from './errors.js';
+import { upstreamManifestType } from './manifest-type.js';
 import { TokenCache, type Token } from './token-cache.js';
+import { mayReceiveCredentials } from './token-realm.js';
 
 export const VERSION = '0.1.0';
 const DEFAULT_USER_AGENT = `oci-registry/${VERSION}`;
 /** Distribution refuses manifests above 4 MiB; so do we. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_SMALL_BODY = 4 * 1024 * 1024;
+/** Token responses are a few KiB; a token has to fit in a request header anyway. */
+const MAX_TOKEN_BODY = 256 * 1024;
+const MAX_TOKEN_LENGTH = 32 * 1024;
+/** What a Bearer token may contain: visible ASCII, so it can never break the Authorization header. */
+const TOKEN_CHARS = /^[\x21-\x7e]+$/;
 const MAX_REDIRECTS = 5;
 
 export interface UpstreamReply {
   status: number;
   headers: IncomingHttpHeaders;
   body: Readable & { dump?: () => Promise<void> };
+  /** The token realm host our credentials were withheld from while getting this reply (for the error text). */
+  withheldFrom?: string | undefined;
+}
+
+export interface UpstreamClientOptions {
+  /** A token cache shared by several clients (the pool's); keys are prefixed with this client's upstream. */
+  tokens?: TokenCache;
+}
+
+/** What one logical request learned on its way (answered challenges). */
+interface SendContext {
+  withheldFrom: string | undefined;
 }
 
 export interface FetchedManifest {
@@ -73,18 +92,27 @@ interface AuthState {
 export class UpstreamClient {
   readonly namespace: string;
   private readonly base: string;
-  private readonly tokens = new TokenCache();
+  private readonly tokens: TokenCache;
+  /** Prefix of this client's keys in a shared token cache. */
+  private readonly tokenPrefix: string;
   private readonly auth: AuthState = { scheme: undefined };
   private readonly userAgent: string;
   /** Supplies the credentials when the upstream names a credential_helper. */
   private readonly helper: CredentialHelper | undefined;
 
+  /** Logical requests running now, and who waits for there to be none (the pool, before closing our agent). */
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
+
   constructor(
     readonly config: UpstreamConfig,
     private readonly dispatcher: Dispatcher,
     private readonly observer?: UpstreamObserver,
+    options: UpstreamClientOptions = {},
   ) {
     this.namespace = config.namespace;
+    this.tokens = options.tokens ?? new TokenCache();
+    this.tokenPrefix = `${config.namespace}\0${config.host}\0`;
     this.base = `${config.tls ? 'https' : 'http'}://${config.host}`;
     this.userAgent = config.userAgent ?? DEFAULT_USER_AGENT;
     this.helper = config.credentialHelper
@@ -121,7 +149,10 @@ export class UpstreamClient {
     const announced = tryParseDigest(header(reply.headers, 'docker-content-digest') ?? '');
     const algorithm = requested?.algorithm ?? announced?.algorithm ?? 'sha256';
     const digest = `${algorithm}:${createDigester(algorithm).update(bytes).digest('hex')}`;
-    const mediaType = detectManifestMediaType(header(reply.headers, 'content-type'), bytes);
+    const type = upstreamManifestType(header(reply.headers, 'content-type'), bytes);
+    // Never stored or served: a login page or proxy error answering 200 is an upstream failure.
+    if ('problem' in type) throw new OciError('UPSTREAM_ERROR', type.problem, { detail: { namespace: this.namespace } });
+    const mediaType = type.mediaType;
     // Signed schema1 manifests announce the digest of their payload without signatures; nothing to compare.
     if (!requested && announced && announced.algorithm === algorithm && announced.value !== digest && mediaType !== DOCKER_MANIFEST_V1_SIGNED) {
       throw new OciError('UPSTREAM_ERROR', 'upstream manifest does not match its Docker-Content-Digest', {
@@ -167,8 +198,12 @@ export class UpstreamClient {
       await discard(reply.body);
       throw this.fail(reply, 'NAME_UNKNOWN');
     }
-    const doc = parseJson(await this.readBody(reply, MAX_SMALL_BODY, 'tag list')) as { tags?: unknown };
-    const tags = Array.isArray(doc.tags) ? doc.tags.filter((t): t is string => typeof t === 'string') : [];
+    const doc = this.parseObject(await this.readBody(reply, MAX_SMALL_BODY, 'tag list'), 'tag list');
+    // Some registries answer `"tags": null` for a repository without tags.
+    if (doc['tags'] !== undefined && doc['tags'] !== null && !Array.isArray(doc['tags'])) {
+      throw new OciError('UPSTREAM_ERROR', 'upstream tag list has no list of tags', { detail: { namespace: this.namespace } });
+    }
+    const tags = Array.isArray(doc['tags']) ? doc['tags'].filter((t): t is string => typeof t === 'string') : [];
     return { tags, more: /rel="?next"?/.test(header(reply.headers, 'link') ?? '') };
   }
 
@@ -195,7 +230,31 @@ export class UpstreamClient {
   }
 
   private fail(reply: UpstreamReply, notFound: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'NAME_UNKNOWN'): OciError {
-    return statusError(this.namespace, reply.status, notFound, header(reply.headers, 'retry-after'));
+    return this.withheldHint(statusError(this.namespace, reply.status, notFound, header(reply.headers, 'retry-after')), reply.withheldFrom);
+  }
+
+  /** A denial after we kept our credentials from a token realm says so: the fix is token_realm_hosts. */
+  private withheldHint(err: OciError, withheldFrom: string | undefined): OciError {
+    if (err.code !== 'DENIED' || withheldFrom === undefined) return err;
+    return new OciError(
+      'DENIED',
+      `upstream denied access; the mirror did not send its credentials to the token realm ${withheldFrom} (an operator may allow it with token_realm_hosts)`,
+      { detail: err.detail },
+    );
+  }
+
+  /** A JSON object from upstream; anything else (null, a list, bad JSON) is an upstream error, never a crash. */
+  private parseObject(bytes: Buffer, what: string): Record<string, unknown> {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      throw new OciError('UPSTREAM_ERROR', `upstream ${what} is not valid JSON`, { detail: { namespace: this.namespace } });
+    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+      throw new OciError('UPSTREAM_ERROR', `upstream ${what} is not a JSON object`, { detail: { namespace: this.namespace } });
+    }
+    return doc as Record<string, unknown>;
   }
 
   private async readBody(reply: UpstreamReply, limit: number, what: string): Promise<Buffer> {
@@ -215,16 +274,18 @@ export class UpstreamClient {
     opts: { accept?: string; signal?: AbortSignal | undefined },
   ): Promise<UpstreamReply> {
     const started = performance.now();
+    this.active++;
     try {
       const scope = `repository:${repo}:pull`;
       const attempt = async (): Promise<UpstreamReply> => {
+        const context: SendContext = { withheldFrom: undefined };
         const sent = await this.authorization(scope);
         let reply = await this.exchange(method, new URL(path, this.base), opts, sent);
         if (reply.status === 401) {
-          const retried = await this.answerChallenge(reply, scope, sent);
+          const retried = await this.answerChallenge(reply, scope, sent, context);
           if (retried !== undefined) reply = await this.exchange(method, new URL(path, this.base), opts, retried);
         }
-        return reply;
+        return { ...reply, withheldFrom: context.withheldFrom };
       };
       // Helper credentials cached before this request may have expired or been rotated early: when the
       // upstream (or its token endpoint) rejects them, ask the helper again and retry once.
@@ -238,7 +299,7 @@ export class UpstreamClient {
       if (reply === undefined || (cachedHelperCreds && reply.status === 401)) {
         if (reply) await discard(reply.body);
         this.helper?.invalidate(cachedHelperCreds);
-        this.tokens.invalidate(scope);
+        this.tokens.invalidate(this.tokenPrefix + scope);
         reply = await attempt();
       }
       this.observer?.onResponse(this.namespace, kind, reply.status, (performance.now() - started) / 1000);
@@ -247,7 +308,18 @@ export class UpstreamClient {
       const err = transportError(this.namespace, e);
       this.observer?.onError(this.namespace, kind, err.code);
       throw err;
+    } finally {
+      if (--this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     }
+  }
+
+  /**
+   * Resolves when no request of this client is being sent. Bodies it returned may still be streaming:
+   * closing the agent then (Agent.close) lets them finish.
+   */
+  idle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** A request plus its redirects; Authorization never follows to another origin. */
@@ -282,14 +354,14 @@ export class UpstreamClient {
   private async authorization(scope: string): Promise<string | undefined> {
     if (this.auth.scheme === 'basic') return this.basic();
     if (this.auth.scheme === 'bearer') {
-      const token = this.tokens.get(scope);
+      const token = this.tokens.get(this.tokenPrefix + scope);
       return token ? `Bearer ${token}` : undefined;
     }
     return undefined;
   }
 
   /** Returns the Authorization to retry with, or undefined when the challenge cannot be answered. */
-  private async answerChallenge(reply: UpstreamReply, scope: string, sent: string | undefined): Promise<string | undefined> {
+  private async answerChallenge(reply: UpstreamReply, scope: string, sent: string | undefined, context: SendContext): Promise<string | undefined> {
     const challenge = parseChallenge(header(reply.headers, 'www-authenticate'));
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
@@ -307,23 +379,38 @@ export class UpstreamClient {
     this.auth.scheme = 'bearer';
     // A request sent before a concurrent one obtained a token: retry with that token rather than
     // discarding it. Only a token that was itself refused is dropped and fetched again.
-    const cached = this.tokens.get(scope);
+    const key = this.tokenPrefix + scope;
+    const cached = this.tokens.get(key);
     if (cached !== undefined && sent !== `Bearer ${cached}`) return `Bearer ${cached}`;
-    this.tokens.invalidate(scope);
+    this.tokens.invalidate(key);
     const realm = challenge.params['realm'];
     const service = challenge.params['service'];
     const wanted = challenge.params['scope'] ?? scope;
-    const token = await this.tokens.getOrFetch(scope, () => this.fetchToken(realm, service, wanted));
+    const url = this.realmUrl(realm);
+    if (this.hasCredentials && !mayReceiveCredentials(this.config, url)) context.withheldFrom = url.host;
+    const token = await this.tokens.getOrFetch(key, () => this.fetchToken(url, service, wanted));
     return `Bearer ${token}`;
   }
 
-  private async fetchToken(realm: string, service: string | undefined, scope: string): Promise<Token> {
-    const url = new URL(realm);
+  private realmUrl(realm: string): URL {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new OciError('UPSTREAM_ERROR', 'token realm is not a URL', { detail: { namespace: this.namespace } });
+    }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       throw new OciError('UPSTREAM_ERROR', 'token realm has an unsupported scheme', { detail: { namespace: this.namespace } });
     }
+    return url;
+  }
+
+  private async fetchToken(realm: URL, service: string | undefined, scope: string): Promise<Token> {
+    const url = new URL(realm);
     const headers: Record<string, string> = { 'user-agent': this.userAgent };
-    const creds = await this.credentials();
+    // A realm on a host not allowed for this upstream gets an anonymous token request.
+    const withheld = !mayReceiveCredentials(this.config, url);
+    const creds = withheld ? undefined : await this.credentials();
     let res: Dispatcher.ResponseData;
     if (creds?.identityToken) {
       // An identity token is an OAuth2 refresh token: exchange it with the refresh-token grant (POST).
@@ -339,19 +426,24 @@ export class UpstreamClient {
     }
     if (res.statusCode !== 200) {
       await discard(res.body);
-      throw statusError(this.namespace, res.statusCode === 404 ? 502 : res.statusCode, 'NAME_UNKNOWN', header(res.headers, 'retry-after'));
+      const err = statusError(this.namespace, res.statusCode === 404 ? 502 : res.statusCode, 'NAME_UNKNOWN', header(res.headers, 'retry-after'));
+      throw this.withheldHint(err, withheld && this.hasCredentials ? url.host : undefined);
     }
-    const doc = parseJson(await readLimited(res.body, MAX_SMALL_BODY, 'token')) as {
-      token?: unknown;
-      access_token?: unknown;
-      expires_in?: unknown;
-    };
-    const value = typeof doc.token === 'string' && doc.token ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : '';
+    const doc = this.parseObject(await readLimited(res.body, MAX_TOKEN_BODY, 'token response'), 'token response');
+    const value = typeof doc['token'] === 'string' && doc['token'] ? doc['token'] : typeof doc['access_token'] === 'string' ? doc['access_token'] : '';
     if (!value) throw new OciError('UPSTREAM_ERROR', 'token endpoint answered without a token', { detail: { namespace: this.namespace } });
-    const expiresIn = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
+    if (value.length > MAX_TOKEN_LENGTH || !TOKEN_CHARS.test(value)) {
+      throw new OciError('UPSTREAM_ERROR', 'token endpoint answered with a malformed token', { detail: { namespace: this.namespace } });
+    }
+    const expiresIn = typeof doc['expires_in'] === 'number' && doc['expires_in'] > 0 ? doc['expires_in'] : 60;
     // Renew a little early so a token never expires between our check and the upstream's.
     const margin = Math.min(10, expiresIn / 4);
     return { value, expiresAt: Date.now() + (expiresIn - margin) * 1000 };
+  }
+
+  /** Whether the upstream has credentials to send at all (a helper, or username and password). */
+  private get hasCredentials(): boolean {
+    return this.helper !== undefined || (this.config.username !== undefined && this.config.password !== undefined);
   }
 
   /** The upstream's credentials: from the credential helper when one is configured, else from the config. */
@@ -386,12 +478,4 @@ function isCredentialRejection(e: unknown): boolean {
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-function parseJson(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new OciError('UPSTREAM_ERROR', 'upstream sent invalid JSON');
-  }
 }

@@ -1,35 +1,117 @@
 import type { Agent } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { Lru } from '../proxy/lru.js';
 import { createUpstreamDispatcher } from './dispatcher.js';
+import { TokenCache } from './token-cache.js';
 import { UpstreamClient, type UpstreamObserver } from './upstream-client.js';
 
-/** One client (and one connection pool) per upstream, created on first use and kept. */
-export class UpstreamPool {
-  private readonly clients = new Map<string, { client: UpstreamClient; dispatcher: Agent }>();
+export interface UpstreamPoolOptions {
+  /**
+   * Whether an upstream is one the operator configured: its client (agent, tokens) is kept for the
+   * process's life. Others are named by clients (`?ns=` with open mirroring) and live in a bounded LRU.
+   * Default: entries from the config file.
+   */
+  isListed?: (config: UpstreamConfig) => boolean;
+  /** Unlisted upstreams with a client at once (default 256); the least recently used one goes first. */
+  maxUnlisted?: number;
+  /** An unlisted upstream's client unused for this long is dropped (default 10 minutes). */
+  unlistedIdleMs?: number;
+  /** Bytes of Bearer tokens kept for listed upstreams, and for unlisted ones (default 4 MiB each). */
+  tokenCacheBytes?: number;
+  createDispatcher?: (config: UpstreamConfig) => Agent;
+  now?: () => number;
+}
 
-  constructor(private readonly observer?: UpstreamObserver) {}
+interface Entry {
+  client: UpstreamClient;
+  dispatcher: Agent;
+}
+
+export const DEFAULT_MAX_UNLISTED = 256;
+export const DEFAULT_UNLISTED_IDLE_MS = 10 * 60_000;
+
+/**
+ * One client (and one connection pool) per upstream, created on first use. Configured upstreams keep
+ * theirs; the ones clients name are bounded, so a stream of distinct namespaces cannot grow memory
+ * without limit (each agent and its tokens cost a few KiB). An evicted client's agent is closed once its
+ * running requests were sent; bodies already streaming finish first.
+ */
+export class UpstreamPool {
+  private readonly listed = new Map<string, Entry>();
+  private readonly unlisted: Lru<Entry>;
+  private readonly listedTokens: TokenCache;
+  // Tokens of client-named upstreams apart, so that a flood of them cannot push out the configured ones'.
+  private readonly unlistedTokens: TokenCache;
+  /** Agents being closed after eviction (awaited by close() and destroy()). */
+  private readonly retiring = new Set<Promise<void>>();
+  private readonly retired = new Set<Agent>();
+  private readonly isListed: (config: UpstreamConfig) => boolean;
+  private readonly createDispatcher: (config: UpstreamConfig) => Agent;
+
+  constructor(
+    private readonly observer?: UpstreamObserver,
+    options: UpstreamPoolOptions = {},
+  ) {
+    this.isListed = options.isListed ?? ((c) => c.explicit);
+    this.createDispatcher = options.createDispatcher ?? createUpstreamDispatcher;
+    const now = options.now ?? Date.now;
+    this.unlisted = new Lru<Entry>(options.maxUnlisted ?? DEFAULT_MAX_UNLISTED, () => 1, {
+      idleMs: options.unlistedIdleMs ?? DEFAULT_UNLISTED_IDLE_MS,
+      now,
+      onEvict: (_key, entry) => this.retire(entry),
+    });
+    this.listedTokens = new TokenCache({ now, maxBytes: options.tokenCacheBytes });
+    this.unlistedTokens = new TokenCache({ now, maxBytes: options.tokenCacheBytes });
+  }
 
   client(config: UpstreamConfig): UpstreamClient {
     const key = `${config.namespace}\0${config.host}`;
-    let entry = this.clients.get(key);
+    const listed = this.isListed(config);
+    let entry = listed ? this.listed.get(key) : this.unlisted.get(key);
     if (!entry) {
-      const dispatcher = createUpstreamDispatcher(config);
-      entry = { dispatcher, client: new UpstreamClient(config, dispatcher, this.observer) };
-      this.clients.set(key, entry);
+      const dispatcher = this.createDispatcher(config);
+      const tokens = listed ? this.listedTokens : this.unlistedTokens;
+      entry = { dispatcher, client: new UpstreamClient(config, dispatcher, this.observer, { tokens }) };
+      if (listed) this.listed.set(key, entry);
+      else this.unlisted.set(key, entry);
     }
     return entry.client;
   }
 
+  /** Clients and tokens held now (tests, metrics). */
+  get sizes(): { listed: number; unlisted: number; listedTokens: number; unlistedTokens: number } {
+    this.unlisted.prune();
+    return { listed: this.listed.size, unlisted: this.unlisted.size, listedTokens: this.listedTokens.size, unlistedTokens: this.unlistedTokens.size };
+  }
+
   async close(): Promise<void> {
-    const all = [...this.clients.values()];
-    this.clients.clear();
-    await Promise.all(all.map((e) => e.dispatcher.close().catch(() => undefined)));
+    const all = this.takeAll();
+    await Promise.all([...all.map((e) => e.dispatcher.close().catch(() => undefined)), ...this.retiring]);
   }
 
   /** Like close(), but aborts running requests and downloads instead of waiting for them (shutdown after the grace period). */
   async destroy(): Promise<void> {
-    const all = [...this.clients.values()];
-    this.clients.clear();
-    await Promise.all(all.map((e) => e.dispatcher.destroy().catch(() => undefined)));
+    const all = [...this.takeAll().map((e) => e.dispatcher), ...this.retired];
+    await Promise.all(all.map((d) => d.destroy().catch(() => undefined)));
+  }
+
+  private takeAll(): Entry[] {
+    const all = [...this.listed.values(), ...this.unlisted.clear()];
+    this.listed.clear();
+    return all;
+  }
+
+  /** Closes an evicted client's agent once it sends nothing; responses it is streaming finish first. */
+  private retire(entry: Entry): void {
+    this.retired.add(entry.dispatcher);
+    const done: Promise<void> = entry.client
+      .idle()
+      .then(() => entry.dispatcher.close())
+      .catch(() => undefined)
+      .finally(() => {
+        this.retiring.delete(done);
+        this.retired.delete(entry.dispatcher);
+      });
+    this.retiring.add(done);
   }
 }

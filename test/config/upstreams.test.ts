@@ -302,3 +302,31 @@ t.test('an implicit upstream is https://<namespace> with the defaults, docker.io
   t.match(implicitUpstream('ghcr.io', config), { namespace: 'ghcr.io', host: 'ghcr.io', tls: true, explicit: false });
   t.match(implicitUpstream('docker.io', config), { namespace: 'docker.io', host: 'registry-1.docker.io', explicit: false });
 });
+
+t.test('token_realm_hosts is a list of host names with optional ports, lower-cased; default empty', async (t) => {
+  const [u] = parseUpstreamYaml('- namespace: registry.gitlab.com\n  host: registry.gitlab.com\n  token_realm_hosts: [GitLab.com, "auth.example:8443"]\n', FILE);
+  t.same(u?.tokenRealmHosts, ['gitlab.com', 'auth.example:8443']);
+  const [plain] = parseUpstreamYaml('- namespace: ghcr.io\n  host: ghcr.io\n', FILE);
+  t.same(plain?.tokenRealmHosts, []);
+  t.same(implicitUpstream('docker.io', loadMirrorConfig()).tokenRealmHosts, [], 'Docker Hub needs no entry: its realm is built in');
+});
+
+t.test('a token_realm_hosts that is not a list is refused, naming the file, the entry and the key', async (t) => {
+  const msg = errorOf('- namespace: ghcr.io\n  host: ghcr.io\n  token_realm_hosts: gitlab.com\n');
+  t.match(msg, FILE);
+  t.match(msg, 'entry 0 (namespace ghcr.io)');
+  t.match(msg, 'key "token_realm_hosts" must be a list of host names');
+});
+
+t.test('a token_realm_hosts item with a scheme, a path or not a string is refused, naming the item and the value', async (t) => {
+  for (const [item, shown] of [
+    ['https://gitlab.com', '"https://gitlab.com"'],
+    ['gitlab.com/jwt/auth', '"gitlab.com/jwt/auth"'],
+    ['42', '42'],
+    ['{host: x}', '{"host":"x"}'],
+  ] as const) {
+    const msg = errorOf(`- namespace: ghcr.io\n  host: ghcr.io\n  token_realm_hosts: [auth.example, ${item.includes(':') && !item.startsWith('{') ? `"${item}"` : item}]\n`);
+    t.match(msg, `${FILE}: entry 0 (namespace ghcr.io): key "token_realm_hosts" item 1 must be a host name`, item);
+    t.match(msg, shown, `${item}: the value is shown`);
+  }
+});

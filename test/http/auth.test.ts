@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
+import { reply, startRawUpstream } from '../fixtures/raw-upstream.js';
 import { startFixtureUpstream, type FixtureOptions, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror, type TestUpstream } from '../helpers/mirror.js';
 
@@ -76,4 +77,40 @@ t.test('a basic auth upstream without configured credentials is 403 DENIED, not 
   const { res } = await get(mirror, '/v2/org/app/manifests/v1');
   t.equal(res.status, 403);
   t.equal(res.headers.get('www-authenticate'), null, 'the upstream challenge is not relayed to the client');
+});
+
+t.test('a token realm on another host than the upstream never receives its credentials; the 403 names token_realm_hosts', async (t) => {
+  // Whoever answers for the upstream names the realm: credentials would otherwise go wherever it says.
+  const { up, mirror } = await setup(t, { auth: { kind: 'bearer', username: 'robot', password: 'R3almPw' }, tokenRealmHost: 'localhost' }, { username: 'robot', password: 'R3almPw' });
+  up.addImage('org/app', { tag: 'v1' });
+  const { res, body } = await get(mirror, '/v2/org/app/manifests/v1');
+  t.equal(res.status, 403);
+  const doc = JSON.parse(body.toString()) as { errors: { code: string; message: string }[] };
+  t.equal(doc.errors[0]?.code, 'DENIED');
+  t.match(doc.errors[0]?.message, /token_realm_hosts/);
+  t.ok(up.tokenRequests.length > 0, 'a token was asked for');
+  for (const r of up.tokenRequests) t.equal(r.headers.authorization, undefined, 'anonymously');
+  t.notMatch(body.toString(), 'R3almPw');
+});
+
+t.test('with token_realm_hosts listing the realm host, the mirror pulls with its credentials', async (t) => {
+  const { up, mirror } = await setup(t, { auth: { kind: 'bearer', username: 'robot', password: 'pw' }, tokenRealmHost: 'localhost' }, { username: 'robot', password: 'pw', tokenRealmHosts: ['localhost'] });
+  up.addImage('org/app', { tag: 'v1' });
+  await pull(t, mirror, 'org/app', 'v1');
+  t.equal(up.tokenRequests[0]?.headers.authorization, `Basic ${Buffer.from('robot:pw').toString('base64')}`);
+});
+
+t.test('a token response of null is 502 with an OCI error, not a 500', async (t) => {
+  let self = '';
+  const up = await startRawUpstream((req, res, url) => {
+    if (url.pathname === '/token') return reply(res, 200, 'application/json', 'null');
+    reply(res, 401, 'application/json', '{"errors":[]}', { 'www-authenticate': `Bearer realm="http://${self}/token",service="raw"` });
+  });
+  self = up.host;
+  t.teardown(() => up.close());
+  const mirror = await startMirror({ upstreams: [{ namespace: 'raw.test', host: up.host }], defaultNamespace: 'raw.test' });
+  t.teardown(() => mirror.close());
+  const { res, body } = await get(mirror, '/v2/org/app/manifests/v1');
+  t.equal(res.status, 502);
+  t.equal((JSON.parse(body.toString()) as { errors: { code: string }[] }).errors[0]?.code, 'UPSTREAM_ERROR');
 });

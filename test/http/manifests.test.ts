@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { request as httpRequest } from 'node:http';
 import { sha256 } from '../fixtures/content.js';
+import { reply, startRawUpstream } from '../fixtures/raw-upstream.js';
 import { MEDIA_TYPES, startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
 
@@ -269,4 +270,35 @@ t.test("a manifest by tag whose bytes do not hash to upstream's Docker-Content-D
   t.equal(good.res.status, 200);
   t.equal(good.res.headers.get('docker-content-digest'), img.digest, 'the tag maps to the real digest afterwards');
   t.same(good.body, img.bytes);
+});
+
+t.test('a manifest the upstream serves as text/html is 502 with an OCI error, never stored or served', async (t) => {
+  // A captive portal, a login page or a misconfigured proxy answering 200 for the manifest URL.
+  let html = true;
+  const good = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] });
+  const page = '<html><body>Sign in to continue</body></html>';
+  const up = await startRawUpstream((_req, res) => (html ? reply(res, 200, 'text/html', page) : reply(res, 200, OCI_MANIFEST, good)));
+  t.teardown(() => up.close());
+  const mirror = await startMirror({ upstreams: [{ namespace: 'raw.test', host: up.host }], defaultNamespace: 'raw.test' });
+  t.teardown(() => mirror.close());
+  const first = await get(mirror, '/v2/org/app/manifests/v1');
+  await expectError(t, first.res, first.body, 502, 'UPSTREAM_ERROR');
+  t.notMatch(first.body.toString(), 'Sign in', 'the page is not passed on');
+  await mirror.settled();
+  t.equal(await mirror.storage.getManifest(sha256(Buffer.from(page))), undefined, 'not stored');
+  const again = await get(mirror, '/v2/org/app/manifests/v1');
+  t.equal(again.res.status, 502, 'not served from a cache either');
+  html = false;
+  const fixed = await get(mirror, '/v2/org/app/manifests/v1');
+  t.equal(fixed.res.status, 200, 'the real manifest once the upstream sends one');
+  t.equal(fixed.body.toString(), good);
+});
+
+t.test('a manifest body of null is 502 with an OCI error, not a 500', async (t) => {
+  const up = await startRawUpstream((_req, res) => reply(res, 200, OCI_MANIFEST, 'null'));
+  t.teardown(() => up.close());
+  const mirror = await startMirror({ upstreams: [{ namespace: 'raw.test', host: up.host }], defaultNamespace: 'raw.test' });
+  t.teardown(() => mirror.close());
+  const { res, body } = await get(mirror, '/v2/org/app/manifests/v1');
+  await expectError(t, res, body, 502, 'UPSTREAM_ERROR');
 });

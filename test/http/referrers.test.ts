@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { sha256 } from '../fixtures/content.js';
+import { reply, startRawUpstream } from '../fixtures/raw-upstream.js';
 import { addTagSchemaIndex, referrerDescriptor, tagSchemaTag } from '../fixtures/referrers.js';
 import { MEDIA_TYPES, startFixtureUpstream, type AddedImage, type FixtureOptions, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
@@ -277,4 +278,16 @@ t.test('a referrers request with an invalid digest is 400 DIGEST_INVALID', async
   t.equal(res.status, 400);
   t.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'DIGEST_INVALID');
   t.equal(up.countRequests({ pathIncludes: '/referrers/' }), 0, 'refused before any upstream contact');
+});
+
+t.test('an upstream referrers body of null (or without a manifests list) is 502 with an OCI error, never passed through', async (t) => {
+  for (const body of ['null', '{"schemaVersion":2}']) {
+    const up = await startRawUpstream((_req, res) => reply(res, 200, MEDIA_TYPES.ociIndex, body));
+    t.teardown(() => up.close());
+    const mirror = await startMirror({ upstreams: [{ namespace: 'raw.test', host: up.host }], defaultNamespace: 'raw.test' });
+    t.teardown(() => mirror.close());
+    const res = await fetch(`${mirror.url}/v2/org/app/referrers/sha256:${'c'.repeat(64)}`);
+    t.equal(res.status, 502, `${body}: 502`);
+    t.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'UPSTREAM_ERROR', `${body}: UPSTREAM_ERROR`);
+  }
 });

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import { reply, startRawUpstream } from '../fixtures/raw-upstream.js';
 import { startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
 
@@ -118,5 +119,18 @@ t.test('an invalid n is a 400 with an OCI error body (a bad parameter, not a 405
     t.equal(res.status, 400, `n=${n}`);
     const doc = (await res.json()) as { errors: { code: string }[] };
     t.equal(doc.errors[0]?.code, 'PAGINATION_NUMBER_INVALID', `n=${n}`);
+  }
+});
+
+t.test('an upstream tag list body of null (or a list, or bad JSON) is 502 with an OCI error, not a 500', async (t) => {
+  for (const body of ['null', '[]', '{"name":']) {
+    const up = await startRawUpstream((_req, res) => reply(res, 200, 'application/json', body));
+    t.teardown(() => up.close());
+    const mirror = await startMirror({ upstreams: [{ namespace: 'raw.test', host: up.host }], defaultNamespace: 'raw.test' });
+    t.teardown(() => mirror.close());
+    const res = await fetch(`${mirror.url}/v2/org/app/tags/list`);
+    t.equal(res.status, 502, `${body}: 502`);
+    t.match(res.headers.get('content-type'), /^application\/json/);
+    t.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'UPSTREAM_ERROR', `${body}: UPSTREAM_ERROR`);
   }
 });

@@ -6,7 +6,10 @@
  */
 import { lookup } from 'node:dns/promises';
 import { hostname } from 'node:os';
+import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
+import { createLogger } from '../../src/log.js';
+import { sha256 } from '../fixtures/content.js';
 import { isLocalHostName, isPublicAddress } from '../../src/upstream/address-policy.js';
 import { startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type StartMirrorOptions, type TestMirror } from '../helpers/mirror.js';
@@ -48,6 +51,21 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<O
   return { status: res.status, code, contentType: res.headers.get('content-type'), ms: performance.now() - started };
 }
 
+/**
+ * Host names that resolve only to non-public addresses here: this machine's own name (and `runsc`/`vm` in
+ * some sandboxes) resolves to 127.0.0.x through /etc/hosts, and nothing in the name says "local".
+ */
+async function namesResolvingToLoopback(): Promise<string[]> {
+  const candidates = [...new Set([hostname(), 'ip6-localhost', 'ip6-loopback', 'runsc', 'vm'])];
+  const names: string[] = [];
+  for (const name of candidates) {
+    if (isLocalHostName(name) || !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(name)) continue;
+    const addrs = await lookup(name, { all: true }).catch(() => []);
+    if (addrs.length > 0 && addrs.every((a) => !isPublicAddress(a.address))) names.push(name.toLowerCase());
+  }
+  return names;
+}
+
 function assertRefused(t: Test, r: OciReply, what: string): void {
   t.ok(
     (r.status === 403 && r.code === 'DENIED') || (r.status === 404 && r.code === 'NAME_UNKNOWN'),
@@ -85,6 +103,42 @@ t.test('isPublicAddress refuses private, loopback, link-local, CGNAT, ULA and v4
   for (const a of notPublic) t.equal(isPublicAddress(a), false, `${a || '(empty)'} is not public`);
   const publicOnes = ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '[2001:4860:4860::8888]'];
   for (const a of publicOnes) t.equal(isPublicAddress(a), true, `${a} is public`);
+});
+
+t.test('isPublicAddress checks IPv6 forms that embed an IPv4 address as that address', async (t) => {
+  const notPublic = [
+    '::127.0.0.1', // IPv4-compatible ::/96
+    '::7f00:1',
+    '::10.0.0.1',
+    '::ffff:7f00:1', // IPv4-mapped, hex spelling
+    '::ffff:0:127.0.0.1', // IPv4-translated ::ffff:0:0:0/96
+    '64:ff9b::127.0.0.1', // NAT64 64:ff9b::/96
+    '64:ff9b::a9fe:a9fe', // NAT64 of 169.254.169.254
+    '64:ff9b::c0a8:101',
+    '2002:7f00:1::1', // 6to4 of 127.0.0.1
+    '2002:a9fe:a9fe::', // 6to4 of 169.254.169.254
+    '2002:0a00:0001:1::5',
+    '2001:0:a9fe:a9fe::1', // Teredo, server 169.254.169.254
+    '2001:0:808:808::80ff:fefe', // Teredo, client 127.0.1.1 (stored inverted)
+    'fec0::1', // site-local
+    'fe80::1%eth0', // with a zone
+  ];
+  for (const a of notPublic) t.equal(isPublicAddress(a), false, `${a} is not public`);
+  const publicOnes = ['::8.8.8.8', '64:ff9b::8.8.8.8', '2002:808:808::1', '2001:0:808:808::f7f7:f7f7', '2001:4860:4860::8888'];
+  for (const a of publicOnes) t.equal(isPublicAddress(a), true, `${a} is public`);
+});
+
+t.test('open mirroring refuses ?ns= naming an IPv6 address that embeds a loopback, private or metadata IPv4 address', async (t) => {
+  const up = await fixture(t);
+  const m = await mirror(t, { allowUnlisted: true });
+  for (const ip of ['::127.0.0.1', '64:ff9b::7f00:1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::1', '2002:a00:1::1', '2001:0:a9fe:a9fe::1']) {
+    const ns = `[${ip}]:${up.port}`;
+    const r = await get(`${m.url}/v2/x/app/manifests/v1?ns=${encodeURIComponent(ns)}`);
+    t.equal(r.status, 403, `ns=${ns}: 403`);
+    t.equal(r.code, 'DENIED', `ns=${ns}: DENIED`);
+    t.ok(r.ms < 5000, `ns=${ns}: answered without a dial attempt (${Math.round(r.ms)} ms)`);
+  }
+  t.equal(up.requests.length, 0, 'the fixture received no request');
 });
 
 t.test('isLocalHostName recognizes localhost names whatever their case and trailing dot', async (t) => {
@@ -171,15 +225,8 @@ t.test('open mirroring refuses alternative spellings of 127.0.0.1 (decimal, hex,
 });
 
 t.test('open mirroring refuses a host name that resolves to loopback (connect-time guard) and never contacts it', async (t) => {
-  // This machine's own name (and `runsc`/`vm` in some sandboxes) resolves to 127.0.0.x through /etc/hosts:
-  // nothing in the name says "local", so only the resolved address can refuse it.
-  const candidates = [...new Set([hostname(), 'ip6-localhost', 'ip6-loopback', 'runsc', 'vm'])];
-  const loopbackNames: string[] = [];
-  for (const name of candidates) {
-    if (isLocalHostName(name) || !/^[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(name)) continue;
-    const addrs = await lookup(name, { all: true }).catch(() => []);
-    if (addrs.length > 0 && addrs.every((a) => !isPublicAddress(a.address))) loopbackNames.push(name);
-  }
+  // Nothing in such a name says "local": only the resolved address can refuse it.
+  const loopbackNames = await namesResolvingToLoopback();
   if (loopbackNames.length === 0) {
     t.comment('no host name on this machine resolves to a non-public address: nothing to check');
     return;
@@ -228,4 +275,47 @@ t.test('with a config file, an unlisted public namespace is 404 NAME_UNKNOWN and
   t.equal(blob.status, 404);
   t.equal(blob.code, 'NAME_UNKNOWN');
   t.equal(up.requests.length, 0);
+});
+
+t.test('refused namespaces get one answer whatever the reason (private IP, localhost, resolves to loopback, does not resolve); only the log tells them apart', async (t) => {
+  // Different answers would let a client map the internal DNS: which names exist, which are private.
+  const lines: string[] = [];
+  const log = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) }));
+  const m = await mirror(t, { allowUnlisted: true, log });
+  const loopback = (await namesResolvingToLoopback())[0];
+  if (loopback === undefined) t.comment('no host name here resolves to loopback: that case is not covered');
+  const namespaces = ['10.1.2.3:5000', '[fd00::1]:5000', 'localhost:5000', 'no-such-registry.invalid', 'no-such-registry.invalid:5000', ...(loopback ? [`${loopback}:5000`] : [])];
+  const answers: { status: number; code: unknown; message: unknown }[] = [];
+  for (const ns of namespaces) {
+    const res = await fetch(`${m.url}/v2/x/app/manifests/v1?ns=${encodeURIComponent(ns)}`, { signal: AbortSignal.timeout(20_000) });
+    const text = await res.text();
+    const entry = (JSON.parse(text) as { errors: { code: unknown; message: unknown; detail: unknown }[] }).errors[0];
+    t.same(entry?.detail, { namespace: ns }, `ns=${ns}: the detail names only the namespace`);
+    t.notMatch(text, /ENOTFOUND|EAI_|127\.0\.|resolves to|lookup|private|local host/i, `ns=${ns}: the body gives no reason`);
+    answers.push({ status: res.status, code: entry?.code, message: entry?.message });
+  }
+  for (const [i, a] of answers.entries()) t.same(a, answers[0], `ns=${namespaces[i] ?? ''}: the same status, code and message as ns=${namespaces[0] ?? ''}`);
+  t.same(answers[0], { status: 403, code: 'DENIED', message: answers[0]?.message });
+  const logged = lines.join('');
+  t.match(logged, /no-such-registry\.invalid: DNS lookup failed/, 'the log has the DNS failure');
+  t.match(logged, /10\.1\.2\.3 is not a public address/, 'the log has the non-public address');
+  if (loopback) t.match(logged, /resolves to non-public address 127\./, 'the log has the loopback resolution');
+});
+
+t.test('an unlisted namespace whose name stops resolving still serves its cached tag stale (a DNS outage is an outage)', async (t) => {
+  const m = await mirror(t, { allowUnlisted: true });
+  const ns = 'no-such-registry.invalid';
+  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] }));
+  const digest = sha256(bytes);
+  const longAgo = new Date(Date.now() - 365 * 86_400_000);
+  // As left by pulls from when the name still resolved; the tag is long past manifest_invalidation_time.
+  await m.storage.putManifest(digest, { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes, fetchedAt: longAgo });
+  await m.storage.putTag({ namespace: ns, repository: 'x/app' }, 'v1', { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: bytes.length, checkedAt: longAgo });
+  const res = await fetch(`${m.url}/v2/x/app/manifests/v1?ns=${ns}`, { headers: { accept: OCI_ACCEPT } });
+  t.equal(res.status, 200, 'served from the cache');
+  t.equal(res.headers.get('docker-content-digest'), digest);
+  t.match(res.headers.get('warning') ?? '', /110/, 'marked stale');
+  await res.arrayBuffer();
+  const uncached = await get(`${m.url}/v2/x/other/manifests/v1?ns=${ns}`);
+  t.same({ status: uncached.status, code: uncached.code }, { status: 403, code: 'DENIED' }, 'without a cached copy: the one refusal');
 });

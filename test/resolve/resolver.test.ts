@@ -3,6 +3,7 @@ import { defaultUpstreamSettings, loadMirrorConfig } from '../../src/config/upst
 import type { MirrorConfig, UpstreamConfig } from '../../src/config/types.js';
 import { OciError } from '../../src/oci/errors.js';
 import { looksLikeHost, Resolver, type ResolveInput } from '../../src/resolve/resolver.js';
+import { RefusedAddressError, transportError } from '../../src/upstream/errors.js';
 
 function upstream(namespace: string, host: string = namespace): UpstreamConfig {
   return { ...defaultUpstreamSettings(), namespace, host, explicit: true };
@@ -155,6 +156,9 @@ t.test('without a config, loopback, private and link-local literals are refused 
     '[fe80::1]',
     '[fd00::1]:5000',
     '[::ffff:127.0.0.1]:5000',
+    '[::127.0.0.1]:5000',
+    '[64:ff9b::a9fe:a9fe]',
+    '[2002:a00:1::1]:5000',
     'localhost',
     'localhost:5000',
     'registry.localhost:5000',
@@ -163,6 +167,29 @@ t.test('without a config, loopback, private and link-local literals are refused 
   }
   t.equal(codeOf(() => resolver.resolve(input('127.0.0.1:5000/app'))), 'DENIED', 'via the path too');
   t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: '10.0.0.1' }))), 'DENIED', 'via X-Registry too');
+});
+
+t.test('a refused literal or localhost namespace gets the very answer of a name that resolves privately or not at all', async (t) => {
+  const resolver = new Resolver(open());
+  const answer = (e: OciError): unknown => ({ code: e.code, message: e.message, detail: e.detail });
+  const refusal = (ns: string): OciError => {
+    try {
+      resolver.resolve(input('app', { ns }));
+    } catch (e) {
+      if (e instanceof OciError) return e;
+      throw e;
+    }
+    throw new Error(`${ns} was not refused`);
+  };
+  for (const ns of ['10.0.0.1:5000', 'localhost:5000', '[::127.0.0.1]:5000']) {
+    const atConnect = [
+      transportError(ns, new RefusedAddressError('internal.example', 'resolves to non-public address 10.0.0.1')),
+      transportError(ns, new RefusedAddressError('internal.example', 'DNS lookup failed: ENOTFOUND', true)),
+    ];
+    for (const e of atConnect) t.same(answer(refusal(ns)), answer(e), `${ns}: ${String((e.cause as Error).message)}`);
+    t.same(refusal(ns).detail, { namespace: ns }, `${ns}: the detail names only the namespace`);
+    t.match(String((refusal(ns).cause as Error).message), /not a public address|local host name/, `${ns}: the reason is kept for the log`);
+  }
 });
 
 t.test('a private namespace configured explicitly is mirrored', async (t) => {

@@ -75,3 +75,19 @@ t.test('invalidate drops a cached token', async (t) => {
   t.equal(cache.get('k'), undefined);
   t.equal(await cache.getOrFetch('k', async () => ({ value: 'new', expiresAt: Date.now() + 60_000 })), 'new');
 });
+
+t.test('tokens for many distinct scopes stay within the byte bound, the least recently used going first', async (t) => {
+  const c = clock();
+  const cache = new TokenCache({ now: c.now, maxBytes: 64 * 1024 });
+  const token = 'x'.repeat(1000);
+  for (let i = 0; i < 50_000; i++) await cache.getOrFetch(`repository:org/app${i}:pull`, async () => ({ value: token, expiresAt: c.now() + 60_000 }));
+  t.ok(cache.size > 0 && cache.size <= 64, `at most 64 KiB of tokens are held (${cache.size} entries)`);
+  t.equal(cache.get('repository:org/app49999:pull'), token, 'the newest is kept');
+  t.equal(cache.get('repository:org/app0:pull'), undefined, 'the oldest was dropped');
+});
+
+t.test('a token heavier than the whole budget is used but not kept', async (t) => {
+  const cache = new TokenCache({ maxBytes: 1000 });
+  t.equal(await cache.getOrFetch('k', async () => ({ value: 'y'.repeat(2000), expiresAt: Date.now() + 60_000 })), 'y'.repeat(2000));
+  t.equal(cache.size, 0);
+});

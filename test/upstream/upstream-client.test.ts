@@ -6,6 +6,7 @@ import { OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST } from '
 import { createUpstreamDispatcher } from '../../src/upstream/dispatcher.js';
 import { UpstreamClient } from '../../src/upstream/upstream-client.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
+import { reply, startRawUpstream, type RawHandler, type RawUpstream } from '../fixtures/raw-upstream.js';
 import { MEDIA_TYPES, startFixtureUpstream, type FixtureOptions, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror } from '../helpers/mirror.js';
 
@@ -17,7 +18,13 @@ async function fixture(t: T, options?: FixtureOptions): Promise<FixtureUpstream>
   return up;
 }
 
-function client(t: T, up: FixtureUpstream, overrides: Partial<UpstreamConfig> = {}): UpstreamClient {
+async function raw(t: T, handler: RawHandler): Promise<RawUpstream> {
+  const up = await startRawUpstream(handler);
+  t.teardown(() => up.close());
+  return up;
+}
+
+function client(t: T, up: FixtureUpstream | RawUpstream, overrides: Partial<UpstreamConfig> = {}): UpstreamClient {
   const config: UpstreamConfig = { ...defaultUpstreamSettings(), namespace: 'fixture.test', host: up.host, tls: false, explicit: true, ...overrides };
   const dispatcher = createUpstreamDispatcher(config);
   t.teardown(() => dispatcher.close());
@@ -285,4 +292,157 @@ t.test('an implicit (unconfigured) upstream on a loopback address is refused at 
 t.test('the fixture media type constants agree with src/oci', async (t) => {
   t.equal(MEDIA_TYPES.ociManifest, OCI_MANIFEST);
   t.equal(MEDIA_TYPES.ociIndex, OCI_INDEX);
+});
+
+// ---- token realms on other hosts (the realm is named by whoever answers for the upstream) ----
+
+t.test('bearer: credentials are not sent to a token realm on another host; the denial says why', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer', username: 'robot', password: 'realm-secret' }, tokenRealmHost: 'localhost' });
+  up.addImage('org/app', { tag: 'v1' });
+  const err = await rejection(client(t, up, { username: 'robot', password: 'realm-secret' }).getManifest('org/app', 'v1'));
+  t.equal(up.tokenRequests.length, 1, 'the token was asked for');
+  t.equal(up.tokenRequests[0]?.headers.authorization, undefined, 'anonymously');
+  t.equal(err.code, 'DENIED');
+  t.match(err.message, /token realm localhost:\d+.*token_realm_hosts/);
+  t.notMatch(JSON.stringify({ m: err.message, d: err.detail }), 'realm-secret');
+});
+
+t.test('bearer: a realm host listed in token_realm_hosts gets the credentials', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer', username: 'robot', password: 'pw' }, tokenRealmHost: 'localhost' });
+  const img = up.addImage('org/app', { tag: 'v1' });
+  const c = client(t, up, { username: 'robot', password: 'pw', tokenRealmHosts: ['localhost'] });
+  t.equal((await c.getManifest('org/app', 'v1')).digest, img.digest);
+  t.equal(up.tokenRequests[0]?.headers.authorization, `Basic ${Buffer.from('robot:pw').toString('base64')}`);
+});
+
+t.test('bearer: a listed realm host with another port does not get the credentials', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer', username: 'robot', password: 'pw' }, tokenRealmHost: 'localhost' });
+  up.addImage('org/app', { tag: 'v1' });
+  const c = client(t, up, { username: 'robot', password: 'pw', tokenRealmHosts: [`localhost:${up.port + 1}`] });
+  t.equal((await rejection(c.getManifest('org/app', 'v1'))).code, 'DENIED');
+  t.equal(up.tokenRequests[0]?.headers.authorization, undefined);
+});
+
+t.test('bearer, anonymous: a token realm on another host works (nothing to withhold)', async (t) => {
+  const up = await fixture(t, { auth: { kind: 'bearer' }, tokenRealmHost: 'localhost' });
+  const img = up.addImage('org/app', { tag: 'v1' });
+  t.equal((await client(t, up).getManifest('org/app', 'v1')).digest, img.digest);
+});
+
+t.test('bearer: a denial after an anonymous token from another host names token_realm_hosts only when there were credentials to withhold', async (t) => {
+  const up = await raw(t, (req, res, url) => {
+    if (url.pathname === '/token') return reply(res, 200, 'application/json', '{"token":"anonymous"}');
+    reply(res, 401, 'application/json', '{"errors":[]}', { 'www-authenticate': `Bearer realm="http://localhost:${req.socket.localPort}/token",service="raw"` });
+  });
+  const anonymous = await rejection(client(t, up).getManifest('org/app', 'v1'));
+  t.equal(anonymous.code, 'DENIED');
+  t.notMatch(anonymous.message, /token_realm_hosts|credentials to/, 'no credentials: nothing was withheld');
+  const withCreds = await rejection(client(t, up, { username: 'u', password: 'p' }).getManifest('org/app', 'v1'));
+  t.equal(withCreds.code, 'DENIED');
+  t.match(withCreds.message, /token_realm_hosts/);
+});
+
+// ---- what upstreams send that is not what it should be: 502 UPSTREAM_ERROR, never a crash ----
+
+const OCI_BODY = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] });
+
+/** An upstream answering every manifest GET with this Content-Type (none when undefined) and body. */
+function manifestUpstream(t: T, contentType: string | undefined, body: string): Promise<RawUpstream> {
+  return raw(t, (_req, res) => reply(res, 200, contentType, body));
+}
+
+t.test('a manifest served as text/html (a login page, a proxy error) is UPSTREAM_ERROR', async (t) => {
+  const up = await manifestUpstream(t, 'text/html; charset=utf-8', '<html><body>Please log in</body></html>');
+  const err = await rejection(client(t, up).getManifest('org/app', 'v1'));
+  t.equal(err.code, 'UPSTREAM_ERROR');
+  t.match(err.message, /text\/html/);
+});
+
+t.test('a manifest served as text/html is refused even when its body is a valid manifest', async (t) => {
+  const up = await manifestUpstream(t, 'text/html', OCI_BODY);
+  t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR');
+});
+
+t.test('a manifest type we never asked for (an image config, a layer) is UPSTREAM_ERROR', async (t) => {
+  for (const type of ['application/vnd.oci.image.config.v1+json', 'application/vnd.oci.image.layer.v1.tar+gzip']) {
+    const up = await manifestUpstream(t, type, '{}');
+    t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR', type);
+  }
+});
+
+t.test('a manifest body of null, a list, or not JSON is UPSTREAM_ERROR whatever its Content-Type', async (t) => {
+  for (const body of ['null', '[]', '"x"', '{not json', '']) {
+    const up = await manifestUpstream(t, OCI_MANIFEST, body);
+    t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR', JSON.stringify(body));
+  }
+});
+
+t.test('application/json or no Content-Type: the body decides (its mediaType, schema1, or the OCI shape)', async (t) => {
+  const schema1 = JSON.stringify({ schemaVersion: 1, name: 'org/app', tag: 'v1', fsLayers: [], history: [] });
+  const signed = JSON.stringify({ schemaVersion: 1, name: 'org/app', tag: 'v1', fsLayers: [], history: [], signatures: [{}] });
+  const dockerV2 = JSON.stringify({ schemaVersion: 2, mediaType: DOCKER_MANIFEST, config: {}, layers: [] });
+  const ociIndex = JSON.stringify({ schemaVersion: 2, manifests: [] });
+  const ociManifest = JSON.stringify({ schemaVersion: 2, config: {}, layers: [] });
+  for (const [contentType, body, expected] of [
+    ['application/json', schema1, 'application/vnd.docker.distribution.manifest.v1+json'],
+    ['application/json; charset=utf-8', signed, 'application/vnd.docker.distribution.manifest.v1+prettyjws'],
+    [undefined, dockerV2, DOCKER_MANIFEST],
+    ['text/plain', ociIndex, OCI_INDEX],
+    ['application/octet-stream', ociManifest, OCI_MANIFEST],
+  ] as const) {
+    const up = await manifestUpstream(t, contentType, body);
+    t.equal((await client(t, up).getManifest('org/app', 'v1')).mediaType, expected, `${contentType ?? 'no Content-Type'}: ${expected}`);
+  }
+});
+
+t.test('application/json whose body names no manifest type, or has no manifest shape, is UPSTREAM_ERROR', async (t) => {
+  for (const body of [JSON.stringify({ mediaType: 'text/html' }), JSON.stringify({ hello: 'world' }), JSON.stringify({ schemaVersion: 2 })]) {
+    const up = await manifestUpstream(t, 'application/json', body);
+    t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR', body);
+  }
+});
+
+t.test('a tag list body of null, a list or bad JSON is UPSTREAM_ERROR; "tags": null is an empty list', async (t) => {
+  for (const body of ['null', '[]', '{"tags":', '{"name":"org/app","tags":"v1"}']) {
+    const up = await raw(t, (_req, res) => reply(res, 200, 'application/json', body));
+    t.equal((await rejection(client(t, up).getTags('org/app', undefined, undefined))).code, 'UPSTREAM_ERROR', body);
+  }
+  const empty = await raw(t, (_req, res) => reply(res, 200, 'application/json', '{"name":"org/app","tags":null}'));
+  t.same(await client(t, empty).getTags('org/app', undefined, undefined), { tags: [], more: false });
+});
+
+t.test('a referrers body of null, without a manifests list, or bad JSON is never passed through: the API counts as absent', async (t) => {
+  // Some registries answer unknown paths with 200 and a page; the proxy then falls back to the tag schema.
+  for (const body of ['null', '{}', '{"manifests":{}}', 'not json']) {
+    const up = await raw(t, (_req, res) => reply(res, 200, OCI_INDEX, body));
+    t.equal(await client(t, up).getReferrers('org/app', `sha256:${'b'.repeat(64)}`, undefined), undefined, body);
+  }
+});
+
+/** A registry that challenges for a Bearer token, and a token endpoint answering `tokenBody`. */
+function tokenUpstream(t: T, tokenBody: string): Promise<RawUpstream> {
+  let self = '';
+  const p = raw(t, (req, res, url) => {
+    if (url.pathname === '/token') return reply(res, 200, 'application/json', tokenBody);
+    if (req.headers.authorization) return reply(res, 200, OCI_MANIFEST, OCI_BODY);
+    reply(res, 401, 'application/json', '{"errors":[]}', { 'www-authenticate': `Bearer realm="http://${self}/token",service="raw"` });
+  });
+  return p.then((up) => ((self = up.host), up));
+}
+
+t.test('a token response of null, a list, bad JSON or without a token is UPSTREAM_ERROR', async (t) => {
+  for (const body of ['null', '[]', '{bad', '{}', '{"token":42}']) {
+    const up = await tokenUpstream(t, body);
+    const err = await rejection(client(t, up).getManifest('org/app', 'v1'));
+    t.equal(err.code, 'UPSTREAM_ERROR', body);
+    t.notMatch(JSON.stringify({ m: err.message, d: err.detail }), /Cannot read|TypeError|properties/, `${body}: no internal error text`);
+  }
+});
+
+t.test('a token that could not be sent in a header (spaces, control characters, huge) is UPSTREAM_ERROR', async (t) => {
+  for (const token of ['two words', 'line\r\nX-Injected: 1', 'x'.repeat(40_000)]) {
+    const up = await tokenUpstream(t, JSON.stringify({ token }));
+    t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR', token.slice(0, 20));
+    t.notOk(up.requests.some((r) => r.headers['x-injected'] !== undefined), 'nothing injected');
+  }
 });
