@@ -3,6 +3,15 @@ import type { UpstreamConfig } from '../config/types.js';
 import { createUpstreamDispatcher } from './dispatcher.js';
 import { UpstreamClient, type UpstreamObserver } from './upstream-client.js';
 
+/**
+ * The identity of an upstream: its namespace's config entry (namespace + host). Two namespaces never share
+ * a client or a download, even when they name the same host: their credentials, and so what they may
+ * see, can differ.
+ */
+export function upstreamKey(config: UpstreamConfig): string {
+  return `${config.namespace}\0${config.host}`;
+}
+
 /** One client (and one connection pool) per upstream, created on first use and kept. */
 export class UpstreamPool {
   private readonly clients = new Map<string, { client: UpstreamClient; dispatcher: Agent }>();
@@ -10,7 +19,7 @@ export class UpstreamPool {
   constructor(private readonly observer?: UpstreamObserver) {}
 
   client(config: UpstreamConfig): UpstreamClient {
-    const key = `${config.namespace}\0${config.host}`;
+    const key = upstreamKey(config);
     let entry = this.clients.get(key);
     if (!entry) {
       const dispatcher = createUpstreamDispatcher(config);
