@@ -1,8 +1,9 @@
 import type { LogLevel } from '../log.js';
+import type { DownloadFlags } from './download-options.js';
 import type { LifecycleFlags } from './lifecycle-options.js';
 
 /** The program-level flags, as commander parses them (names follow the flags). */
-export interface GlobalOptions extends LifecycleFlags {
+export interface GlobalOptions extends LifecycleFlags, DownloadFlags {
   listen: string;
   upstreamConfigFile?: string | undefined;
   defaultNamespace: string;

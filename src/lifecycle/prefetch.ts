@@ -177,7 +177,7 @@ async function fetchImage(
       if (!next) return;
       const [digest, size] = next;
       try {
-        const fetched = await fetchBlob(repo, digest, context, (n) => {
+        const fetched = await fetchBlob(repo, digest, size, context, (n) => {
           progress.done += n;
           options.onProgress?.({ ...progress });
         });
@@ -203,11 +203,13 @@ async function fetchImage(
 async function fetchBlob(
   repo: ResolvedRepository,
   digest: string,
+  descriptorSize: number,
   context: PrefetchContext,
   onBytes: (n: number) => void,
 ): Promise<{ downloaded: boolean; bytes: number }> {
   const { mirror } = context;
-  const handle = await mirror.blobs.open(repo, digest);
+  // The manifest's descriptor says how big the blob is (0: it did not say): an upstream sending more is cut.
+  const handle = await mirror.blobs.open(repo, digest, descriptorSize > 0 ? descriptorSize : undefined);
   if (CACHED.has(handle.outcome)) {
     handle.dispose();
     return { downloaded: false, bytes: 0 };

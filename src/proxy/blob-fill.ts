@@ -8,6 +8,7 @@ import { transportError } from '../upstream/errors.js';
 import type { BlobWriter, Storage } from '../storage/storage.js';
 import { tempPath } from '../storage/filesystem/atomic-file.js';
 import { writeAllAt } from '../storage/filesystem/write-all.js';
+import type { SpoolBudget } from './download-limits.js';
 import type { ProxyObserver } from './events.js';
 import { FillingSpoolReader, SpoolReader } from './spool-reader.js';
 
@@ -24,6 +25,10 @@ export interface FillOptions {
   spoolDir: string;
   log: Logger;
   observer: ProxyObserver | undefined;
+  /** The most bytes the body may bring (--max-blob-size, or less when the size is known); past it the download fails. */
+  maxBytes: number;
+  /** The bound of every download's local files together (--max-spool-size). */
+  spool: SpoolBudget;
 }
 
 /** No local spool file could be created (disk full, unwritable temp dir); carries the unread upstream body. */
@@ -33,6 +38,13 @@ export class SpoolUnavailableError extends Error {
     cause: unknown,
   ) {
     super(`cannot create a spool file: ${errMessage(cause)}`, { cause });
+  }
+}
+
+/** The spool is at its bound (--max-spool-size): not a disk failure; the body is streamed uncached. */
+export class SpoolFullError extends SpoolUnavailableError {
+  constructor(source: FillSource) {
+    super(source, new Error('the spool is at --max-spool-size'));
   }
 }
 
@@ -100,7 +112,9 @@ const UPLOAD_READ_BYTES = 1024 * 1024;
  * match. With a remote backend (S3) a separate upload reads the spool behind the download, so a slow or
  * hanging store never holds clients back, and completes only after the digest matched. On a mismatch
  * every reader is aborted and nothing is stored. The fill never depends on its readers: the first
- * client going away does not stop it.
+ * client going away does not stop it. What bounds it instead: a body longer than its Content-Length or
+ * than `maxBytes` fails it, and so does an upstream silent for its read_timeout (the connection's body
+ * timeout, upstream/dispatcher.ts), with or without clients.
  */
 export class BlobFill extends EventEmitter {
   readonly digest: string;
@@ -122,6 +136,10 @@ export class BlobFill extends EventEmitter {
   private readonly recent = new RecentChunks(RECENT_BYTES);
   /** The fill failed because the local disk refused a write (ENOSPC, EACCES, EIO), not because of upstream. */
   localWriteFailed = false;
+  /** The body may not bring more: its Content-Length, else maxBytes. */
+  private limit = 0;
+  /** What this download holds of the spool budget, given back when its files are gone. */
+  private spoolCharge = 0;
 
   private refs = 1;
   private readFd: FileHandle | undefined;
@@ -164,15 +182,17 @@ export class BlobFill extends EventEmitter {
       spoolError = e ?? new Error('spool preparation failed');
     }
     const got = await answer;
-    if ('error' in got || spoolError !== undefined) {
+    if ('error' in got || spoolError !== undefined || !fill.admit(got.source.size)) {
       await fill.localWriter?.abort().catch(() => undefined);
       await fill.remoteWriter?.abort().catch(() => undefined);
       await fill.cleanupFiles();
       if ('error' in got) throw got.error;
       // The upstream body is untouched: the caller may still stream it to its client, uncached.
-      throw new SpoolUnavailableError(got.source, spoolError);
+      if (spoolError !== undefined) throw new SpoolUnavailableError(got.source, spoolError);
+      throw new SpoolFullError(got.source);
     }
     fill.size = got.source.size;
+    fill.limit = Math.min(got.source.size ?? Number.POSITIVE_INFINITY, options.maxBytes);
     fill.startUpload();
     void fill.pump(got.source.body);
     return fill;
@@ -233,6 +253,18 @@ export class BlobFill extends EventEmitter {
   releaseRef(): void {
     this.refs--;
     if (this.refs === 0) void this.cleanupFiles();
+  }
+
+  /** Takes a share of the spool budget for a body of this size (unknown: charged as it arrives), if it has room. */
+  private admit(size: number | undefined): boolean {
+    if (!this.options.spool.admits) return false;
+    this.chargeSpool(size ?? 0);
+    return true;
+  }
+
+  private chargeSpool(bytes: number): void {
+    this.spoolCharge += bytes;
+    this.options.spool.charge(bytes);
   }
 
   private async prepare(): Promise<void> {
@@ -300,6 +332,9 @@ export class BlobFill extends EventEmitter {
       for await (const chunk of body) {
         if (writeError !== undefined) throw writeError;
         const buf = chunk as Buffer;
+        // Checked before any reader sees the bytes: an endless or lying body ends here.
+        if (this.received + buf.length > this.limit) throw this.tooLong();
+        if (this.size === undefined) this.chargeSpool(buf.length);
         hash.update(buf);
         // Readers get the chunk now, from memory; the spool write runs beside them.
         this.recent.append(this.received, buf);
@@ -367,6 +402,13 @@ export class BlobFill extends EventEmitter {
     }
   }
 
+  private tooLong(): OciError {
+    const { digest, namespace, maxBytes } = this.options;
+    return this.size !== undefined && this.size <= maxBytes
+      ? new OciError('UPSTREAM_ERROR', 'upstream blob body is longer than its Content-Length', { detail: { namespace, digest, size: this.size } })
+      : new OciError('UPSTREAM_ERROR', 'upstream blob is larger than the mirror accepts', { detail: { namespace, digest, maxBytes } });
+  }
+
   private async writeChunks(chunks: Buffer[], bytes: number): Promise<void> {
     if (this.localWriter) {
       // The storage writer's own file is the spool: its failure fails the fill.
@@ -425,6 +467,8 @@ export class BlobFill extends EventEmitter {
   }
 
   private async cleanupFiles(): Promise<void> {
+    this.options.spool.refund(this.spoolCharge);
+    this.spoolCharge = 0;
     this.recent.clear();
     const fd = this.readFd;
     this.readFd = undefined;

@@ -5,8 +5,10 @@ import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { BlobStat, ByteRange, Storage } from '../storage/storage.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { pipeline } from 'node:stream';
-import { BlobFill, errMessage, SpoolUnavailableError, type FillSource } from './blob-fill.js';
+import { BlobFill, errMessage, SpoolFullError, SpoolUnavailableError, type FillSource } from './blob-fill.js';
 import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
+import { DEFAULT_MAX_BLOB_SIZE, DEFAULT_MAX_SPOOL_SIZE, SpoolBudget, type DownloadLimits } from './download-limits.js';
+import { InflightFills } from './inflight-fills.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import { verifyingStream } from './verify-stream.js';
 
@@ -27,6 +29,8 @@ export interface BlobServiceOptions {
   offline?: boolean | undefined;
   /** Told of every blob served (the cache lifecycle's access times). */
   access?: AccessRecorder | undefined;
+  /** --max-blob-size and --max-spool-size; the defaults when absent. */
+  limits?: Partial<DownloadLimits> | undefined;
   now?: () => number;
 }
 
@@ -38,10 +42,13 @@ interface CachedEntry {
 
 /**
  * Blob cache policy: serve from storage when present (re-checking upstream after blob_invalidation_time),
- * otherwise join or start the single fill for that digest.
+ * otherwise join or start the single fill for that digest from this request's upstream.
  */
 export class BlobService {
-  private readonly inflight = new Map<string, Promise<BlobFill>>();
+  private readonly inflight = new InflightFills();
+  private readonly maxBlobSize: number;
+  /** Past it, new uncached pulls stream to their client without spooling (and are not cached). */
+  private readonly spool: SpoolBudget;
   /** Until then, uncached blobs bypass the local disk (it refused a write: full, read-only, failing). */
   private bypassUntil = 0;
   /** Cached blobs with an open handle or stream, by digest: the collector must not delete them. */
@@ -50,6 +57,8 @@ export class BlobService {
 
   constructor(private readonly options: BlobServiceOptions) {
     this.now = options.now ?? Date.now;
+    this.maxBlobSize = options.limits?.maxBlobSize ?? DEFAULT_MAX_BLOB_SIZE;
+    this.spool = new SpoolBudget(options.limits?.maxSpoolSize ?? DEFAULT_MAX_SPOOL_SIZE);
   }
 
   /** Size of a blob for HEAD, without downloading it. */
@@ -59,7 +68,7 @@ export class BlobService {
       this.options.access?.record(digest);
       return { size: cached.stat.size, outcome: cached.outcome, warning: cached.warning };
     }
-    const running = this.inflight.get(digest);
+    const running = this.inflight.get(repo.upstream, digest);
     if (running) {
       const fill = await running;
       return { size: fill.size, outcome: 'coalesced', warning: undefined };
@@ -71,40 +80,44 @@ export class BlobService {
     return { size: found.size, outcome: 'miss', warning: undefined };
   }
 
-  async open(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
+  /** `expectedSize`: the size a manifest's descriptor gives the blob, when the caller knows it; more is refused. */
+  async open(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
     const cached = await this.cached(repo, digest);
     if (cached) return this.cachedHandle(repo, digest, cached);
-    return this.openUncached(repo, digest);
+    return this.openUncached(repo, digest, expectedSize);
   }
 
-  /** Whether a blob is being downloaded or served from the cache right now (the collector skips it). */
+  /** Whether a blob is being downloaded (from any upstream) or served from the cache right now (the collector skips it). */
   inUse(digest: string): boolean {
     return this.inflight.has(digest) || this.readers.has(digest);
   }
 
   /** Waits for every running download (graceful shutdown). */
   async drain(): Promise<void> {
-    const fills = await Promise.allSettled([...this.inflight.values()]);
-    await Promise.all(fills.map((f) => (f.status === 'fulfilled' ? f.value.settled() : undefined)));
+    await settleAll(this.inflight.all());
   }
 
-  /** Resolves when the running download of the digest, if any, has finished (stored it or failed). */
+  /** Resolves when the running downloads of the digest, from any upstream, have finished (stored it or failed). */
   async settled(digest: string): Promise<void> {
-    const fill = await this.inflight.get(digest)?.catch(() => undefined);
-    await fill?.settled();
+    await settleAll(this.inflight.of(digest));
   }
 
   get inflightCount(): number {
     return this.inflight.size;
   }
 
-  /** Joins the running fill for the digest or starts one. */
-  private async openUncached(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
-    const running = this.inflight.get(digest);
-    if (running) return this.joinOrBypass(repo, digest, running);
+  /** Joins the running fill of the digest from this request's upstream, or starts one. */
+  private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+    const running = this.inflight.get(repo.upstream, digest);
+    if (running) return this.joinOrBypass(repo, digest, running, expectedSize);
     if (this.options.offline) throw blobUnknown(digest);
-    if (this.now() < this.bypassUntil) return this.bypass(repo, digest);
-    return this.startFill(repo, digest);
+    if (this.now() < this.bypassUntil || !this.spool.admits) return this.bypass(repo, digest, expectedSize);
+    return this.startFill(repo, digest, expectedSize);
+  }
+
+  /** The most bytes a download may bring: --max-blob-size, or the descriptor's size when smaller. */
+  private maxBytes(expectedSize: number | undefined): number {
+    return expectedSize === undefined ? this.maxBlobSize : Math.min(expectedSize, this.maxBlobSize);
   }
 
   /** Counts a reader of a cached blob until the returned release is called (once is enough). */
@@ -120,28 +133,34 @@ export class BlobService {
     };
   }
 
-  private async startFill(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
+  private async startFill(repo: ResolvedRepository, digest: string, expectedSize: number | undefined): Promise<BlobHandle> {
     const { storage, spoolDir, log, observer } = this.options;
     const client = this.options.upstreams.client(repo.upstream);
-    const request = client.getBlob(repo.repository, digest).then((source) => {
+    const maxBytes = this.maxBytes(expectedSize);
+    const request = client.getBlob(repo.repository, digest, { maxBytes }).then((source) => {
       observer?.fillStarted?.(repo.namespace);
       return source;
     });
-    const starting = BlobFill.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer }, request);
-    this.inflight.set(digest, starting);
+    const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool };
+    const starting = BlobFill.start(options, request);
+    this.inflight.set(repo.upstream, digest, starting);
     let fill: BlobFill;
     try {
       fill = await starting;
     } catch (e) {
-      if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
+      this.inflight.delete(repo.upstream, digest, starting);
       if (!(e instanceof SpoolUnavailableError)) throw e;
-      // Local disk trouble: this client streams the body it already has, uncached.
-      observer?.storageError?.('spool');
-      log.warn({ digest, err: e.message }, 'cannot spool blob; streaming it uncached');
-      return directHandle(digest, e.source);
+      if (e instanceof SpoolFullError) {
+        log.info({ digest, namespace: repo.namespace, spoolBytes: this.spool.bytes }, 'spool at --max-spool-size; streaming the blob uncached');
+      } else {
+        // Local disk trouble: this client streams the body it already has, uncached.
+        observer?.storageError?.('spool');
+        log.warn({ digest, err: e.message }, 'cannot spool blob; streaming it uncached');
+      }
+      return directHandle(digest, e.source, maxBytes);
     }
     void fill.settled().then(() => {
-      if (this.inflight.get(digest) === starting) this.inflight.delete(digest);
+      this.inflight.delete(repo.upstream, digest, starting);
       if (fill.localWriteFailed) {
         // The disk is full or refuses writes: for a while, stream blobs straight from upstream.
         this.bypassUntil = this.now() + STORAGE_BYPASS_MS;
@@ -154,25 +173,26 @@ export class BlobService {
   }
 
   /** A follower whose leader could not spool fetches its own uncached stream. */
-  private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobFill>): Promise<BlobHandle> {
+  private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobFill>, expectedSize: number | undefined): Promise<BlobHandle> {
     try {
       const fill = await running;
       if (fill.failure) {
         // Already failed, and only not yet cleaned up: this request starts afresh instead of sharing the failure.
-        if (this.inflight.get(digest) === running) this.inflight.delete(digest);
-        return this.openUncached(repo, digest);
+        this.inflight.delete(repo.upstream, digest, running);
+        return this.openUncached(repo, digest, expectedSize);
       }
       return fillHandle(fill, 'coalesced');
     } catch (e) {
       if (!(e instanceof SpoolUnavailableError)) throw e;
-      return this.bypass(repo, digest);
+      return this.bypass(repo, digest, expectedSize);
     }
   }
 
   /** An uncached stream of its own for this client, straight from upstream. */
-  private async bypass(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
-    const source = await this.options.upstreams.client(repo.upstream).getBlob(repo.repository, digest);
-    return directHandle(digest, source);
+  private async bypass(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+    const maxBytes = this.maxBytes(expectedSize);
+    const source = await this.options.upstreams.client(repo.upstream).getBlob(repo.repository, digest, { maxBytes });
+    return directHandle(digest, source, maxBytes);
   }
 
   private async cachedHandle(repo: ResolvedRepository, digest: string, entry: CachedEntry): Promise<BlobHandle> {
@@ -263,8 +283,16 @@ function blobUnknown(digest: string): OciError {
   return new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
 }
 
-/** One uncached upstream stream for one client; the digest is still verified before the last byte. */
-function directHandle(digest: string, source: FillSource): BlobHandle {
+async function settleAll(running: Promise<BlobFill>[]): Promise<void> {
+  const fills = await Promise.allSettled(running);
+  await Promise.all(fills.map((f) => (f.status === 'fulfilled' ? f.value.settled() : undefined)));
+}
+
+/**
+ * One uncached upstream stream for one client; the digest is still verified before the last byte, and the
+ * body is cut past `maxBytes` (or its Content-Length).
+ */
+function directHandle(digest: string, source: FillSource, maxBytes: number): BlobHandle {
   let used = false;
   return {
     size: source.size,
@@ -275,7 +303,7 @@ function directHandle(digest: string, source: FillSource): BlobHandle {
     open: async () => {
       used = true;
       // pipeline, not pipe: an upstream error must reach the client's stream and cut its connection.
-      return pipeline(source.body, verifyingStream(digest), () => undefined);
+      return pipeline(source.body, verifyingStream(digest, undefined, Math.min(source.size ?? Number.POSITIVE_INFINITY, maxBytes)), () => undefined);
     },
     dispose: () => {
       if (!used) source.body.destroy();

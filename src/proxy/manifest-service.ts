@@ -3,7 +3,7 @@ import { OciError, isOciError } from '../oci/errors.js';
 import type { Reference } from '../oci/names.js';
 import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage, StoredManifest, TagRecord } from '../storage/storage.js';
-import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import { upstreamKey, type UpstreamPool } from '../upstream/upstream-pool.js';
 import { errMessage } from './blob-fill.js';
 import { STALE_WARNING } from './blob-handle.js';
 import { Coalescer } from './coalescer.js';
@@ -60,7 +60,8 @@ export class ManifestService {
     const stored = await this.readManifest(digest);
     if (stored) return { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
     if (this.options.offline) throw manifestUnknown(digest);
-    return this.fetches.run(`d\0${digest}`, () => this.fetch(repo, digest));
+    // Per upstream: a request never waits on (or fails with) another upstream's fetch of the same digest.
+    return this.fetches.run(`d\0${upstreamKey(repo.upstream)}\0${digest}`, () => this.fetch(repo, digest));
   }
 
   private async byTag(repo: ResolvedRepository, tag: string): Promise<ManifestResult> {

@@ -3,6 +3,7 @@ import type { Storage } from '../storage/storage.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { BlobService } from './blob-service.js';
 import { CatalogService } from './catalog-service.js';
+import type { DownloadLimits } from './download-limits.js';
 import type { AccessRecorder, ProxyObserver } from './events.js';
 import { ManifestService } from './manifest-service.js';
 import { ReferrersService } from './referrers-service.js';
@@ -20,6 +21,8 @@ export interface MirrorOptions {
   offline?: boolean | undefined;
   /** Told of every blob and manifest served (the cache lifecycle's access tracker). */
   access?: AccessRecorder | undefined;
+  /** --max-blob-size and --max-spool-size (defaults when absent). */
+  downloads?: Partial<DownloadLimits> | undefined;
   now?: () => number;
 }
 
@@ -44,6 +47,7 @@ export class Mirror {
       redirectSeconds: options.redirectSeconds,
       offline,
       access,
+      limits: options.downloads,
       ...(now ? { now } : {}),
     });
     const tagsWritten = () => this.manifests.drain();

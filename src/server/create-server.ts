@@ -9,6 +9,7 @@ import { healthRoutes } from '../http/routes/health.js';
 import { buildMetricsApp, metricsRoutes } from '../http/routes/metrics.js';
 import { MirrorMetrics } from '../metrics/mirror-metrics.js';
 import { combineObservers } from '../metrics/observers.js';
+import type { DownloadLimits } from '../proxy/download-limits.js';
 import type { ProxyObserver } from '../proxy/events.js';
 import { Mirror } from '../proxy/mirror.js';
 import { Resolver } from '../resolve/resolver.js';
@@ -41,6 +42,8 @@ export interface ServerOptions {
   replicaId?: string | undefined;
   /** Bounded size and expiry; the collector runs every gcIntervalMs when maxCacheSize or expiryMs is set. */
   lifecycle?: LifecycleSettings | undefined;
+  /** `--max-blob-size`, `--max-spool-size`; the defaults when absent. */
+  downloads?: Partial<DownloadLimits> | undefined;
   now?: () => number;
 }
 
@@ -96,6 +99,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     redirectSeconds: options.redirectSeconds,
     offline: options.offline,
     access: tracker,
+    downloads: options.downloads,
     ...(options.now ? { now: options.now } : {}),
   });
   const collector = new Collector({

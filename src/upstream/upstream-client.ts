@@ -143,6 +143,10 @@ export class UpstreamClient {
       await discard(reply.body);
       throw this.fail(reply, 'MANIFEST_UNKNOWN');
     }
+    if (Number(header(reply.headers, 'content-length') ?? 0) > MAX_MANIFEST_BYTES) {
+      reply.body.destroy();
+      throw new OciError('UPSTREAM_ERROR', `upstream manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { detail: { namespace: this.namespace } });
+    }
     const bytes = await this.readBody(reply, MAX_MANIFEST_BYTES, 'manifest');
     // The digest is of the bytes: by-digest requests must match, by-tag ones use the header's algorithm.
     const requested = tryParseDigest(reference);
@@ -167,15 +171,27 @@ export class UpstreamClient {
     return { digest, mediaType, bytes };
   }
 
-  /** Starts a blob download; the caller owns (and must consume or destroy) the body. */
-  async getBlob(repo: string, digest: string, signal?: AbortSignal): Promise<UpstreamBlob> {
-    const reply = await this.send('blob', 'GET', repo, `/v2/${repo}/blobs/${digest}`, { signal });
+  /**
+   * Starts a blob download; the caller owns (and must consume or destroy) the body. A Content-Length above
+   * `maxBytes` is refused before any byte is read (the body may still run past it when it announced none:
+   * the caller counts).
+   */
+  async getBlob(repo: string, digest: string, opts: { maxBytes?: number; signal?: AbortSignal } = {}): Promise<UpstreamBlob> {
+    const reply = await this.send('blob', 'GET', repo, `/v2/${repo}/blobs/${digest}`, { signal: opts.signal });
     if (reply.status !== 200) {
       await discard(reply.body);
       throw this.fail(reply, 'BLOB_UNKNOWN');
     }
     const length = header(reply.headers, 'content-length');
-    return { size: length === undefined ? undefined : Number(length), body: reply.body };
+    const size = length === undefined ? undefined : Number(length);
+    if (size !== undefined && size > (opts.maxBytes ?? Number.POSITIVE_INFINITY)) {
+      // Not drained: it may be endless. The connection is dropped instead.
+      reply.body.destroy();
+      throw new OciError('UPSTREAM_ERROR', 'upstream blob is larger than the mirror accepts', {
+        detail: { namespace: this.namespace, digest, size, maxBytes: opts.maxBytes },
+      });
+    }
+    return { size, body: reply.body };
   }
 
   /** The blob's size if upstream has it, undefined on 404; throws on outages. */

@@ -5,6 +5,15 @@ import { createUpstreamDispatcher } from './dispatcher.js';
 import { TokenCache } from './token-cache.js';
 import { UpstreamClient, type UpstreamObserver } from './upstream-client.js';
 
+/**
+ * The identity of an upstream: its namespace's config entry (namespace + host). Two namespaces never share
+ * a client or a download, even when they name the same host: their credentials, and so what they may
+ * see, can differ.
+ */
+export function upstreamKey(config: UpstreamConfig): string {
+  return `${config.namespace}\0${config.host}`;
+}
+
 export interface UpstreamPoolOptions {
   /**
    * Whether an upstream is one the operator configured: its client (agent, tokens) is kept for the
@@ -65,7 +74,7 @@ export class UpstreamPool {
   }
 
   client(config: UpstreamConfig): UpstreamClient {
-    const key = `${config.namespace}\0${config.host}`;
+    const key = upstreamKey(config);
     const listed = this.isListed(config);
     let entry = listed ? this.listed.get(key) : this.unlisted.get(key);
     if (!entry) {

@@ -154,6 +154,19 @@ t.test('prefetch reports a failed image and still fetches the next one', async (
   await assertImageServed(t, mirror, 'org/single', env.single);
 });
 
+t.test("prefetch refuses a layer whose upstream announces more than the manifest's descriptor says, at once", async (t) => {
+  const env = await setup(t);
+  env.upstreams = [{ namespace: NS, host: env.up.host, readTimeoutMs: 3000 }];
+  const layer = env.single.layers[0];
+  if (!layer) throw new Error('the fixture image has a layer');
+  env.up.setBlobFault(layer.digest, { kind: 'content-length', value: layer.bytes.length * 2 });
+  const started = performance.now();
+  const [result] = await prefetch(env, [`${NS}/org/single:1.0`]);
+  t.equal(result?.ok, false);
+  t.match(result?.error, /larger than the mirror accepts/);
+  t.ok(performance.now() - started < 2000, `at once (${Math.round(performance.now() - started)} ms), not after the read timeout`);
+});
+
 t.test('prefetch of an image already cached downloads no blob again', async (t) => {
   const env = await setup(t);
   await prefetch(env, [`${NS}/org/single:1.0`]);

@@ -446,3 +446,25 @@ t.test('a token that could not be sent in a header (spaces, control characters, 
     t.notOk(up.requests.some((r) => r.headers['x-injected'] !== undefined), 'nothing injected');
   }
 });
+
+t.test('a blob whose Content-Length exceeds maxBytes is refused before its body is read', async (t) => {
+  const up = await fixture(t);
+  const digest = up.addBlob(randomBytesSeeded(1000, 4));
+  up.setBlobFault(digest, { kind: 'content-length', value: 1e15 });
+  const started = performance.now();
+  const err = await rejection(client(t, up, { readTimeoutMs: 5000 }).getBlob('org/app', digest, { maxBytes: 1 << 20 }));
+  t.equal(err.code, 'UPSTREAM_ERROR');
+  t.match(err.detail, { size: 1e15, maxBytes: 1 << 20 });
+  t.ok(performance.now() - started < 2000, 'at once, not after a read timeout');
+});
+
+t.test('a manifest announcing more than 4 MiB is refused at once, without waiting for its body', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('org/app', { tag: 'v1' });
+  up.setManifestFault('org/app', img.digest, { kind: 'content-length', value: 5 * 1024 * 1024 });
+  const started = performance.now();
+  const err = await rejection(client(t, up, { readTimeoutMs: 5000 }).getManifest('org/app', img.digest));
+  t.equal(err.code, 'UPSTREAM_ERROR');
+  t.match(err.message, /exceeds/);
+  t.ok(performance.now() - started < 2000, `at once (${Math.round(performance.now() - started)} ms), not after the read timeout`);
+});

@@ -9,6 +9,7 @@ import { FilesystemStorage } from '../../storage/filesystem/filesystem-storage.j
 import type { Storage } from '../../storage/storage.js';
 import { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { loadConfig } from '../load-config.js';
+import { downloadLimitsFromFlags } from '../download-options.js';
 import type { AdminContext } from './index.js';
 
 /** Admin commands log (pino JSON) to stderr: stdout carries their report. */
@@ -42,10 +43,11 @@ export interface AdminMirror {
 /** The cache policy of a server (same config, storage and upstream clients), without the HTTP server. */
 export async function openAdminMirror(context: AdminContext, log: Logger): Promise<AdminMirror> {
   const config = loadConfig(context.global);
+  const downloads = downloadLimitsFromFlags(context.global);
   const storage = await openAdminStorage(context, log);
   const spoolDir = await createSpoolDir(context.global.spoolDir);
   const upstreams = new UpstreamPool();
-  const mirror = new Mirror({ storage, upstreams, log, spoolDir });
+  const mirror = new Mirror({ storage, upstreams, log, spoolDir, downloads });
   return {
     mirror,
     resolver: new Resolver(config),
