@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 
 export interface BlobStat {
   size: number;
-  /** When the blob was last fetched or re-validated upstream (drives blob_invalidation_time). */
+  /** When the blob was last fetched or re-validated upstream (the collector's last use; re-validation is timed per link). */
   modified: Date;
 }
 

@@ -178,10 +178,22 @@ t.test('a repository whose upstream holds the digest is served from the cache af
   t.equal(contentRequests(up), 1, 'and nothing else reached the upstream');
 });
 
-t.test('a warm pull through the repository that downloaded it asks the upstream nothing', async (t) => {
+/** Counts the link reads that reach storage. */
+class CountingStorage extends FilesystemStorage {
+  linkReads = 0;
+  override async getLink(...args: Parameters<FilesystemStorage['getLink']>): ReturnType<FilesystemStorage['getLink']> {
+    this.linkReads++;
+    return super.getLink(...args);
+  }
+}
+
+t.test('a warm pull through the repository that downloaded it asks the upstream nothing and reads no link from storage', async (t) => {
   const up = await fixture(t);
   const img = up.addImage('team/a', { tag: '1', layers: [randomBytesSeeded(40_000, 52)] });
-  const m = await mirror(t, { upstreams: [{ namespace: 'reg.test', host: up.host }] });
+  const root = await mkdtemp(join(tmpdir(), 'access-scope-warm-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const storage = new CountingStorage(root);
+  const m = await mirror(t, { upstreams: [{ namespace: 'reg.test', host: up.host }], root, storage });
   const base = `${m.url}/v2/reg.test/team/a`;
   const pull = async () => {
     t.equal((await request(`${base}/manifests/1`)).status, 200);
@@ -195,9 +207,11 @@ t.test('a warm pull through the repository that downloaded it asks the upstream 
   await m.settled();
   const cold = contentRequests(up);
   up.clearRequests();
+  storage.linkReads = 0;
   await pull();
   await pull();
   t.equal(contentRequests(up), 0, `warm pulls: no upstream request (the cold one made ${cold})`);
+  t.equal(storage.linkReads, 0, 'and no link read from storage: the links are known in memory');
 });
 
 t.test("an upstream's 404 on re-validation drops its own link, never another namespace's copy", async (t) => {
@@ -226,13 +240,31 @@ t.test("an upstream's 404 on re-validation drops its own link, never another nam
   t.same([purge.status, code(purge)], [404, 'BLOB_UNKNOWN'], 'b.test: 404 after its re-validation');
   await m.settled();
   t.ok(await m.storage.statBlob(layer), 'the bytes are still stored');
-  t.equal(await m.storage.getLink({ namespace: 'b.test', repository: 'team/app' }, 'blob', layer), undefined, "b.test's link is gone");
   upA.clearRequests();
   const served = await request(`${m.url}/v2/a.test/team/app/blobs/${layer}`);
   t.equal(served.status, 200, 'a.test still serves it');
   t.equal(sha256(served.body), layer);
   t.equal(upA.blobGets(layer), 0, 'from the cache: no new download');
   t.equal((await request(`${m.url}/v2/b.test/team/app/blobs/${layer}`)).status, 404, 'b.test stays refused');
+  t.equal(await m.storage.getLink({ namespace: 'b.test', repository: 'team/app' }, 'blob', layer), undefined, "b.test's link is gone");
+});
+
+t.test('a link to content the collector deleted is a miss: the blob is downloaded again through that repository', async (t) => {
+  const up = await fixture(t);
+  const img = up.addImage('team/a', { tag: '1', layers: [randomBytesSeeded(30_000, 65)] });
+  const layer = img.layerDigests[0] as string;
+  const m = await mirror(t, { upstreams: [{ namespace: 'reg.test', host: up.host }] });
+  t.equal((await request(`${m.url}/v2/reg.test/team/a/blobs/${layer}`)).status, 200);
+  await m.settled();
+  await m.storage.deleteBlob(layer); // as eviction or prune does
+  const head = await request(`${m.url}/v2/reg.test/team/a/blobs/${layer}`, { method: 'HEAD' });
+  t.equal(head.status, 200, 'HEAD: the upstream still has it');
+  const again = await request(`${m.url}/v2/reg.test/team/a/blobs/${layer}`);
+  t.equal(again.status, 200, 'GET: fetched again');
+  t.equal(sha256(again.body), layer);
+  t.equal(up.blobGets(layer), 2, 'a second download');
+  await m.settled();
+  t.ok(await m.storage.statBlob(layer), 'stored again');
 });
 
 t.test('a download running for one repository is not joined by a repository whose upstream denies the blob', async (t) => {
@@ -348,9 +380,6 @@ t.test('import links what it loads to the repository it names, and to no other',
   const storage = new FilesystemStorage(root);
   await storage.init();
   await importArchive(join(dir, 'image.tar'), { storage, as: 'reg.test/team/app:1' });
-  const repo = { namespace: 'reg.test', repository: 'team/app' };
-  t.ok(await storage.getLink(repo, 'manifest', image.manifestDigest), 'the manifest is linked');
-  for (const d of [image.configDigest, ...image.layers.map((l) => l.digest)]) t.ok(await storage.getLink(repo, 'blob', d), `blob ${d.slice(0, 15)} is linked`);
 
   const m = await mirror(t, { upstreams: [{ namespace: 'reg.test', host: '127.0.0.1:9' }], root, offline: true });
   const layer = image.layers[0]?.digest as string;
@@ -359,4 +388,7 @@ t.test('import links what it loads to the repository it names, and to no other',
   t.equal((await request(`${m.url}/v2/reg.test/team/app/blobs/${layer}`)).status, 200, 'its layer');
   t.equal((await request(`${m.url}/v2/reg.test/team/other/manifests/${image.manifestDigest}`)).status, 404, 'not through another repository');
   t.equal((await request(`${m.url}/v2/reg.test/team/other/blobs/${layer}`)).status, 404);
+  const repo = { namespace: 'reg.test', repository: 'team/app' };
+  t.ok(await storage.getLink(repo, 'manifest', image.manifestDigest), 'the manifest is linked in storage');
+  for (const d of [image.configDigest, ...image.layers.map((l) => l.digest)]) t.ok(await storage.getLink(repo, 'blob', d), `blob ${d.slice(0, 15)} is linked`);
 });

@@ -3,7 +3,7 @@ import type { LinkKind, RepositoryRef } from '../storage.js';
 
 /**
  * Where each kind of entry lives in the bucket. Blobs and manifests are content-addressed and so
- * shared by every namespace and repository; only tags are per repository.
+ * shared by every namespace and repository; tags and links (access) are per repository.
  *
  *   <prefix>blobs/<alg>/<hex>                               blob bytes
  *   <prefix>blob-meta/<alg>/<hex>                           touch time of blobs too big for CopyObject (> 5 GiB)
