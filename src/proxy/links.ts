@@ -80,8 +80,9 @@ export class RepositoryLinks {
   /**
    * Lets one request at a time show access for an unlinked key: `lead` runs for the first. Requests that
    * arrive while it runs wait for it: when it succeeded they get `undefined` and proceed as linked; when it
-   * failed they get its error, as followers of a download share its failure. A burst of clients pulling a
-   * new image thus costs the upstream nothing more than one client does.
+   * failed they get its error, as followers of a download share its failure. `undefined` also when the
+   * link appeared meanwhile. A burst of clients pulling a new image thus costs the upstream nothing more
+   * than one client does.
    */
   async prove<T>(repo: RepositoryRef, kind: LinkKind, digest: string, lead: () => Promise<T>): Promise<T | undefined> {
     const key = linkKey(repo, kind, digest);
@@ -90,6 +91,8 @@ export class RepositoryLinks {
       await running;
       return undefined;
     }
+    // Linked while this request read storage (another request led and finished): nothing to show.
+    if (this.known.get(key) !== undefined) return undefined;
     const work = lead();
     const done = work.then(() => undefined);
     done.catch(() => undefined); // followers see the failure; nobody else must
