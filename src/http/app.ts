@@ -76,6 +76,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         status: reply.statusCode,
         bytes: ctx.bytes,
         cache: ctx.outcome,
+        linked: ctx.linked,
         ms: Math.round(reply.elapsedTime),
       },
       'request',

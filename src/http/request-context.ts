@@ -6,6 +6,8 @@ export interface RequestContext {
   namespace?: string | undefined;
   repository?: string | undefined;
   outcome?: CacheOutcome | undefined;
+  /** This request linked the digest to the repository (its upstream confirmed it): logged as `linked`. */
+  linked?: boolean | undefined;
   bytes?: number | undefined;
   /** Which upstream source kind ('ns', 'path', ...) resolved the namespace. */
   source?: string | undefined;

@@ -27,6 +27,9 @@ import { collect, expire, type ExpiryReport } from './expiry.js';
  *   vanish under a reader (S3 finishes a GET already started; a new read finds it missing), the mirror
  *   fetches it again from upstream: deleting is always safe, it can only cost a re-download.
  * - Two collectors deleting the same blob at once is harmless: deletes are idempotent.
+ * - Only the collector (and prune, --verify-cache) deletes content; an upstream's 404 only drops its
+ *   repository's link. Links of deleted content stay: such a link is a miss, and the next pull through
+ *   that repository downloads the content again.
  */
 export interface CollectorOptions {
   storage: Storage;

@@ -17,7 +17,8 @@ import { manifestRefs } from './manifest-refs.js';
  *   the child of a reached index) and its last use (fetchedAt or last access) is before the cutoff.
  *
  * Deleting any of these never breaks a pull online: a missing tag or manifest is fetched again, a
- * missing blob is re-fetched transparently (BlobService falls back to a fill).
+ * missing blob is re-fetched transparently (BlobService falls back to a fill). Links (which repository
+ * may serve a digest) are left alone: tiny, and a link whose content is gone is just a miss.
  */
 export interface ExpiryOptions {
   storage: Storage;

@@ -633,6 +633,16 @@ class ImportSession {
     // Tags last: from here on nothing is rolled back, every tag points to a stored manifest.
     this.added.clear();
     this.addedManifests.clear();
+    // The operator says which repository each image belongs to: link its manifests and blobs there, so
+    // the mirror serves them through that repository (offline too), and through no other without a
+    // HEAD to that one's upstream.
+    for (const image of plan.images) {
+      const repos = new Map(image.names.map((n) => [`${n.namespace}/${n.repository}`, { namespace: n.namespace, repository: n.repository }]));
+      for (const repo of repos.values()) {
+        for (const digest of image.manifests) await this.storage.putLink(repo, 'manifest', digest, nowDate);
+        for (const digest of image.blobs.keys()) await this.storage.putLink(repo, 'blob', digest, nowDate);
+      }
+    }
     for (const image of plan.images) {
       for (const name of image.names) {
         if (name.tag === undefined) continue;
@@ -692,7 +702,7 @@ function assignNames(plan: Plan, as: ImageReference | undefined): void {
       }
       image.names = image.archiveNames;
       if (!image.names.some((n) => n.tag !== undefined) && image.names.length === 0) {
-        plan.warnings.push(`image ${image.digest} has no name in the archive: imported untagged (pull it by digest, or import again with --as)`);
+        plan.warnings.push(`image ${image.digest} has no name in the archive: imported untagged and linked to no repository, so the mirror serves it only where an upstream confirms its digests (import again with --as)`);
       }
     }
     for (const n of image.names) {

@@ -15,6 +15,8 @@ export interface BlobHandle {
   readonly rangeable: boolean;
   /** A URL the client may fetch directly instead (storage redirect mode). */
   readonly redirect: string | undefined;
+  /** The upstream confirmed the digest for this repository on this request, which linked it (for the log). */
+  readonly linked?: boolean;
   open(range?: ByteRange): Promise<Readable>;
   dispose(): void;
 }

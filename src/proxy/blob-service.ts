@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { OciError, isOciError } from '../oci/errors.js';
 import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { BlobStat, ByteRange, Storage } from '../storage/storage.js';
+import { statusError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { pipeline } from 'node:stream';
 import { BlobFill, errMessage, SpoolFullError, SpoolUnavailableError, type FillSource } from './blob-fill.js';
@@ -10,6 +11,8 @@ import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
 import { DEFAULT_MAX_BLOB_SIZE, DEFAULT_MAX_SPOOL_SIZE, SpoolBudget, type DownloadLimits } from './download-limits.js';
 import { InflightFills } from './inflight-fills.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
+import type { RepositoryLinks } from './links.js';
+import { repoRef } from './manifest-service.js';
 import { verifyingStream } from './verify-stream.js';
 
 /** How long blobs stream uncached after the local disk refused a write. */
@@ -31,6 +34,8 @@ export interface BlobServiceOptions {
   access?: AccessRecorder | undefined;
   /** --max-blob-size and --max-spool-size; the defaults when absent. */
   limits?: Partial<DownloadLimits> | undefined;
+  /** Which repository may serve which digest (shared with the manifest service). */
+  links: RepositoryLinks;
   now?: () => number;
 }
 
@@ -38,11 +43,27 @@ interface CachedEntry {
   stat: BlobStat;
   outcome: CacheOutcome;
   warning: string | undefined;
+  /** Linked by this request: the upstream confirmed the digest for this repository just now. */
+  linked?: boolean;
+}
+
+/** The blob's size for a HEAD answer. */
+export interface BlobHead {
+  size: number | undefined;
+  outcome: CacheOutcome;
+  warning: string | undefined;
+  linked?: boolean;
 }
 
 /**
  * Blob cache policy: serve from storage when present (re-checking upstream after blob_invalidation_time),
  * otherwise join or start the single fill for that digest from this request's upstream.
+ *
+ * Access is per repository: a digest is served through `namespace/repository` only when linked to it
+ * (RepositoryLinks). Without a link, this repository's upstream is asked first (a HEAD, or the download
+ * itself), and its 404 is answered exactly as for a digest this cache never saw: the client learns
+ * nothing about what other repositories pulled. An upstream's 404 on re-validation drops only this
+ * repository's link; the bytes are the collector's to delete.
  */
 export class BlobService {
   private readonly inflight = new InflightFills();
@@ -62,11 +83,23 @@ export class BlobService {
   }
 
   /** Size of a blob for HEAD, without downloading it. */
-  async head(repo: ResolvedRepository, digest: string): Promise<{ size: number | undefined; outcome: CacheOutcome; warning: string | undefined }> {
-    const cached = await this.cached(repo, digest);
+  async head(repo: ResolvedRepository, digest: string): Promise<BlobHead> {
+    const ref = repoRef(repo);
+    const links = this.options.links;
+    let linkedAt = links.peek(ref, 'blob', digest) ?? (await links.get(ref, 'blob', digest));
+    let found: { size: number | undefined } | undefined;
+    if (linkedAt === undefined) {
+      // Unlinked: the HEAD upstream a miss makes anyway decides, whatever the cache holds.
+      if (this.options.offline) throw blobUnknown(digest);
+      found = await this.options.upstreams.client(repo.upstream).headBlob(repo.repository, digest);
+      if (!found) throw blobUnknown(digest);
+      links.record(ref, 'blob', digest);
+      linkedAt = this.now();
+    }
+    const cached = await this.cached(repo, digest, linkedAt, 'HEAD');
     if (cached) {
       this.options.access?.record(digest);
-      return { size: cached.stat.size, outcome: cached.outcome, warning: cached.warning };
+      return { size: cached.stat.size, outcome: cached.outcome, warning: cached.warning, linked: found !== undefined };
     }
     const running = this.inflight.get(repo.upstream, digest);
     if (running) {
@@ -74,17 +107,60 @@ export class BlobService {
       return { size: fill.size, outcome: 'coalesced', warning: undefined };
     }
     if (this.options.offline) throw blobUnknown(digest);
+    if (found) return { size: found.size, outcome: 'miss', warning: undefined };
     const client = this.options.upstreams.client(repo.upstream);
-    const found = await client.headBlob(repo.repository, digest);
+    found = await client.headBlob(repo.repository, digest);
     if (!found) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
     return { size: found.size, outcome: 'miss', warning: undefined };
   }
 
   /** `expectedSize`: the size a manifest's descriptor gives the blob, when the caller knows it; more is refused. */
   async open(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
-    const cached = await this.cached(repo, digest);
+    const ref = repoRef(repo);
+    const links = this.options.links;
+    const linkedAt = links.peek(ref, 'blob', digest) ?? (await links.get(ref, 'blob', digest));
+    if (linkedAt === undefined) {
+      const led = await links.prove(ref, 'blob', digest, () => this.openUnlinked(repo, digest, expectedSize));
+      // Undefined: another request of this repository showed access meanwhile; it is linked now.
+      return led ?? this.open(repo, digest, expectedSize);
+    }
+    const cached = await this.cached(repo, digest, linkedAt, 'GET');
     if (cached) return this.cachedHandle(repo, digest, cached);
     return this.openUncached(repo, digest, expectedSize);
+  }
+
+  /**
+   * A digest not linked to this repository. Cached (through another repository): a HEAD upstream here
+   * decides. Not cached: the download through this repository is the proof, and links it; joining a
+   * download another repository started needs the HEAD too. A 404 is the very error a true miss gets.
+   */
+  private async openUnlinked(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+    if (this.options.offline) throw blobUnknown(digest);
+    const stat = await this.statOrMiss(digest);
+    if (stat) {
+      await this.confirmUpstream(repo, digest);
+      return this.cachedHandle(repo, digest, { stat, outcome: 'hit', warning: undefined, linked: true });
+    }
+    const handle = await this.openUncached(repo, digest, expectedSize);
+    if (handle.outcome === 'coalesced') {
+      try {
+        await this.confirmUpstream(repo, digest);
+      } catch (e) {
+        handle.dispose();
+        throw e;
+      }
+      return { ...handle, linked: true };
+    }
+    // This repository's upstream answered the GET (a fill or an uncached stream): linked.
+    this.options.links.record(repoRef(repo), 'blob', digest);
+    return handle;
+  }
+
+  /** HEAD upstream for this repository; links on success, else the error a GET would have got (404 as BLOB_UNKNOWN). */
+  private async confirmUpstream(repo: ResolvedRepository, digest: string): Promise<void> {
+    const found = await this.options.upstreams.client(repo.upstream).headBlob(repo.repository, digest);
+    if (!found) throw statusError(repo.namespace, 404, 'BLOB_UNKNOWN');
+    this.options.links.record(repoRef(repo), 'blob', digest);
   }
 
   /** Whether a blob is being downloaded (from any upstream) or served from the cache right now (the collector skips it). */
@@ -210,6 +286,7 @@ export class BlobService {
       warning: entry.warning,
       rangeable: true,
       redirect,
+      linked: entry.linked === true,
       open: async (range?: ByteRange) => {
         let stream: Readable | undefined;
         try {
@@ -246,27 +323,35 @@ export class BlobService {
     void this.options.storage.deleteBlob(digest).catch(() => undefined);
   }
 
-  /** The cached blob if present and usable: fresh, re-validated, or stale during an upstream outage. */
-  private async cached(repo: ResolvedRepository, digest: string): Promise<CachedEntry | undefined> {
-    const { storage, log, observer } = this.options;
-    let stat: BlobStat | undefined;
+  private async statOrMiss(digest: string): Promise<BlobStat | undefined> {
     try {
-      stat = await storage.statBlob(digest);
+      return await this.options.storage.statBlob(digest);
     } catch (e) {
-      observer?.storageError?.('stat_blob');
-      log.warn({ digest, err: errMessage(e) }, 'storage stat failed; treating as a miss');
+      this.options.observer?.storageError?.('stat_blob');
+      this.options.log.warn({ digest, err: errMessage(e) }, 'storage stat failed; treating as a miss');
       return undefined;
     }
+  }
+
+  /**
+   * The cached blob if present and usable through this linked repository: fresh (its link younger than
+   * blob_invalidation_time), re-validated, or stale during an upstream outage.
+   */
+  private async cached(repo: ResolvedRepository, digest: string, linkedAt: number, method: 'GET' | 'HEAD'): Promise<CachedEntry | undefined> {
+    const { storage, log, observer } = this.options;
+    const stat = await this.statOrMiss(digest);
     if (!stat) return undefined;
     const upstream = repo.upstream;
-    if (this.options.offline || this.now() - stat.modified.getTime() <= upstream.blobInvalidationMs) return { stat, outcome: 'hit', warning: undefined };
+    if (this.options.offline || this.now() - linkedAt <= upstream.blobInvalidationMs) return { stat, outcome: 'hit', warning: undefined };
     try {
       const found = await this.options.upstreams.client(upstream).headBlob(repo.repository, digest);
       if (!found) {
-        // Upstream no longer has it: drop our copy and let the miss path report BLOB_UNKNOWN.
-        await storage.deleteBlob(digest).catch(() => undefined);
-        return undefined;
+        // This upstream no longer has it: this repository loses its link. The bytes stay for the
+        // repositories whose upstreams still have them; deleting them is the collector's job.
+        this.options.links.drop(repoRef(repo), 'blob', digest);
+        throw method === 'HEAD' ? blobUnknown(digest) : statusError(repo.namespace, 404, 'BLOB_UNKNOWN');
       }
+      this.options.links.record(repoRef(repo), 'blob', digest);
       await storage.touchBlob(digest).catch(() => observer?.storageError?.('touch_blob'));
       return { stat, outcome: 'revalidated', warning: undefined };
     } catch (e) {

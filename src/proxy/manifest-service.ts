@@ -3,12 +3,14 @@ import { OciError, isOciError } from '../oci/errors.js';
 import type { Reference } from '../oci/names.js';
 import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage, StoredManifest, TagRecord } from '../storage/storage.js';
+import { statusError } from '../upstream/errors.js';
 import { upstreamKey, type UpstreamPool } from '../upstream/upstream-pool.js';
 import { errMessage } from './blob-fill.js';
 import { STALE_WARNING } from './blob-handle.js';
 import { Coalescer } from './coalescer.js';
 import { Lru } from './lru.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
+import type { RepositoryLinks } from './links.js';
 
 export interface ManifestResult {
   digest: string;
@@ -16,6 +18,8 @@ export interface ManifestResult {
   bytes: Buffer;
   outcome: CacheOutcome;
   warning: string | undefined;
+  /** The upstream confirmed the digest for this repository on this request, which linked it (for the log). */
+  linked?: boolean;
 }
 
 export interface ManifestServiceOptions {
@@ -27,6 +31,8 @@ export interface ManifestServiceOptions {
   offline?: boolean | undefined;
   /** Told of every manifest served (the cache lifecycle's access times). */
   access?: AccessRecorder | undefined;
+  /** Which repository may serve which digest (shared with the blob service). */
+  links: RepositoryLinks;
   now?: () => number;
 }
 
@@ -34,6 +40,11 @@ export interface ManifestServiceOptions {
  * Manifest cache policy. By digest: immutable, fetched once. By tag: the tag -> digest mapping is
  * trusted for manifest_invalidation_time, then re-checked with a HEAD (free against Docker Hub's pull
  * limit); when upstream fails, the last known mapping is served stale.
+ *
+ * By digest, a stored manifest is served through a repository only when linked to it (RepositoryLinks):
+ * fetched through it, reached through one of its tags, or confirmed by a HEAD to its upstream. A 404
+ * there is the very error a manifest this cache never saw gets. A tag record is per repository, so a
+ * pull by tag needs no link; fetching or re-validating the tag links its manifest.
  */
 export class ManifestService {
   private readonly fetches = new Coalescer<ManifestResult>();
@@ -57,11 +68,29 @@ export class ManifestService {
   }
 
   private async byDigest(repo: ResolvedRepository, digest: string): Promise<ManifestResult> {
-    const stored = await this.readManifest(digest);
-    if (stored) return { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
+    const ref = repoRef(repo);
+    const links = this.options.links;
+    const linked = links.peek(ref, 'manifest', digest) ?? (await links.get(ref, 'manifest', digest));
+    if (linked !== undefined) {
+      const stored = await this.readManifest(digest);
+      if (stored) return { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
+    }
     if (this.options.offline) throw manifestUnknown(digest);
-    // Per upstream: a request never waits on (or fails with) another upstream's fetch of the same digest.
-    return this.fetches.run(`d\0${upstreamKey(repo.upstream)}\0${digest}`, () => this.fetch(repo, digest));
+    // Per upstream and repository: a request never waits on (or fails with) another upstream's fetch of the
+    // same digest, and a fetch or a HEAD through one repository proves nothing for another.
+    const key = `d\0${upstreamKey(repo.upstream)}\0${repo.repository}\0${digest}`;
+    return this.fetches.run(key, () => (linked === undefined ? this.confirmDigest(repo, digest) : this.fetch(repo, digest)));
+  }
+
+  /** An unlinked digest: when stored, a HEAD to this repository's upstream decides; else the fetch does. */
+  private async confirmDigest(repo: ResolvedRepository, digest: string): Promise<ManifestResult> {
+    const stored = await this.readManifest(digest);
+    if (!stored) return this.fetch(repo, digest);
+    const head = await this.options.upstreams.client(repo.upstream).headManifest(repo.repository, digest);
+    // By digest the answer names that digest; another one means the upstream does not hold this one here.
+    if (head.digest !== undefined && head.digest !== digest) throw statusError(repo.namespace, 404, 'MANIFEST_UNKNOWN');
+    this.options.links.record(repoRef(repo), 'manifest', digest);
+    return { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined, linked: true };
   }
 
   private async byTag(repo: ResolvedRepository, tag: string): Promise<ManifestResult> {
@@ -86,6 +115,7 @@ export class ManifestService {
           if (stored) {
             const checked = { ...record, checkedAt: new Date(this.now()) };
             this.hotTags.set(tagKey(repoRef(repo), tag), checked);
+            this.options.links.ensure(repoRef(repo), 'manifest', record.digest);
             this.writeBehind(() => this.storeTag(repo, tag, checked));
             return { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'revalidated', warning: undefined };
           }
@@ -118,6 +148,8 @@ export class ManifestService {
     // that was never written.
     this.hotManifests.set(m.digest, manifest);
     if (record) this.hotTags.set(tagKey(repoRef(repo), reference), record);
+    // Fetched through this repository: its upstream holds the digest.
+    this.options.links.record(repoRef(repo), 'manifest', m.digest);
     this.writeBehind(async () => {
       await this.storeManifest(m.digest, manifest);
       if (record) await this.storeTag(repo, reference, record);

@@ -5,6 +5,7 @@ import { BlobService } from './blob-service.js';
 import { CatalogService } from './catalog-service.js';
 import type { DownloadLimits } from './download-limits.js';
 import type { AccessRecorder, ProxyObserver } from './events.js';
+import { RepositoryLinks } from './links.js';
 import { ManifestService } from './manifest-service.js';
 import { ReferrersService } from './referrers-service.js';
 import { TagService } from './tag-service.js';
@@ -33,10 +34,14 @@ export class Mirror {
   readonly tags: TagService;
   readonly referrers: ReferrersService;
   readonly catalog: CatalogService;
+  /** Which repository may serve which digest, for manifests and blobs alike. */
+  readonly links: RepositoryLinks;
 
   constructor(readonly options: MirrorOptions) {
     const { storage, upstreams, log, observer, now, offline, access } = options;
-    this.manifests = new ManifestService({ storage, upstreams, log, observer, offline, access, ...(now ? { now } : {}) });
+    this.links = new RepositoryLinks({ storage, log, observer, now: now ?? Date.now });
+    const links = this.links;
+    this.manifests = new ManifestService({ storage, upstreams, log, observer, offline, access, links, ...(now ? { now } : {}) });
     this.blobs = new BlobService({
       storage,
       upstreams,
@@ -48,6 +53,7 @@ export class Mirror {
       offline,
       access,
       limits: options.downloads,
+      links,
       ...(now ? { now } : {}),
     });
     const tagsWritten = () => this.manifests.drain();
@@ -59,6 +65,8 @@ export class Mirror {
   /** Waits for running downloads and the storage writes behind responses (graceful shutdown, tests). */
   async drain(): Promise<void> {
     await Promise.all([this.blobs.drain(), this.manifests.drain()]);
+    // Last: the requests above record links until they end.
+    await this.links.drain();
   }
 
   /** Whether a blob is being downloaded or read from the cache now: the collector must not delete it. */

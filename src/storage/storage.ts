@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 
 export interface BlobStat {
   size: number;
-  /** When the blob was last fetched or re-validated upstream (drives blob_invalidation_time). */
+  /** When the blob was last fetched or re-validated upstream (the collector's last use; re-validation is timed per link). */
   modified: Date;
 }
 
@@ -80,6 +80,9 @@ export interface RepositoryRef {
   repository: string;
 }
 
+/** What a link gives access to: a blob, or a manifest by digest. */
+export type LinkKind = 'blob' | 'manifest';
+
 export interface BlobListing {
   digest: string;
   size: number;
@@ -124,6 +127,17 @@ export interface Storage {
   /** Repositories with at least one tag record, in no particular order, each once. */
   listRepositories(): AsyncIterable<RepositoryRef>;
   listManifests(): AsyncIterable<ManifestListing>;
+
+  // Links: content is stored once per digest, but served through a repository only once that repository's
+  // upstream has shown it holds the digest (a download through it, or a HEAD there). A link records that,
+  // with its time. A link may outlive its content (deleted by the collector): that is a miss, not an error.
+
+  /** When `repo` was linked to the digest; undefined when it is not. */
+  getLink(repo: RepositoryRef, kind: LinkKind, digest: string): Promise<Date | undefined>;
+  /** Records (or re-times) a link; atomic. */
+  putLink(repo: RepositoryRef, kind: LinkKind, digest: string, linkedAt: Date): Promise<void>;
+  /** Removes a link; absent is fine. Never touches the content. */
+  deleteLink(repo: RepositoryRef, kind: LinkKind, digest: string): Promise<void>;
 
   // Small named state objects (the cache lifecycle's access times, one object per replica). Names are
   // `[a-z0-9._-]+` segments joined by `/`, never `.` or `..` (storage/state-name.ts); others throw.

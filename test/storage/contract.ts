@@ -363,6 +363,76 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
       t.same(await storage.listState('none/'), [], 'nothing under an unknown prefix');
     });
 
+    await behaviour('a link round-trips with its time, per repository and per kind', async (t, { storage }) => {
+      const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
+      const digest = digestOf(Buffer.from('linked'));
+      const at = new Date('2024-05-06T07:08:09.123Z');
+      t.equal(await storage.getLink(repo, 'blob', digest), undefined, 'absent at first');
+      await storage.putLink(repo, 'blob', digest, at);
+      t.equal((await storage.getLink(repo, 'blob', digest))?.toISOString(), at.toISOString(), 'round trip, to the millisecond');
+      t.equal(await storage.getLink(repo, 'manifest', digest), undefined, 'a blob link is not a manifest link');
+      t.equal(await storage.getLink({ namespace: 'docker.io', repository: 'library/other' }, 'blob', digest), undefined, 'nor a link of another repository');
+      t.equal(await storage.getLink({ namespace: 'ghcr.io', repository: 'library/nginx' }, 'blob', digest), undefined, 'nor of another namespace');
+      t.equal(await storage.getLink({ namespace: 'docker.io', repository: 'library' }, 'blob', digest), undefined, 'nor of a parent repository');
+      t.equal(await storage.getLink({ namespace: 'docker.io', repository: 'library/nginx/child' }, 'blob', digest), undefined, 'nor of a child repository');
+      const later = new Date('2024-06-01T00:00:00.000Z');
+      await storage.putLink(repo, 'blob', digest, later);
+      t.equal((await storage.getLink(repo, 'blob', digest))?.toISOString(), later.toISOString(), 'a put re-times it');
+    });
+
+    await behaviour('deleteLink removes one link and never the content or the other links', async (t, { storage }) => {
+      const a: RepositoryRef = { namespace: 'docker.io', repository: 'team/a' };
+      const b: RepositoryRef = { namespace: 'quay.io', repository: 'team/a' };
+      const data = Buffer.from('shared bytes');
+      const digest = await putBlob(storage, data);
+      const manifest = Buffer.from('{"schemaVersion":2}');
+      await storage.putManifest(digestOf(manifest), { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes: manifest, fetchedAt: new Date() });
+      for (const repo of [a, b]) {
+        await storage.putLink(repo, 'blob', digest, new Date());
+        await storage.putLink(repo, 'manifest', digestOf(manifest), new Date());
+      }
+      await storage.deleteLink(a, 'blob', digest);
+      await storage.deleteLink(a, 'manifest', digestOf(manifest));
+      t.equal(await storage.getLink(a, 'blob', digest), undefined, 'the blob link is gone');
+      t.equal(await storage.getLink(a, 'manifest', digestOf(manifest)), undefined, 'the manifest link is gone');
+      t.ok(await storage.getLink(b, 'blob', digest), 'the other namespace keeps its blob link');
+      t.ok(await storage.getLink(b, 'manifest', digestOf(manifest)), 'and its manifest link');
+      t.same(await readAll(await storage.readBlob(digest)), data, 'the blob stays');
+      t.ok(await storage.getManifest(digestOf(manifest)), 'the manifest stays');
+      await storage.deleteLink(a, 'blob', digest);
+      await storage.deleteLink({ namespace: 'gcr.io', repository: 'never/seen' }, 'manifest', digest);
+      t.pass('deleting an absent link is fine');
+    });
+
+    await behaviour('a link to absent content is kept and read back (the proxy treats it as a miss)', async (t, { storage }) => {
+      const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
+      const data = Buffer.from('evicted later');
+      const digest = await putBlob(storage, data);
+      await storage.putLink(repo, 'blob', digest, new Date());
+      await storage.deleteBlob(digest);
+      t.equal(await storage.statBlob(digest), undefined, 'content gone');
+      t.ok(await storage.getLink(repo, 'blob', digest), 'the link is still there');
+    });
+
+    await behaviour('links are neither repositories, tags, blobs nor manifests', async (t, { storage }) => {
+      const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
+      const digest = digestOf(Buffer.from('x'));
+      await storage.putLink(repo, 'blob', digest, new Date());
+      await storage.putLink(repo, 'manifest', digest, new Date());
+      t.same(await listRepos(storage), [], 'a repository with links only is not listed');
+      t.same(await storage.listTags(repo), [], 'no tags');
+      t.same(await listDigests(storage), [], 'no blobs');
+      const manifests: string[] = [];
+      for await (const m of storage.listManifests()) manifests.push(m.digest);
+      t.same(manifests, [], 'no manifests');
+      await storage.putTag(repo, 'latest', { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() });
+      t.same(await listRepos(storage), [repo], 'with a tag it is listed, once');
+      t.same(await storage.listTags(repo), ['latest'], 'its tags are its tags');
+      await storage.deleteTag(repo, 'latest');
+      t.same(await listRepos(storage), [], 'its last tag deleted: no longer listed');
+      t.ok(await storage.getLink(repo, 'blob', digest), 'while its links stay');
+    });
+
     await behaviour('checkWritable succeeds', async (t, { storage }) => {
       await storage.checkWritable();
       t.same(await listDigests(storage), [], 'leaves no blob behind');
@@ -379,6 +449,12 @@ const HOSTILE_REPOSITORIES: RepositoryRef[] = [
   { namespace: 'docker.io', repository: 'library/..' },
   { namespace: 'docker.io', repository: 'a//b' },
   { namespace: 'docker.io', repository: 'a\\..\\..' },
+];
+/** Names that would reach another repository's records (`_links`, `_tags`) if taken as components. */
+const LINK_HOSTILE_REPOSITORIES: RepositoryRef[] = [
+  { namespace: 'docker.io', repository: '_links' },
+  { namespace: 'docker.io', repository: 'library/nginx/_links/blobs' },
+  { namespace: 'docker.io', repository: 'library/_tags' },
 ];
 const HOSTILE_TAGS = ['..', '.', 'a/b', '../../escape', '', 'x\0y'];
 const HOSTILE_STATE_NAMES = ['', '..', '.', '../x', 'access/..', 'access/../../x', '/abs', 'a//b', 'a/', 'Upper', 'a\\b', 'x\0y', 'sp ace'];
@@ -415,7 +491,16 @@ export function hostileOperations(storage: Storage): Array<[string, () => Promis
   for (const prefix of ['../', '..', '/', 'a//', 'A/', 'x\0']) {
     ops.push([`listState ${JSON.stringify(prefix)}`, async () => storage.listState(prefix)]);
   }
+  for (const repo of [...HOSTILE_REPOSITORIES, ...LINK_HOSTILE_REPOSITORIES]) {
+    const label = JSON.stringify(repo);
+    ops.push([`getLink ${label}`, async () => storage.getLink(repo, 'blob', record.digest)]);
+    ops.push([`putLink ${label}`, async () => storage.putLink(repo, 'manifest', record.digest, new Date())]);
+    ops.push([`deleteLink ${label}`, async () => storage.deleteLink(repo, 'blob', record.digest)]);
+  }
   for (const digest of INVALID_DIGESTS) {
+    ops.push([`getLink ${digest}`, async () => storage.getLink(fine, 'blob', digest)]);
+    ops.push([`putLink ${digest}`, async () => storage.putLink(fine, 'blob', digest, new Date())]);
+    ops.push([`deleteLink ${digest}`, async () => storage.deleteLink(fine, 'manifest', digest)]);
     ops.push([`statBlob ${digest}`, async () => storage.statBlob(digest)]);
     ops.push([`readBlob ${digest}`, async () => storage.readBlob(digest)]);
     ops.push([`createBlobWriter ${digest}`, async () => storage.createBlobWriter(digest)]);

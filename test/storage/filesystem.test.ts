@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -46,4 +46,15 @@ t.test('hostile names cannot address anything outside the root', async (t) => {
   t.same(await readdir(dir), ['cache'], 'nothing was created beside the root');
   t.same((await readdir(storage.paths.root)).sort(), ['blobs', 'manifests', 'repositories', 'tmp'], 'nor inside it');
   t.same(await readdir(storage.paths.repositories), [], 'no repository directory');
+});
+
+t.test("a link is a small file under its repository's directory, holding its time", async (t) => {
+  const { storage, cleanup } = await makeFilesystemStorage();
+  t.teardown(cleanup);
+  const digest = digestOf(Buffer.from('x'));
+  const hex = digest.slice('sha256:'.length);
+  const at = new Date('2024-01-02T03:04:05.006Z');
+  await storage.putLink({ namespace: 'docker.io', repository: 'library/nginx' }, 'blob', digest, at);
+  const file = join(storage.paths.repositories, 'docker.io', 'library', 'nginx', '_links', 'blobs', 'sha256', hex);
+  t.equal(await readFile(file, 'utf8'), at.toISOString());
 });

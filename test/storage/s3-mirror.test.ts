@@ -154,6 +154,7 @@ t.test('a cold pull by tag stores the manifest, the tag record and the blobs und
 
   const layerDigest = image.layerDigests[0]!;
   const tagKey = `${prefix}/repositories/${up.host}/${REPO}/_tags/v1`;
+  const links = `${prefix}/links/${up.host}/${REPO}`;
   t.same(
     await keysUnder(prefix),
     [
@@ -161,8 +162,11 @@ t.test('a cold pull by tag stores the manifest, the tag record and the blobs und
       `${prefix}/blobs/sha256/${hexOf(layerDigest)}`,
       `${prefix}/manifests/sha256/${hexOf(image.digest)}`,
       tagKey,
+      `${links}/_blobs/sha256/${hexOf(image.configDigest)}`,
+      `${links}/_blobs/sha256/${hexOf(layerDigest)}`,
+      `${links}/_manifests/sha256/${hexOf(image.digest)}`,
     ].sort(),
-    'exactly the blobs, the manifest and the tag record: no temp or health keys left',
+    'exactly the blobs, the manifest, the tag record and the links of the repository: no temp or health keys left',
   );
   const layerObject = await objectBytes(`${prefix}/blobs/sha256/${hexOf(layerDigest)}`);
   t.equal(layerObject.bytes.length, layer.length, 'the layer object has the full size');
@@ -259,7 +263,7 @@ t.test('HEAD of a cached blob answers its size without reading the object', asyn
   t.equal(up.requests.length, 0, 'the upstream was not asked');
 });
 
-t.test('HEAD of an uncached blob asks upstream with a HEAD and neither downloads nor stores it', async (t) => {
+t.test('HEAD of an uncached blob asks upstream with a HEAD and neither downloads nor stores it (only links it)', async (t) => {
   const up = await startUpstream(t);
   const data = randomBytesSeeded(2 * MiB, 10);
   const digest = up.addBlob(data);
@@ -274,8 +278,13 @@ t.test('HEAD of an uncached blob asks upstream with a HEAD and neither downloads
   t.equal(res.headers.get('content-length'), String(data.length), 'the size upstream reported');
   t.equal(up.countRequests({ method: 'HEAD', pathIncludes: '/blobs/' }), 1, 'one upstream HEAD');
   t.equal(up.blobGets(digest), 0, 'no upstream GET');
-  t.same(calls.map((c) => c.command), ['HeadObjectCommand'], 'S3 only asked whether it has the blob');
-  t.same(await keysUnder(prefix), [], 'nothing stored');
+  await m.server.mirror.drain();
+  t.same(
+    calls.map((c) => c.command).sort(),
+    ['GetObjectCommand', 'HeadObjectCommand', 'PutObjectCommand'],
+    'S3 asked for the link and whether it has the blob, and stored the link the upstream HEAD showed',
+  );
+  t.same(await keysUnder(prefix), [`${prefix}/links/${up.host}/${REPO}/_blobs/sha256/${hexOf(digest)}`], 'nothing stored but the link');
 });
 
 t.test('with redirect on, a cached blob GET answers 307 to a presigned S3 URL serving the blob', async (t) => {

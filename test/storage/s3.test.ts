@@ -71,6 +71,9 @@ t.test('key layout', async (t) => {
   t.equal(keys.manifest(`sha256:${hex}`), `mirror/manifests/sha256/${hex}`);
   t.equal(keys.tag({ namespace: 'docker.io', repository: 'library/nginx' }, 'latest'), 'mirror/repositories/docker.io/library/nginx/_tags/latest');
   t.equal(keys.tags({ namespace: 'localhost:5000', repository: 'app' }), 'mirror/repositories/localhost:5000/app/_tags/');
+  t.equal(keys.link({ namespace: 'docker.io', repository: 'library/nginx' }, 'blob', `sha256:${hex}`), `mirror/links/docker.io/library/nginx/_blobs/sha256/${hex}`);
+  t.equal(keys.link({ namespace: 'docker.io', repository: 'library/nginx' }, 'manifest', `sha256:${hex}`), `mirror/links/docker.io/library/nginx/_manifests/sha256/${hex}`);
+  t.equal(keys.repositoryOfTagKey(`mirror/links/docker.io/library/nginx/_blobs/sha256/${hex}`), undefined, 'a link key is no tag record');
   t.equal(keys.digestOfBlobKey(`mirror/blobs/sha256/${hex}`), `sha256:${hex}`);
   t.equal(keys.digestOfBlobKey('mirror/blobs/sha256/nothex'), undefined);
   t.equal(keys.digestOfBlobKey(`other/blobs/sha256/${hex}`), undefined);

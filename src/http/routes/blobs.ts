@@ -20,6 +20,7 @@ export async function serveBlob(
   if (request.method === 'HEAD') {
     const head = await mirror.blobs.head(repo, digest);
     request.ctx.outcome = head.outcome;
+    if (head.linked) request.ctx.linked = true;
     if (head.size !== undefined) reply.header('content-length', head.size);
     if (head.warning) reply.header('warning', head.warning);
     return reply.send();
@@ -27,6 +28,7 @@ export async function serveBlob(
 
   const handle = await mirror.blobs.open(repo, digest);
   request.ctx.outcome = handle.outcome;
+  if (handle.linked) request.ctx.linked = true;
   if (handle.warning) reply.header('warning', handle.warning);
   if (handle.redirect) {
     handle.dispose();

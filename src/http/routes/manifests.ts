@@ -15,6 +15,7 @@ export async function serveManifest(
   const reference = parseReference(rawReference);
   const result = await mirror.manifests.get(repo, reference);
   request.ctx.outcome = result.outcome;
+  if (result.linked) request.ctx.linked = true;
   const accept = request.headers.accept;
   // Never convert: a stored type the client did not ask for is "unknown" to it, as in distribution.
   if (!isAcceptable(result.mediaType, accept === undefined ? [] : [accept])) {

@@ -7,6 +7,7 @@ import type {
   BlobStat,
   BlobWriter,
   ByteRange,
+  LinkKind,
   ManifestListing,
   RepositoryRef,
   Storage,
@@ -175,6 +176,8 @@ export class FilesystemStorage implements Storage {
         }
         continue;
       }
+      // `_links/` and any other `_` directory: a repository's own records, never a nested repository.
+      if (entry.name.startsWith('_')) continue;
       yield* this.repositoriesUnder(namespace, [...components, entry.name]);
     }
   }
@@ -189,6 +192,27 @@ export class FilesystemStorage implements Storage {
         }
       }
     }
+  }
+
+  async getLink(repo: RepositoryRef, kind: LinkKind, digest: string): Promise<Date | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.paths.link(repo, kind, digest), 'utf8');
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+    const at = new Date(text.trim());
+    // Unreadable (cannot happen with atomic writes, but a hand-edited cache might): no link, ask upstream.
+    return Number.isNaN(at.getTime()) ? undefined : at;
+  }
+
+  async putLink(repo: RepositoryRef, kind: LinkKind, digest: string, linkedAt: Date): Promise<void> {
+    await writeFileAtomic(this.paths.tmp, this.paths.link(repo, kind, digest), linkedAt.toISOString());
+  }
+
+  async deleteLink(repo: RepositoryRef, kind: LinkKind, digest: string): Promise<void> {
+    await rm(this.paths.link(repo, kind, digest), { force: true });
   }
 
   async getState(name: string): Promise<Buffer | undefined> {

@@ -1,6 +1,6 @@
 import { resolve, sep } from 'node:path';
 import { tryParseDigest } from '../../oci/digest.js';
-import type { RepositoryRef } from '../storage.js';
+import type { LinkKind, RepositoryRef } from '../storage.js';
 
 /**
  * Where each kind of entry lives under the cache root. Every path is checked to stay inside the
@@ -9,9 +9,12 @@ import type { RepositoryRef } from '../storage.js';
  *   blobs/<alg>/<2 hex>/<hex>                 blob bytes, shared by every namespace and repository
  *   manifests/<alg>/<2 hex>/<hex>             one JSON header line, then the manifest's raw bytes
  *   repositories/<namespace>/<repo>/_tags/<tag>   tag record (JSON); `_` cannot start a repo component
+ *   repositories/<namespace>/<repo>/_links/<blobs|manifests>/<alg>/<hex>   link: the time, as ISO text
  *   state/<name>                              small state objects (access/<replica-id>), created on first use
  *   tmp/                                      in-progress writes, swept at start
  */
+const LINK_DIRS: Record<LinkKind, string> = { blob: 'blobs', manifest: 'manifests' };
+
 export class FilesystemPaths {
   readonly root: string;
   readonly tmp: string;
@@ -46,6 +49,15 @@ export class FilesystemPaths {
   tag(repo: RepositoryRef, tag: string): string {
     if (tag.includes('/') || tag.includes('\0') || tag === '.' || tag === '..') throw new Error('invalid tag for a path');
     return this.inside('repositories', repo.namespace, ...repo.repository.split('/'), '_tags', tag);
+  }
+
+  /** The link file of a repository to a blob or manifest digest. */
+  link(repo: RepositoryRef, kind: LinkKind, digest: string): string {
+    const d = this.digest(digest);
+    const components = repo.repository.split('/');
+    // `_links` must not be reachable as a repository component (no valid name starts with `_`).
+    if (components.some((c) => c.startsWith('_'))) throw new Error('invalid repository component for a path');
+    return this.inside('repositories', repo.namespace, ...components, '_links', LINK_DIRS[kind], d.algorithm, d.hex);
   }
 
   /** A state object; the caller checked the name (storage/state-name.ts). */

@@ -1,15 +1,19 @@
 import { tryParseDigest, type Digest } from '../../oci/digest.js';
-import type { RepositoryRef } from '../storage.js';
+import type { LinkKind, RepositoryRef } from '../storage.js';
 
 /**
  * Where each kind of entry lives in the bucket. Blobs and manifests are content-addressed and so
- * shared by every namespace and repository; only tags are per repository.
+ * shared by every namespace and repository; tags and links (access) are per repository.
  *
  *   <prefix>blobs/<alg>/<hex>                               blob bytes
  *   <prefix>blob-meta/<alg>/<hex>                           touch time of blobs too big for CopyObject (> 5 GiB)
  *   <prefix>manifests/<alg>/<hex>                           raw manifest bytes; Content-Type = media type,
  *                                                           metadata `fetched-at` (ISO time)
  *   <prefix>repositories/<namespace>/<repo>/_tags/<tag>     tag record (JSON); `_` cannot start a repo component
+ *   <prefix>links/<namespace>/<repo>/_<blobs|manifests>/<alg>/<hex>   link of a repository to a digest;
+ *                                                           body = the time (ISO). Not under repositories/,
+ *                                                           so listing repositories (catalog, expiry) stays
+ *                                                           one listing of tag records, however many links
  *   <prefix>state/<name>                                    small state objects (access/<replica-id>)
  *   <prefix>_health/<probe>                                 readiness probe, deleted right after writing
  *
@@ -24,6 +28,7 @@ export class S3Keys {
   readonly repositories: string;
   readonly health: string;
   readonly states: string;
+  readonly links: string;
 
   /** `prefix` is normalised already: '' or ending in `/`. */
   constructor(readonly prefix: string) {
@@ -33,6 +38,7 @@ export class S3Keys {
     this.repositories = `${prefix}repositories/`;
     this.health = `${prefix}_health/`;
     this.states = `${prefix}state/`;
+    this.links = `${prefix}links/`;
   }
 
   /** A state object; the caller checked the name (storage/state-name.ts). */
@@ -57,12 +63,13 @@ export class S3Keys {
 
   /** The prefix under which a repository's tags live, ending in `/`. */
   tags(repo: RepositoryRef): string {
-    const namespace = segment(repo.namespace, 'namespace');
-    const components = repo.repository.split('/').map((c) => segment(c, 'repository component'));
-    for (const c of components) {
-      if (c.startsWith('_')) throw new Error(`invalid repository component ${JSON.stringify(c.slice(0, 100))}`);
-    }
-    return `${this.repositories}${namespace}/${components.join('/')}/_tags/`;
+    return `${this.repositories}${repositoryPath(repo)}/_tags/`;
+  }
+
+  /** The link of a repository to a blob or manifest digest. */
+  link(repo: RepositoryRef, kind: LinkKind, digest: string): string {
+    const d = parse(digest);
+    return `${this.links}${repositoryPath(repo)}/_${kind}s/${d.algorithm}/${d.hex}`;
   }
 
   tag(repo: RepositoryRef, tag: string): string {
@@ -104,6 +111,16 @@ function parse(digest: string): Digest {
   const d = tryParseDigest(digest);
   if (!d) throw new Error(`not a digest: ${JSON.stringify(digest.slice(0, 100))}`);
   return d;
+}
+
+/** `<namespace>/<repo components>`, each checked; no component may start with `_` (those mark records). */
+function repositoryPath(repo: RepositoryRef): string {
+  const namespace = segment(repo.namespace, 'namespace');
+  const components = repo.repository.split('/').map((c) => segment(c, 'repository component'));
+  for (const c of components) {
+    if (c.startsWith('_')) throw new Error(`invalid repository component ${JSON.stringify(c.slice(0, 100))}`);
+  }
+  return `${namespace}/${components.join('/')}`;
 }
 
 /** One key segment: non-empty, not `.`/`..`, no separators, no control characters. */

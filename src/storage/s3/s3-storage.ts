@@ -21,6 +21,7 @@ import type {
   BlobStat,
   BlobWriter,
   ByteRange,
+  LinkKind,
   ManifestListing,
   RepositoryRef,
   Storage,
@@ -333,6 +334,22 @@ export class S3Storage implements Storage {
       // LastModified is set by the PutObject that stored the manifest when it was fetched.
       yield { digest, size: object.Size ?? 0, fetchedAt: object.LastModified ?? new Date(0) };
     }
+  }
+
+  async getLink(repo: RepositoryRef, kind: LinkKind, digest: string): Promise<Date | undefined> {
+    const res = await this.get(this.keys.link(repo, kind, digest));
+    if (!res) return undefined;
+    return parseTime(res.bytes.toString('utf8').trim()) ?? res.lastModified;
+  }
+
+  async putLink(repo: RepositoryRef, kind: LinkKind, digest: string, linkedAt: Date): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.keys.link(repo, kind, digest), Body: linkedAt.toISOString(), ContentType: 'text/plain' }),
+    );
+  }
+
+  async deleteLink(repo: RepositoryRef, kind: LinkKind, digest: string): Promise<void> {
+    await this.deleteKey(this.keys.link(repo, kind, digest));
   }
 
   async getState(name: string): Promise<Buffer | undefined> {
