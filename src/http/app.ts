@@ -6,6 +6,7 @@ import type { Mirror } from '../proxy/mirror.js';
 import type { Resolver } from '../resolve/resolver.js';
 import type { ClientAuth } from './client-auth.js';
 import { sendOciError, statusOf, toOciError } from './errors.js';
+import { addSecurityHeaders, SECURITY_HEADERS } from './security-headers.js';
 import './request-context.js';
 import { v2Routes } from './routes/v2.js';
 
@@ -42,11 +43,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'malformed request', detail: { reason: error.code ?? 'parse error' } }] });
       socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+          `${Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('')}connection: close\r\n\r\n${body}`,
       );
     },
   });
 
+  addSecurityHeaders(app.server);
   app.decorateRequest('ctx', null as never);
   app.addHook('onRequest', async (request, reply) => {
     request.ctx = { route: 'other' };
