@@ -39,6 +39,8 @@ export interface ServerOptions {
   offline?: boolean | undefined;
   /** Names this process's access-time object, `access/<replicaId>`. Default `<hostname>-<pid>`. */
   replicaId?: string | undefined;
+  /** Checks client_auth logins; a default one (bcrypt worker pool, failed-login limit) when absent. Closed with the server. */
+  htpasswd?: HtpasswdVerifier | undefined;
   /** Bounded size and expiry; the collector runs every gcIntervalMs when maxCacheSize or expiryMs is set. */
   lifecycle?: LifecycleSettings | undefined;
   now?: () => number;
@@ -125,10 +127,11 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     now: options.now,
   });
   const resolver = new Resolver(config);
+  const htpasswd = options.htpasswd ?? new HtpasswdVerifier();
   const app = await buildApp({
     mirror,
     resolver,
-    clientAuth: new ClientAuth(config, new HtpasswdVerifier()),
+    clientAuth: new ClientAuth(config, htpasswd),
     log,
     plugins: [
       async (a) => healthRoutes(a, { storage }),
@@ -179,6 +182,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
         left(),
       );
       await within(storage.close(), left());
+      await within(htpasswd.close(), left());
       await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     })();
     return closing;

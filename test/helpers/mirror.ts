@@ -31,6 +31,8 @@ export interface StartMirrorOptions {
   /** Size bound, expiry, grace; tests usually set gcIntervalMs 0 and call server.collector.run(). */
   lifecycle?: ServerOptions['lifecycle'];
   replicaId?: string;
+  /** The client_auth verifier (e.g. without its failed-login limit). */
+  htpasswd?: ServerOptions['htpasswd'];
 }
 
 export interface TestMirror {
@@ -68,6 +70,7 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     offline: options.offline,
     lifecycle: options.lifecycle,
     replicaId: options.replicaId,
+    htpasswd: options.htpasswd,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });
