@@ -3,7 +3,7 @@ import { ConfigError } from '../config/upstreams.js';
 import { loadConfig } from './load-config.js';
 import { createLogger } from '../log.js';
 import type { GlobalOptions } from './global-options.js';
-import { createMirrorServer } from '../server/create-server.js';
+import { CLOSE_BUDGET_MS, createMirrorServer } from '../server/create-server.js';
 import { createStorage, type StorageOptions } from '../storage/create-storage.js';
 import { verifyCache } from '../lifecycle/verify-cache.js';
 import { parseListenAddress } from './listen-address.js';
@@ -71,6 +71,11 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
   const stop = (signal: string) => {
     log.info({ signal, graceMs }, 'shutting down');
     preload?.abort();
+    // A last fence: close() is bounded step by step, but nothing may keep a terminating process alive.
+    setTimeout(() => {
+      log.error({ graceMs }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, graceMs + CLOSE_BUDGET_MS + 2000).unref();
     void server.close(graceMs).then(
       () => process.exit(0),
       (e: unknown) => {

@@ -136,13 +136,26 @@ export function parseUpstreamYaml(text: string, file: string): UpstreamConfig[] 
   try {
     doc = yaml.load(text, { filename: file });
   } catch (e) {
-    throw new ConfigError(`${file}: invalid YAML: ${(e as Error).message.split('\n')[0]}`);
+    throw new ConfigError(`${file}: invalid YAML${yamlErrorText(e)}`);
   }
   if (doc === undefined || doc === null) return [];
   if (!Array.isArray(doc)) {
     throw new ConfigError(`${file}: expected a YAML list of upstream entries (- namespace: ..., host: ...), got ${typeName(doc)}`);
   }
   return doc.map((raw, index) => parseEntry(raw, index, file));
+}
+
+/**
+ * js-yaml's reason and position without any of the file's text: its message quotes what it could not
+ * read (`unidentified alias "Secr3t"` for `password: *Secr3t`) and a snippet of the lines around it.
+ */
+function yamlErrorText(e: unknown): string {
+  const err = e as { reason?: unknown; mark?: { line?: unknown; column?: unknown } };
+  const at = typeof err.mark?.line === 'number' && typeof err.mark.column === 'number' ? ` at line ${err.mark.line + 1}, column ${err.mark.column + 1}` : '';
+  if (typeof err.reason !== 'string') return at;
+  const reason = err.reason.replace(/"[^"]*"/g, '"…"').replace(/!<(?!tag:yaml\.org,)[^>]*>/g, '!<…>');
+  const hint = /alias|tag/.test(reason) ? ' (quote values that begin with *, &, ! or another YAML indicator)' : '';
+  return `${at}: ${reason}${hint}`;
 }
 
 function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
@@ -266,23 +279,36 @@ function hostList(key: string, v: unknown, where: string): string[] {
 }
 
 /** UPSTREAM_CREDENTIALS overrides (or adds) credentials per namespace; unknown namespaces become explicit entries. */
+
+const CREDENTIALS_SHAPE = '{"<namespace>":{"username":"...","password":"..."}}';
+
+/**
+ * UPSTREAM_CREDENTIALS overrides (or adds) credentials per namespace; unknown namespaces become explicit
+ * entries. Its text holds passwords, so no message quotes it: JSON.parse's own message can carry a piece
+ * of the input (`Unexpected token 'Z', ..."password":Zq9-SECRET"...`), and a key that is not a host name
+ * may be a password in the wrong place; only positions and entry numbers are named.
+ */
 function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, defaults: MirrorConfig['defaults']): void {
   let parsed: unknown;
   try {
     parsed = JSON.parse(json);
   } catch (e) {
-    throw new ConfigError(`UPSTREAM_CREDENTIALS: invalid JSON: ${(e as Error).message}`);
+    const position = /\bposition (\d+)/.exec((e as Error).message)?.[1];
+    throw new ConfigError(`UPSTREAM_CREDENTIALS: invalid JSON${position ? ` at character ${position}` : ''}: expected ${CREDENTIALS_SHAPE}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new ConfigError('UPSTREAM_CREDENTIALS: expected an object {"<namespace>":{"username":"...","password":"..."}}');
+    throw new ConfigError(`UPSTREAM_CREDENTIALS: expected an object ${CREDENTIALS_SHAPE}`);
   }
+  let index = 0;
   for (const [namespace, cred] of Object.entries(parsed as Record<string, unknown>)) {
+    const where = isValidNamespace(namespace) ? `namespace ${JSON.stringify(namespace)}` : `entry ${index}`;
+    index++;
     const c = cred as Record<string, unknown> | null;
     if (typeof c !== 'object' || c === null || typeof c['username'] !== 'string' || typeof c['password'] !== 'string') {
-      throw new ConfigError(`UPSTREAM_CREDENTIALS: namespace ${JSON.stringify(namespace)}: expected {"username":"...","password":"..."}`);
+      throw new ConfigError(`UPSTREAM_CREDENTIALS: ${where}: expected {"username":"...","password":"..."} (two strings)`);
     }
     if (!isValidNamespace(namespace)) {
-      throw new ConfigError(`UPSTREAM_CREDENTIALS: ${JSON.stringify(namespace)} is not a registry host name`);
+      throw new ConfigError(`UPSTREAM_CREDENTIALS: ${where}: the key is not a registry host name like docker.io or registry.local:5000`);
     }
     const existing = upstreams.get(namespace);
     const base: UpstreamConfig = existing ?? {
@@ -296,8 +322,11 @@ function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, 
   }
 }
 
+/** What a wrong value is, never the value itself: a misplaced password must not reach an error message. */
 function typeName(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
-  return typeof v === 'object' ? 'a mapping' : `${typeof v} ${JSON.stringify(v)}`;
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'boolean') return `boolean ${v}`;
+  return `a ${typeof v}`;
 }

@@ -1,12 +1,14 @@
 import { STATUS_CODES } from 'node:http';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { OciError } from '../oci/errors.js';
 import type { Logger } from 'pino';
 import type { Mirror } from '../proxy/mirror.js';
 import type { Resolver } from '../resolve/resolver.js';
 import type { ClientAuth } from './client-auth.js';
 import { sendOciError, statusOf, toOciError } from './errors.js';
+import { addSecurityHeaders, SECURITY_HEADERS } from './security-headers.js';
 import './request-context.js';
+import { ResponseProgress } from './response-progress.js';
 import { v2Routes } from './routes/v2.js';
 
 export interface AppOptions {
@@ -19,6 +21,9 @@ export interface AppOptions {
   /** Called once per finished request, for metrics. */
   onRequestDone?: (info: { route: string; method: string; status: number; namespace: string | undefined; outcome: string | undefined; bytes: number | undefined; seconds: number }) => void;
 }
+
+/** The status logged for a request whose client left before any response was sent (nginx's convention). */
+const CLIENT_CLOSED_REQUEST = 499;
 
 /** Request lines and headers beyond this are refused by Node's parser (431). */
 export const MAX_HEADER_BYTES = 16 * 1024;
@@ -42,27 +47,44 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'malformed request', detail: { reason: error.code ?? 'parse error' } }] });
       socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+          `${Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('')}connection: close\r\n\r\n${body}`,
       );
     },
   });
 
+  addSecurityHeaders(app.server);
   app.decorateRequest('ctx', null as never);
   app.addHook('onRequest', async (request, reply) => {
-    request.ctx = { route: 'other' };
+    const progress = new ResponseProgress(request.raw, reply.raw);
+    request.ctx = { route: 'other', progress };
     if (request.url.startsWith('/v2')) reply.header('docker-distribution-api-version', 'registry/2.0');
+    // Fastify's onResponse runs on 'finish' only: a response whose client left would be neither logged nor counted.
+    reply.raw.once('close', () => {
+      if (progress.aborted) requestDone(request, reply);
+    });
   });
+  app.addHook('onResponse', async (request, reply) => requestDone(request, reply));
 
-  app.addHook('onResponse', async (request, reply) => {
+  /**
+   * One log line and one metrics record per request. An aborted response says so, with the status it
+   * sent (499, nginx's "client closed request", when it sent none) and the body bytes that went out.
+   */
+  const requestDone = (request: FastifyRequest, reply: FastifyReply): void => {
     const ctx = request.ctx;
+    if (ctx.done) return;
+    ctx.done = true;
+    const aborted = ctx.progress?.aborted === true;
+    const sent = ctx.progress?.bodyBytesSent;
+    const status = aborted && !reply.raw.headersSent ? CLIENT_CLOSED_REQUEST : reply.statusCode;
     const seconds = reply.elapsedTime / 1000;
     options.onRequestDone?.({
       route: ctx.route,
       method: request.method,
-      status: reply.statusCode,
+      status,
       namespace: ctx.namespace,
       outcome: ctx.outcome,
-      bytes: ctx.bytes,
+      bytes: aborted ? sent : ctx.bytes,
       seconds,
     });
     if (ctx.route === 'health' || ctx.route === 'metrics') return;
@@ -73,15 +95,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         namespace: ctx.namespace,
         repository: ctx.repository,
         via: ctx.source,
-        status: reply.statusCode,
+        status,
         bytes: ctx.bytes,
+        sent,
+        ...(aborted ? { aborted: true } : {}),
         cache: ctx.outcome,
         linked: ctx.linked,
         ms: Math.round(reply.elapsedTime),
       },
       'request',
     );
-  });
+  };
 
   app.setErrorHandler(async (error, request, reply) => {
     const oci = toOciError(error);

@@ -23,10 +23,13 @@ export class ClientAuth {
     this.files = [...new Set([...config.upstreams.values()].flatMap((u) => (u.clientAuthFile ? [u.clientAuthFile] : [])))];
   }
 
-  /** Throws UNAUTHORIZED unless the request may read this namespace. */
-  async check(file: string | undefined, namespace: string, authorization: string | undefined): Promise<void> {
+  /**
+   * Throws UNAUTHORIZED unless the request may read this namespace; TOOMANYREQUESTS when `client` (the
+   * request's address) has failed too many logins lately (HtpasswdVerifier).
+   */
+  async check(file: string | undefined, namespace: string, authorization: string | undefined, client: string): Promise<void> {
     if (!file) return;
-    if (!(await this.verifier.verify(file, authorization))) throw unauthorized(namespace);
+    if (!(await this.verifier.verify(file, authorization, client))) throw unauthorized(namespace);
   }
 
   /**
@@ -34,10 +37,10 @@ export class ClientAuth {
    * without valid credentials for some protected namespace gets the challenge; public namespaces still
    * serve anonymous pulls.
    */
-  async checkBase(authorization: string | undefined): Promise<void> {
+  async checkBase(authorization: string | undefined, client: string): Promise<void> {
     if (this.files.length === 0) return;
     for (const file of this.files) {
-      if (await this.verifier.verify(file, authorization)) return;
+      if (await this.verifier.verify(file, authorization, client)) return;
     }
     throw unauthorized();
   }

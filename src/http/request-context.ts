@@ -1,4 +1,5 @@
 import type { CacheOutcome } from '../proxy/events.js';
+import type { ResponseProgress } from './response-progress.js';
 
 /** What a /v2 handler learned, for the one log line per request and for metrics. */
 export interface RequestContext {
@@ -11,6 +12,10 @@ export interface RequestContext {
   bytes?: number | undefined;
   /** Which upstream source kind ('ns', 'path', ...) resolved the namespace. */
   source?: string | undefined;
+  /** What of the response went out (set for every request by the app's onRequest hook). */
+  progress?: ResponseProgress | undefined;
+  /** The request was logged and counted (by onResponse, or by the close of an aborted response). */
+  done?: boolean | undefined;
 }
 
 declare module 'fastify' {

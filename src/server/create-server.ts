@@ -40,6 +40,8 @@ export interface ServerOptions {
   offline?: boolean | undefined;
   /** Names this process's access-time object, `access/<replicaId>`. Default `<hostname>-<pid>`. */
   replicaId?: string | undefined;
+  /** Checks client_auth logins; a default one (bcrypt worker pool, failed-login limit) when absent. Closed with the server. */
+  htpasswd?: HtpasswdVerifier | undefined;
   /** Bounded size and expiry; the collector runs every gcIntervalMs when maxCacheSize or expiryMs is set. */
   lifecycle?: LifecycleSettings | undefined;
   /** `--max-blob-size`, `--max-spool-size`; the defaults when absent. */
@@ -70,6 +72,20 @@ export interface MirrorServer {
   collector: Collector;
   /** Stops accepting, lets running requests and downloads finish (up to the grace period), then closes. */
   close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * After the requests finished or the grace period ran out: how long aborting what is left, the last
+ * access-time write and closing storage may take together. Shutdown never takes longer than grace + this.
+ */
+export const CLOSE_BUDGET_MS = 5000;
+
+/** Waits for `work` at most `ms` (its failure counts as done); what is still running is left behind. */
+async function within(work: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!work) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 /** Wires config, storage, upstream pool, cache policy and HTTP routes into one server (not yet listening). */
@@ -116,10 +132,11 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     now: options.now,
   });
   const resolver = new Resolver(config);
+  const htpasswd = options.htpasswd ?? new HtpasswdVerifier();
   const app = await buildApp({
     mirror,
     resolver,
-    clientAuth: new ClientAuth(config, new HtpasswdVerifier()),
+    clientAuth: new ClientAuth(config, htpasswd),
     log,
     plugins: [
       async (a) => healthRoutes(a, { storage }),
@@ -145,26 +162,32 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
       // A keep-alive connection whose response ends after that would hold the close until its idle
       // timeout, so connections are closed as soon as they go idle.
       const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
-      const finished = Promise.all([app.close(), mirror.drain(), collector.stop()]).then(() => 'finished' as const);
+      const settled = Promise.all([app.close(), mirror.drain(), collector.stop()]);
+      // The upstream pools close last and wait for their running requests too: a manifest fetch whose
+      // client has left is in no response and no download, yet holds its pool until the upstream answers.
+      const finished = settled.then(() => upstreams.close()).then(() => 'finished' as const);
       const how = await Promise.race([finished, graceOver]);
       clearTimeout(timer);
       clearInterval(sweep);
+      // Every remaining step shares one fixed budget, so the process exits within grace + CLOSE_BUDGET_MS
+      // whatever hangs (an upstream, a storage call, a scrape).
+      const budgetEnd = Date.now() + CLOSE_BUDGET_MS;
+      const left = () => Math.max(0, budgetEnd - Date.now());
       if (how === 'grace over') {
         log.warn({ graceMs, downloads: mirror.blobs.inflightCount }, 'shutdown grace period over: aborting running requests and downloads');
         // Each running download fails and discards its temp file; its clients' responses are cut.
-        await upstreams.destroy();
+        await within(upstreams.destroy(), left());
         app.server.closeAllConnections();
-        await Promise.race([finished, new Promise((r) => setTimeout(r, 5000).unref())]);
-      } else {
-        await upstreams.close();
+        await within(settled, left());
       }
-      await metricsApp?.close();
+      await within(metricsApp?.close(), left());
       // The last access times, so that a restart (or another replica) knows them.
-      await Promise.race([
+      await within(
         tracker.stop().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write access times at shutdown')),
-        new Promise((r) => setTimeout(r, 5000).unref()),
-      ]);
-      await storage.close();
+        left(),
+      );
+      await within(storage.close(), left());
+      await within(htpasswd.close(), left());
       await rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     })();
     return closing;

@@ -283,6 +283,69 @@ t.test('invalid UPSTREAM_CREDENTIALS are refused, naming the variable, never ech
   }
 });
 
+/** The 4+ character pieces of `secret` found in `text` (none, when nothing of it leaked). */
+function leakedFragments(text: string, secret: string): string[] {
+  const found: string[] = [];
+  for (let i = 0; i + 4 <= secret.length; i++) {
+    const piece = secret.slice(i, i + 4);
+    if (text.includes(piece)) found.push(piece);
+  }
+  return found;
+}
+
+const PASSWORD = 'Zq9-Wk7pX2-vR';
+
+t.test('a malformed UPSTREAM_CREDENTIALS never quotes any part of a password in its error', async (t) => {
+  const cases: Record<string, string> = {
+    'truncated': `{"docker.io":{"username":"u","password":"${PASSWORD}"`,
+    'unquoted password': `{"docker.io":{"username":"u","password":${PASSWORD}}}`,
+    'single quotes': `{'docker.io':{'username':'u','password':'${PASSWORD}'}}`,
+    'trailing comma': `{"docker.io":{"username":"u","password":"${PASSWORD}",}}`,
+    'shell-mangled quotes': `{docker.io:{username:u,password:${PASSWORD}}}`,
+    'password only, no object': `"${PASSWORD}"`,
+    'user:password string as the entry': `{"docker.io":"u:${PASSWORD}"}`,
+    'password as a number-like key': `{"docker.io":{"username":"u"},"${PASSWORD}":{"username":"u","password":"x"}}`,
+    'password in the key, as a host': `{"u:${PASSWORD}@docker.io":{"username":"u","password":"${PASSWORD}"}}`,
+    'password of the wrong type': `{"docker.io":{"username":"u","password":["${PASSWORD}"]}}`,
+    'a list': `[{"docker.io":{"username":"u","password":"${PASSWORD}"}}]`,
+  };
+  for (const [name, json] of Object.entries(cases)) {
+    let message = '';
+    try {
+      loadMirrorConfig({ credentialsJson: json });
+      t.fail(`${name}: should be refused`);
+    } catch (e) {
+      t.ok(e instanceof ConfigError, `${name}: a ConfigError`);
+      message = (e as Error).message;
+    }
+    t.match(message, /^UPSTREAM_CREDENTIALS: /, `${name}: names the variable`);
+    t.same(leakedFragments(message, PASSWORD), [], `${name}: ${message}`);
+  }
+});
+
+t.test('a YAML error in the upstream config never quotes the password line', async (t) => {
+  const entry = (password: string) => `- namespace: docker.io\n  host: registry-1.docker.io\n  username: u\n  password: ${password}\n`;
+  for (const password of [`*${PASSWORD}`, `!${PASSWORD}`, `"${PASSWORD}`, `[${PASSWORD}`, `@${PASSWORD}`, `|${PASSWORD}`, `!!int ${PASSWORD}`]) {
+    const message = errorOf(entry(password));
+    t.match(message, new RegExp(`^${FILE}: invalid YAML at line \\d+, column \\d+`), `${password}: names the file and the position`);
+    t.same(leakedFragments(message, PASSWORD), [], `${password}: ${message}`);
+  }
+  t.match(errorOf(entry(`*${PASSWORD}`)), /quote values/, 'an alias-looking password gets a hint');
+});
+
+t.test('a password or a whole entry of the wrong type is described, not quoted', async (t) => {
+  for (const yaml of [
+    `- namespace: docker.io\n  host: registry-1.docker.io\n  username: u\n  password: [${PASSWORD}]\n`,
+    `- namespace: docker.io\n  host: registry-1.docker.io\n  username: u\n  password: {${PASSWORD}: 1}\n`,
+    `- ${PASSWORD}\n`,
+    `${PASSWORD}\n`,
+  ]) {
+    const message = errorOf(yaml);
+    t.match(message, new RegExp(`^${FILE}`));
+    t.same(leakedFragments(message, PASSWORD), [], message);
+  }
+});
+
 t.test('a default namespace that is not a host name is refused', async (t) => {
   t.throws(() => loadMirrorConfig({ defaultNamespace: 'not a host' }), { name: 'ConfigError', message: /default-namespace/ });
   t.equal(loadMirrorConfig({ defaultNamespace: 'ghcr.io' }).defaultNamespace, 'ghcr.io');

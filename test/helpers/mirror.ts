@@ -33,6 +33,8 @@ export interface StartMirrorOptions {
   replicaId?: string;
   /** `--max-blob-size`, `--max-spool-size`. */
   downloads?: ServerOptions['downloads'];
+  /** The client_auth verifier (e.g. without its failed-login limit). */
+  htpasswd?: ServerOptions['htpasswd'];
 }
 
 export interface TestMirror {
@@ -71,6 +73,7 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     lifecycle: options.lifecycle,
     replicaId: options.replicaId,
     downloads: options.downloads,
+    htpasswd: options.htpasswd,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });

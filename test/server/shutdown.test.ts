@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
+import { eventually } from '../helpers/eventually.js';
 import { startMirrorProcess, type MirrorProcess } from '../helpers/mirror-process.js';
 
 const REPO = 'library/slow';
@@ -155,4 +156,25 @@ t.test('SIGTERM: a download outlasting the grace period is aborted cleanly and t
   const took = Date.now() - signalledAt;
   t.ok(took >= 900 && took < 6000, `exits after the grace period (${took} ms)`);
   t.same(await filesUnder(root), [], 'no partial blob or temp file left in the cache');
+});
+
+t.test('SIGTERM: a manifest fetch the upstream never answers, its client gone, does not outlast the grace period', async (t) => {
+  const { upstream, mirror } = await setup(t, '1s');
+  // Every upstream /v2 request hangs (no headers) far beyond the grace period.
+  upstream.setGlobalFault({ kind: 'stall', ms: 600_000 });
+  const dispatcher = new Agent();
+  t.teardown(() => dispatcher.destroy());
+
+  const aborter = new AbortController();
+  const pending = request(`${mirror.url}/v2/${REPO}/manifests/v1?ns=${upstream.host}`, { dispatcher, signal: aborter.signal }).catch(() => undefined);
+  t.ok(await eventually(() => upstream.requests.some((r) => r.path.includes('/manifests/v1'))), 'the mirror asks the upstream');
+  aborter.abort();
+  await pending;
+
+  const signalledAt = Date.now();
+  process.kill(mirror.pid, 'SIGTERM');
+  const exit = await Promise.race([mirror.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 8000))]);
+  const took = Date.now() - signalledAt;
+  t.same(exit, { code: 0, signal: null }, 'exit code 0, not still running');
+  t.ok(took >= 900 && took < 6000, `waits out the 1 s grace period, then aborts the fetch and exits (${took} ms)`);
 });

@@ -13,7 +13,7 @@ export async function serveCatalog(deps: V2Deps, request: FastifyRequest, reply:
   request.ctx.route = 'catalog';
   const { n, last } = parsePageQuery(request);
 
-  const names = await visibleNames(deps, request.headers.authorization);
+  const names = await visibleNames(deps, request.headers.authorization, request.ip);
   const after = last === undefined ? names : names.filter((name) => name > last);
   const page = n === undefined ? after : after.slice(0, n);
   const lastName = page[page.length - 1];
@@ -25,14 +25,14 @@ export async function serveCatalog(deps: V2Deps, request: FastifyRequest, reply:
   return request.method === 'HEAD' ? reply.send() : reply.send(body);
 }
 
-async function visibleNames(deps: V2Deps, authorization: string | undefined): Promise<string[]> {
+async function visibleNames(deps: V2Deps, authorization: string | undefined, client: string): Promise<string[]> {
   const defaultNamespace = deps.resolver.defaultNamespace;
   const allowed = new Map<string, boolean>();
   const names = new Set<string>();
   for (const repo of await deps.mirror.catalog.repositories()) {
     let ok = allowed.get(repo.namespace);
     if (ok === undefined) {
-      ok = await mayRead(deps, repo.namespace, authorization);
+      ok = await mayRead(deps, repo.namespace, authorization, client);
       allowed.set(repo.namespace, ok);
     }
     if (ok) names.add(repo.namespace === defaultNamespace ? repo.repository : `${repo.namespace}/${repo.repository}`);
@@ -41,10 +41,10 @@ async function visibleNames(deps: V2Deps, authorization: string | undefined): Pr
 }
 
 /** Whether the namespace is still mirrored and the request passes its client_auth. */
-async function mayRead(deps: V2Deps, namespace: string, authorization: string | undefined): Promise<boolean> {
+async function mayRead(deps: V2Deps, namespace: string, authorization: string | undefined, client: string): Promise<boolean> {
   try {
     const upstream = deps.resolver.upstreamFor(namespace);
-    await deps.clientAuth.check(upstream.clientAuthFile, namespace, authorization);
+    await deps.clientAuth.check(upstream.clientAuthFile, namespace, authorization, client);
     return true;
   } catch {
     return false;

@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import '../request-context.js';
+import { addSecurityHeaders } from '../security-headers.js';
 
 /** What the route needs of a metrics registry (prom-client's Registry has this shape). */
 export interface MetricsSource {
@@ -24,6 +25,7 @@ export async function buildMetricsApp(source: MetricsSource, log: Logger): Promi
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   });
+  addSecurityHeaders(app.server);
   app.decorateRequest('ctx', null as never);
   app.addHook('onRequest', async (request) => {
     request.ctx = { route: 'other' };

@@ -50,7 +50,7 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
   if (parsed.kind === 'base') {
     // Never contacts an upstream: clients call this to probe the mirror.
     request.ctx.route = 'base';
-    await deps.clientAuth.checkBase(request.headers.authorization);
+    await deps.clientAuth.checkBase(request.headers.authorization, request.ip);
     reply.header('content-type', 'application/json');
     return reply.send('{}');
   }
@@ -73,7 +73,7 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
     }
     throw e;
   }
-  await deps.clientAuth.check(repo.upstream.clientAuthFile, repo.namespace, request.headers.authorization);
+  await deps.clientAuth.check(repo.upstream.clientAuthFile, repo.namespace, request.headers.authorization, request.ip);
   request.ctx.namespace = repo.namespace;
   request.ctx.repository = repo.repository;
   request.ctx.source = repo.source;
