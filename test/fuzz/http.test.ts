@@ -219,7 +219,8 @@ t.test('a few hundred generated hostile paths: never a 5xx, never a hang, OCI er
   t.equal(still.status, 200, 'the server still serves /v2/');
   t.same(await snapshot(env.parent, [root, spool]), outsideBefore, 'nothing was created or changed outside the cache root');
   t.same((await readdir(root)).sort(), rootTopBefore, 'no new top-level entry in the cache root');
-  // Every tag record lies under repositories/<valid namespace>/<valid components>/_tags/<valid tag>.
+  // Every tag record lies under repositories/<valid namespace>/<valid components>/_tags/<valid tag>, every
+  // access link under repositories/<valid namespace>/<valid components>/_links/<blobs|manifests>/sha256/<hex>.
   const bad: string[] = [];
   const walk = async (dir: string, parts: string[]): Promise<void> => {
     for (const e of await readdir(dir, { withFileTypes: true })) {
@@ -228,15 +229,20 @@ t.test('a few hundred generated hostile paths: never a 5xx, never a hang, OCI er
       else {
         const [ns, ...rest] = parts;
         const tagsAt = rest.indexOf('_tags');
-        const repo = rest.slice(0, tagsAt);
-        if (!ns || !isValidNamespace(ns) || tagsAt !== rest.length - 1 || repo.length === 0 || !repo.every((c) => SPEC_NAME_COMPONENT.test(c)) || !SPEC_TAG.test(e.name)) {
+        const linksAt = rest.indexOf('_links');
+        const repo = rest.slice(0, tagsAt >= 0 ? tagsAt : linksAt);
+        const recordOk =
+          tagsAt >= 0
+            ? tagsAt === rest.length - 1 && SPEC_TAG.test(e.name)
+            : linksAt >= 0 && linksAt === rest.length - 3 && ['blobs', 'manifests'].includes(rest[linksAt + 1] ?? '') && rest[linksAt + 2] === 'sha256' && /^[a-f0-9]{64}$/.test(e.name);
+        if (!ns || !isValidNamespace(ns) || !recordOk || repo.length === 0 || !repo.every((c) => SPEC_NAME_COMPONENT.test(c))) {
           bad.push(relative(root, p));
         }
       }
     }
   };
   await walk(join(root, 'repositories'), []);
-  t.same(bad, [], 'every stored tag record has a valid namespace, repository and tag');
+  t.same(bad, [], 'every stored tag record and access link has a valid namespace, repository and name');
 });
 
 t.test('methods other than GET and HEAD get 405 UNSUPPORTED with an OCI body', async (t) => {

@@ -3,6 +3,7 @@
  * a slow or lying upstream of one namespace must not hold or cut the clients of another, and no upstream
  * can make the mirror download (or spool) without limit.
  */
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
@@ -247,7 +248,10 @@ t.test('past --max-spool-size, a new uncached pull streams to its client without
   const next = await pull(blobUrl(s.m, 'good.test', small.digest));
   t.equal(next.status, 200);
   t.equal(next.body && sha256(next.body), small.digest, 'the right bytes');
-  t.equal((await spoolFiles(s.m)).length, 1, "only the first download's spool file exists");
+  // Tag records and access links written behind responses pass through tmp/ too, as files of a few bytes.
+  const downloads = [];
+  for (const f of await spoolFiles(s.m)) if (((await stat(f).catch(() => undefined))?.size ?? 0) >= KiB) downloads.push(f);
+  t.equal(downloads.length, 1, "only the first download's spool file exists");
   t.equal((await first).body && sha256((await first).body as Buffer), big.digest, 'the first download completes');
   await s.m.settled();
   t.ok(await stored(s.m, big.digest), 'the first blob is cached');
