@@ -1,8 +1,9 @@
 import type { LogLevel } from '../log.js';
 import type { LifecycleFlags } from './lifecycle-options.js';
+import type { ConnectionFlags } from './connection-options.js';
 
 /** The program-level flags, as commander parses them (names follow the flags). */
-export interface GlobalOptions extends LifecycleFlags {
+export interface GlobalOptions extends LifecycleFlags, ConnectionFlags {
   listen: string;
   upstreamConfigFile?: string | undefined;
   defaultNamespace: string;

@@ -6,6 +6,7 @@ import { LOG_LEVELS } from '../log.js';
 import { parseListenAddress } from './listen-address.js';
 import { registerAdminCommands } from './admin/index.js';
 import { addLifecycleOptions } from './lifecycle-options.js';
+import { addConnectionOptions } from './connection-options.js';
 import type { GlobalOptions } from './global-options.js';
 import { runServer } from './serve.js';
 import { registerClientConfig } from './client-config.js';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--preload <file>', 'at start, prefetch the images listed in this file (one per line) in the background').env('PRELOAD'));
 
   addLifecycleOptions(program);
+  addConnectionOptions(program);
 
   const globals = () => program.opts() as GlobalOptions;
   const serve = (storage: StorageOptions) => runServer({ ...globals(), storage });

@@ -10,6 +10,7 @@ import { parseListenAddress } from './listen-address.js';
 import { startPreload } from '../lifecycle/prefetch.js';
 import { Resolver } from '../resolve/resolver.js';
 import { lifecycleFromFlags } from './lifecycle-options.js';
+import { connectionLimitsFromFlags } from './connection-options.js';
 
 /** Presigned URLs are checked when a download starts, so a short expiry does not cut long transfers. */
 const PRESIGNED_URL_SECONDS = 300;
@@ -29,6 +30,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     throw new ConfigError(`--metrics-listen: expected HOST:PORT, got ${JSON.stringify(opts.metricsListen)}`);
   }
   const lifecycle = lifecycleFromFlags(opts, opts.storage.kind);
+  const connectionLimits = connectionLimitsFromFlags(opts);
   const config = loadConfig(opts);
   const log = createLogger(opts.logLevel);
   const storage = await createStorage(opts.storage, log);
@@ -41,6 +43,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     metricsListen,
     redirectSeconds: opts.storage.kind === 's3' && opts.storage.redirect ? PRESIGNED_URL_SECONDS : undefined,
     ...lifecycle,
+    ...connectionLimits,
   });
   if (opts.verifyCache) await verifyCache(storage, log);
   await server.app.listen({ host: listen.host, port: listen.port });

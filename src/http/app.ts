@@ -6,6 +6,7 @@ import type { Mirror } from '../proxy/mirror.js';
 import type { Resolver } from '../resolve/resolver.js';
 import type { ClientAuth } from './client-auth.js';
 import { sendOciError, statusOf, toOciError } from './errors.js';
+import { registerResponseLimits, type ResponseLimits } from './response-limits.js';
 import './request-context.js';
 import { v2Routes } from './routes/v2.js';
 
@@ -18,6 +19,8 @@ export interface AppOptions {
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
   /** Called once per finished request, for metrics. */
   onRequestDone?: (info: { route: string; method: string; status: number; namespace: string | undefined; outcome: string | undefined; bytes: number | undefined; seconds: number }) => void;
+  /** Send timeout and per-client cap (defaults: 60 s, no cap). */
+  limits?: ResponseLimits;
 }
 
 /** Request lines and headers beyond this are refused by Node's parser (431). */
@@ -52,6 +55,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     request.ctx = { route: 'other' };
     if (request.url.startsWith('/v2')) reply.header('docker-distribution-api-version', 'registry/2.0');
   });
+  registerResponseLimits(app, options.limits ?? {}, app.log);
 
   app.addHook('onResponse', async (request, reply) => {
     const ctx = request.ctx;

@@ -41,6 +41,10 @@ export interface ServerOptions {
   replicaId?: string | undefined;
   /** Bounded size and expiry; the collector runs every gcIntervalMs when maxCacheSize or expiryMs is set. */
   lifecycle?: LifecycleSettings | undefined;
+  /** Close a response whose client takes no bytes for this long (`--send-timeout`); default 60 s, 0: never. */
+  sendTimeoutMs?: number | undefined;
+  /** Registry API responses in progress per client address; more get 429 (`--max-connections-per-client`); 0 or unset: no cap. */
+  maxConnectionsPerClient?: number | undefined;
   now?: () => number;
 }
 
@@ -121,6 +125,12 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
       ...(options.metricsListen ? [] : [async (a: FastifyInstance) => metricsRoutes(a, { source: metrics.registry })]),
     ],
     onRequestDone: metrics.requestDone,
+    limits: {
+      sendTimeoutMs: options.sendTimeoutMs,
+      maxConnectionsPerClient: options.maxConnectionsPerClient,
+      onSendTimeout: metrics.sendTimedOut,
+      onClientLimited: metrics.clientLimitHit,
+    },
   });
   let metricsApp: FastifyInstance | undefined;
   if (options.metricsListen) {

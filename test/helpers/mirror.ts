@@ -31,6 +31,10 @@ export interface StartMirrorOptions {
   /** Size bound, expiry, grace; tests usually set gcIntervalMs 0 and call server.collector.run(). */
   lifecycle?: ServerOptions['lifecycle'];
   replicaId?: string;
+  /** `--send-timeout` in ms (default 60 s; 0: never). */
+  sendTimeoutMs?: number;
+  /** `--max-connections-per-client` (default: no cap). */
+  maxConnectionsPerClient?: number;
 }
 
 export interface TestMirror {
@@ -68,6 +72,8 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     offline: options.offline,
     lifecycle: options.lifecycle,
     replicaId: options.replicaId,
+    sendTimeoutMs: options.sendTimeoutMs,
+    maxConnectionsPerClient: options.maxConnectionsPerClient,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });
