@@ -127,13 +127,13 @@ class Transfer {
     if (this.stallTimer) this.stallTimer.refresh();
     else this.stallTimer = setTimeout(() => this.checkStall(), STALL_MS).unref();
     this.res.write(n === buffer.length ? buffer : buffer.subarray(0, n), (err) => {
-      // Called once the write is done with the buffer, also when it failed (the socket was destroyed).
       const wasStalled = this.stalled;
       this.pending = undefined;
       this.stalled = false;
       if (wasStalled) this.rampBytes = 0;
       else this.rampBytes += n;
-      this.giveBack(buffer);
+      // A failed write (the socket went) leaves its buffer to the garbage collector, never reused.
+      this.giveBack(buffer, !err);
       if (err) return this.stop();
       this.pump();
     });
@@ -190,9 +190,9 @@ class Transfer {
     return takeBuffer(this.largeSize);
   }
 
-  private giveBack(buffer: Buffer): void {
+  private giveBack(buffer: Buffer, reuse = true): void {
     if (buffer.length === this.largeSize && this.largeSize > this.smallSize) this.largeOut--;
-    giveBackBuffer(buffer);
+    if (reuse) giveBackBuffer(buffer);
     // After a stall, the budget share goes back once the large buffers have.
     if (this.largeSlot && this.largeOut === 0 && this.rampBytes < RAMP_BYTES) this.releaseSlot();
   }
@@ -212,8 +212,8 @@ class Transfer {
       this.giveBack(this.ready.buffer);
       this.ready = undefined;
     }
-    // A buffer still in a pending write goes back when the write reports; the budget share goes back now,
-    // since that write ends with the socket.
+    // A buffer still in a pending write is accounted for when the write reports; the budget share goes
+    // back now, since that write ends with the socket.
     this.releaseSlot();
     if (error) {
       this.log.warn({ err: error.message }, 'blob body failed mid-transfer; connection cut');
