@@ -1,9 +1,10 @@
 import type { LogLevel } from '../log.js';
 import type { DownloadFlags } from './download-options.js';
 import type { LifecycleFlags } from './lifecycle-options.js';
+import type { ConnectionFlags } from './connection-options.js';
 
 /** The program-level flags, as commander parses them (names follow the flags). */
-export interface GlobalOptions extends LifecycleFlags, DownloadFlags {
+export interface GlobalOptions extends LifecycleFlags, DownloadFlags, ConnectionFlags {
   listen: string;
   upstreamConfigFile?: string | undefined;
   defaultNamespace: string;

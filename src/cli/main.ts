@@ -7,6 +7,7 @@ import { parseListenAddress } from './listen-address.js';
 import { registerAdminCommands } from './admin/index.js';
 import { addLifecycleOptions } from './lifecycle-options.js';
 import { addDownloadOptions } from './download-options.js';
+import { addConnectionOptions } from './connection-options.js';
 import type { GlobalOptions } from './global-options.js';
 import { runServer } from './serve.js';
 import { registerClientConfig } from './client-config.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
 
   addLifecycleOptions(program);
   addDownloadOptions(program);
+  addConnectionOptions(program);
 
   const globals = () => program.opts() as GlobalOptions;
   const serve = (storage: StorageOptions) => runServer({ ...globals(), storage });

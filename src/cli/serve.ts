@@ -11,6 +11,7 @@ import { startPreload } from '../lifecycle/prefetch.js';
 import { Resolver } from '../resolve/resolver.js';
 import { lifecycleFromFlags } from './lifecycle-options.js';
 import { downloadLimitsFromFlags } from './download-options.js';
+import { connectionLimitsFromFlags } from './connection-options.js';
 
 /** Presigned URLs are checked when a download starts, so a short expiry does not cut long transfers. */
 const PRESIGNED_URL_SECONDS = 300;
@@ -31,6 +32,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
   }
   const lifecycle = lifecycleFromFlags(opts, opts.storage.kind);
   const downloads = downloadLimitsFromFlags(opts);
+  const connectionLimits = connectionLimitsFromFlags(opts);
   const config = loadConfig(opts);
   const log = createLogger(opts.logLevel);
   const storage = await createStorage(opts.storage, log);
@@ -44,6 +46,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     redirectSeconds: opts.storage.kind === 's3' && opts.storage.redirect ? PRESIGNED_URL_SECONDS : undefined,
     downloads,
     ...lifecycle,
+    ...connectionLimits,
   });
   if (opts.verifyCache) await verifyCache(storage, log);
   await server.app.listen({ host: listen.host, port: listen.port });

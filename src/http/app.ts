@@ -7,6 +7,7 @@ import type { Resolver } from '../resolve/resolver.js';
 import type { ClientAuth } from './client-auth.js';
 import { sendOciError, statusOf, toOciError } from './errors.js';
 import { addSecurityHeaders, SECURITY_HEADERS } from './security-headers.js';
+import { registerResponseLimits, type ResponseLimits } from './response-limits.js';
 import './request-context.js';
 import { ResponseProgress } from './response-progress.js';
 import { v2Routes } from './routes/v2.js';
@@ -20,6 +21,8 @@ export interface AppOptions {
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
   /** Called once per finished request, for metrics. */
   onRequestDone?: (info: { route: string; method: string; status: number; namespace: string | undefined; outcome: string | undefined; bytes: number | undefined; seconds: number }) => void;
+  /** Send timeout and per-client cap (defaults: 60 s, no cap). */
+  limits?: ResponseLimits;
 }
 
 /** The status logged for a request whose client left before any response was sent (nginx's convention). */
@@ -65,6 +68,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     });
   });
   app.addHook('onResponse', async (request, reply) => requestDone(request, reply));
+  registerResponseLimits(app, options.limits ?? {}, app.log);
 
   /**
    * One log line and one metrics record per request. An aborted response says so, with the status it

@@ -41,6 +41,8 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   private readonly coalesced: Counter<'namespace'>;
   private readonly storageErrors: Counter<'operation'>;
   private readonly corruptDropped: Counter;
+  private readonly sendTimeouts: Counter;
+  private readonly clientLimited: Counter;
 
   constructor(registry: Registry = createMetricsRegistry()) {
     this.registry = registry;
@@ -58,7 +60,13 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.coalesced = new Counter({ name: `${p}coalesced_requests_total`, help: 'Requests that joined a download already running instead of starting one', labelNames: ['namespace'], registers });
     this.storageErrors = new Counter({ name: `${p}storage_errors_total`, help: 'Storage operations that failed, by operation', labelNames: ['operation'], registers });
     this.corruptDropped = new Counter({ name: `${p}corrupt_blobs_dropped_total`, help: 'Cached blobs found corrupt while served (--check-cache-digest) and deleted', registers });
+    this.sendTimeouts = new Counter({ name: `${p}send_timeouts_total`, help: 'Responses closed because the client took no bytes for --send-timeout', registers });
+    this.clientLimited = new Counter({ name: `${p}client_limit_rejections_total`, help: 'Requests refused with 429 because their client address had --max-connections-per-client responses running', registers });
   }
+
+  /** For AppOptions.limits. */
+  readonly sendTimedOut = (): void => this.sendTimeouts.inc();
+  readonly clientLimitHit = (): void => this.clientLimited.inc();
 
   /** For AppOptions.onRequestDone. */
   readonly requestDone = (info: RequestDoneInfo): void => {

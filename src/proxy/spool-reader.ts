@@ -73,6 +73,10 @@ export class SpoolReader extends Readable {
     }
   }
 
+  protected rewindBy(bytes: number): void {
+    this.pos -= bytes;
+  }
+
   /**
    * How far this reader may read now, and whether it has everything. Until the blob is verified, the
    * range's final byte is kept back (or, with unknown size, the end of the stream).
@@ -156,5 +160,10 @@ export class SpoolReader extends Readable {
 export class FillingSpoolReader extends SpoolReader implements BufferFiller {
   fill(buffer: Buffer): Promise<number> {
     return this.fillInto(buffer);
+  }
+
+  /** The bytes stay in the spool (the reader holds its reference until its end), so they can be read again. */
+  rewind(bytes: number): void {
+    this.rewindBy(bytes);
   }
 }

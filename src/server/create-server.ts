@@ -46,6 +46,10 @@ export interface ServerOptions {
   lifecycle?: LifecycleSettings | undefined;
   /** `--max-blob-size`, `--max-spool-size`; the defaults when absent. */
   downloads?: Partial<DownloadLimits> | undefined;
+  /** Close a response whose client takes no bytes for this long (`--send-timeout`); default 60 s, 0: never. */
+  sendTimeoutMs?: number | undefined;
+  /** Registry API responses in progress per client address; more get 429 (`--max-connections-per-client`); 0 or unset: no cap. */
+  maxConnectionsPerClient?: number | undefined;
   now?: () => number;
 }
 
@@ -143,6 +147,12 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
       ...(options.metricsListen ? [] : [async (a: FastifyInstance) => metricsRoutes(a, { source: metrics.registry })]),
     ],
     onRequestDone: metrics.requestDone,
+    limits: {
+      sendTimeoutMs: options.sendTimeoutMs,
+      maxConnectionsPerClient: options.maxConnectionsPerClient,
+      onSendTimeout: metrics.sendTimedOut,
+      onClientLimited: metrics.clientLimitHit,
+    },
   });
   let metricsApp: FastifyInstance | undefined;
   if (options.metricsListen) {

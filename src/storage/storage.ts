@@ -32,6 +32,12 @@ export interface BufferFiller {
   fill(buffer: Buffer): Promise<number>;
   /** The buffer size this body reads best with; the sender's default otherwise. */
   readonly bufferSize?: number;
+  /**
+   * Takes back the last `bytes` bytes fill() delivered: the next fill() returns them again. Lets a sender
+   * free a buffer it filled for a client that stopped reading instead of holding it until the client reads
+   * again. Not after fill() resolved 0: a body may let go of its source at its end.
+   */
+  rewind?(bytes: number): void;
 }
 
 export function canFillBuffers(body: Readable): body is Readable & BufferFiller {

@@ -35,6 +35,10 @@ export interface StartMirrorOptions {
   downloads?: ServerOptions['downloads'];
   /** The client_auth verifier (e.g. without its failed-login limit). */
   htpasswd?: ServerOptions['htpasswd'];
+  /** `--send-timeout` in ms (default 60 s; 0: never). */
+  sendTimeoutMs?: number;
+  /** `--max-connections-per-client` (default: no cap). */
+  maxConnectionsPerClient?: number;
 }
 
 export interface TestMirror {
@@ -74,6 +78,8 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     replicaId: options.replicaId,
     downloads: options.downloads,
     htpasswd: options.htpasswd,
+    sendTimeoutMs: options.sendTimeoutMs,
+    maxConnectionsPerClient: options.maxConnectionsPerClient,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });

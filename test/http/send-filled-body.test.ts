@@ -2,17 +2,22 @@ import t from 'tap';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
-import { sendFilledBody } from '../../src/http/send-filled-body.js';
+import { sendFilledBody, RAMP_BYTES, SMALL_BUFFER_SIZE } from '../../src/http/send-filled-body.js';
+import { largeBytesLent } from '../../src/http/buffer-pool.js';
 import type { BufferFiller } from '../../src/storage/storage.js';
-import { randomBytesSeeded } from '../fixtures/content.js';
+import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { eventually } from '../helpers/eventually.js';
+import { rawGet } from '../helpers/raw-client.js';
 
 /** A body that fills buffers from memory, records them, and can fail after some bytes. */
 class MemoryFiller extends Readable implements BufferFiller {
-  private position = 0;
+  protected position = 0;
   readonly buffersSeen = new Set<Buffer>();
   reads = 0;
   wasClosed = false;
+  /** Sizes of the buffers fill() got, in order. */
+  readonly sizes: number[] = [];
+  readonly rewinds: number[] = [];
 
   constructor(
     readonly bytes: Buffer,
@@ -24,6 +29,7 @@ class MemoryFiller extends Readable implements BufferFiller {
 
   async fill(buffer: Buffer): Promise<number> {
     this.buffersSeen.add(buffer);
+    this.sizes.push(buffer.length);
     this.reads++;
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.position >= this.failAt) throw new Error('EIO: injected read error');
@@ -40,6 +46,14 @@ class MemoryFiller extends Readable implements BufferFiller {
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.wasClosed = true;
     cb(err);
+  }
+}
+
+/** A body that can take bytes back, as the cached-file and download bodies can. */
+class RewindingFiller extends MemoryFiller {
+  rewind(bytes: number): void {
+    this.rewinds.push(bytes);
+    this.position -= bytes;
   }
 }
 
@@ -99,13 +113,59 @@ t.test('a filled body arrives complete and exact, with the status and headers se
   t.ok(bodies[0]?.wasClosed, 'the body is destroyed (its file closed) at the end');
 });
 
-t.test('a whole transfer reuses two buffers, whatever its length', async (t) => {
-  const bytes = randomBytesSeeded(20 * 1024 * 1024, 4);
+t.test('a whole transfer reuses two small and then two large buffers, whatever its length', async (t) => {
+  const bytes = randomBytesSeeded(40 * 1024 * 1024, 4);
   const { app, url, bodies } = await serve(() => new MemoryFiller(bytes));
   t.teardown(() => app.close());
   const r = await get(url);
   t.ok(r.body.equals(bytes), 'exact bytes');
-  t.ok((bodies[0]?.buffersSeen.size ?? 99) <= 2, `buffers used: ${bodies[0]?.buffersSeen.size}`);
+  const body = bodies[0] as MemoryFiller;
+  t.ok(body.buffersSeen.size <= 4, `buffers used: ${body.buffersSeen.size}`);
+  t.equal(body.sizes[0], SMALL_BUFFER_SIZE, 'it starts with small buffers');
+  t.equal(body.sizes[body.sizes.length - 1], 512 * 1024, 'and ends with large ones');
+  const smallBytes = body.sizes.filter((n) => n === SMALL_BUFFER_SIZE).length * SMALL_BUFFER_SIZE;
+  t.ok(smallBytes <= RAMP_BYTES + 2 * SMALL_BUFFER_SIZE, `small buffers only for the ramp: ${smallBytes} bytes`);
+  await eventually(() => largeBytesLent() === 0);
+  t.equal(largeBytesLent(), 0, 'the large-buffer budget is back');
+});
+
+t.test('a client that never reads gets only small buffers, and what was filled behind its stalled write is taken back', async (t) => {
+  const bytes = randomBytesSeeded(32 * 1024 * 1024, 8);
+  const { app, url, bodies } = await serve(() => new RewindingFiller(bytes));
+  t.teardown(() => app.close());
+  const client = rawGet(Number(new URL(url).port), '/blob');
+  t.teardown(() => client.socket.destroy());
+  t.equal((await client.head).status, 200);
+  const body = await eventually(() => (bodies[0]?.rewinds.length ?? 0) > 0, 10_000).then(() => bodies[0] as RewindingFiller);
+  t.ok(body.rewinds.length > 0, 'the buffer filled behind the stalled write was given back');
+  const reads = body.reads;
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(body.reads, reads, 'no reads while the client reads nothing');
+  t.ok(body.sizes.every((n) => n === SMALL_BUFFER_SIZE), `only ${SMALL_BUFFER_SIZE}-byte buffers (sizes: ${[...new Set(body.sizes)].join(', ')})`);
+  client.readAll();
+  await eventually(() => client.bodyBytes >= bytes.length, 60_000);
+  t.equal(client.bodyDigest(), sha256(bytes), 'exact bytes once it reads');
+});
+
+t.test('a client that reads fast and then stops gives back the large buffer filled behind its stalled write', async (t) => {
+  const bytes = randomBytesSeeded(48 * 1024 * 1024, 9);
+  const { app, url, bodies } = await serve(() => new RewindingFiller(bytes));
+  t.teardown(() => app.close());
+  const client = rawGet(Number(new URL(url).port), '/blob', { readBuffer: 256 * 1024 });
+  t.teardown(() => client.socket.destroy());
+  t.equal((await client.head).status, 200);
+  client.readAll();
+  await eventually(() => client.bodyBytes >= 20 * 1024 * 1024, 60_000, 1);
+  client.stop();
+  const body = bodies[0] as RewindingFiller;
+  t.ok(await eventually(() => body.rewinds.length > 0, 10_000), 'a filled buffer was given back');
+  t.ok(body.sizes.includes(512 * 1024), 'the transfer had moved to large buffers');
+  // Large unless a hiccup of the shared machine looked like a stall before the client stopped.
+  t.equal(body.rewinds[0], body.sizes[body.sizes.length - 1], `the last one filled (rewinds: ${body.rewinds.join(', ')})`);
+  client.readAll();
+  await eventually(() => client.bodyBytes >= bytes.length, 60_000);
+  t.equal(client.bodyDigest(), sha256(bytes), 'exact bytes once it reads again');
+  t.ok(await eventually(() => largeBytesLent() === 0), 'the large-buffer budget is back');
 });
 
 t.test('an empty body sends headers and ends', async (t) => {

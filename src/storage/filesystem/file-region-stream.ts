@@ -36,6 +36,10 @@ export class FileRegionStream extends Readable implements BufferFiller {
     });
   }
 
+  rewind(bytes: number): void {
+    this.position -= bytes;
+  }
+
   override _read(size: number): void {
     const buffer = Buffer.allocUnsafe(Math.max(size, READ_SIZE));
     this.fill(buffer).then(
