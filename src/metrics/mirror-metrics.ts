@@ -41,6 +41,8 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   private readonly coalesced: Counter<'namespace'>;
   private readonly storageErrors: Counter<'operation'>;
   private readonly corruptDropped: Counter;
+  private readonly cacheSize: Gauge;
+  private readonly cacheSizeLimit: Gauge;
 
   constructor(registry: Registry = createMetricsRegistry()) {
     this.registry = registry;
@@ -58,6 +60,11 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.coalesced = new Counter({ name: `${p}coalesced_requests_total`, help: 'Requests that joined a download already running instead of starting one', labelNames: ['namespace'], registers });
     this.storageErrors = new Counter({ name: `${p}storage_errors_total`, help: 'Storage operations that failed, by operation', labelNames: ['operation'], registers });
     this.corruptDropped = new Counter({ name: `${p}corrupt_blobs_dropped_total`, help: 'Cached blobs found corrupt while served (--check-cache-digest) and deleted', registers });
+    this.cacheSize = new Gauge({ name: `${p}cache_size_bytes`, help: 'Bytes of cached blobs after the last cache collection run (every --gc-interval, with --max-cache-size or --cache-expiry)', registers });
+    this.cacheSizeLimit = new Gauge({ name: `${p}cache_size_limit_bytes`, help: '--max-cache-size in bytes, as resolved by the last cache collection run', registers });
+    // No sample until a collection run has measured them: a 0 would read as an empty cache, or no room at all.
+    this.cacheSize.remove();
+    this.cacheSizeLimit.remove();
   }
 
   /** For AppOptions.onRequestDone. */
@@ -103,6 +110,13 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   corruptBlobDropped(): void {
     this.corruptDropped.inc();
   }
+
+  /** For CollectorOptions.onCollected: the cache size (and limit) a collection run measured. */
+  readonly cacheCollected = (report: { finalBytes: number; limitBytes: number | undefined }): void => {
+    this.cacheSize.set(report.finalBytes);
+    if (report.limitBytes === undefined) this.cacheSizeLimit.remove();
+    else this.cacheSizeLimit.set(report.limitBytes);
+  };
 
   private ns(namespace: string): string {
     if (this.namespaces.has(namespace)) return namespace;

@@ -129,6 +129,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     graceMs: lifecycle.graceMs,
     intervalMs: lifecycle.gcIntervalMs,
     filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+    onCollected: metrics.cacheCollected,
     now: options.now,
   });
   const resolver = new Resolver(config);
