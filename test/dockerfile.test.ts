@@ -129,7 +129,8 @@ function globalArgs(df: Dockerfile, overrides: Record<string, string> = {}): Map
 
 /** Docker's variable substitution in a FROM line: `$X`, `${X}`, `${X:-word}`, `${X:+word}`. */
 function expandArgs(text: string, args: Map<string, string | undefined>): string {
-  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, braced: string | undefined, op: string | undefined, word: string | undefined, bare: string | undefined) => {
+  const re = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g;
+  return text.replace(re, (_m, braced: string | undefined, op: string | undefined, word: string | undefined, bare: string | undefined) => {
     const value = args.get((braced ?? bare)!);
     if (op === '-') return value ? value : (word ?? '');
     if (op === '+') return value ? (word ?? '') : '';

@@ -161,6 +161,7 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     const deadline = Date.now() + 60_000;
     for (;;) {
       const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+      await res?.arrayBuffer().catch(() => undefined);
       if (res?.status === 200) return;
       const running = await inspect<boolean>(name, '.State.Running');
       if (!running || Date.now() > deadline) {
@@ -230,6 +231,7 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     await timed('container serving', () => waitServing(mainName, mainUrl));
     running = true;
     const res = await fetch(`${mainUrl}/v2/`);
+    await res.arrayBuffer();
     t.equal(res.status, 200, `GET ${mainUrl}/v2/ from the host`);
     t.equal(res.headers.get('docker-distribution-api-version'), 'registry/2.0');
     t.equal(await exec(mainName, ['id', '-u']), '10001', 'docker exec: id -u');
