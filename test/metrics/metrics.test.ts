@@ -246,7 +246,7 @@ t.test('storage errors and dropped corrupt blobs are counted', async (t) => {
 
 t.test('namespace labels are capped: beyond the limit, namespaces count as "other"', async (t) => {
   const metrics = new MirrorMetrics();
-  for (let i = 0; i < 150; i++) metrics.onResponse(`ns${i}.example`, 'manifest', 200, 0.01);
+  for (let i = 0; i < 150; i++) metrics.onResponse(`ns${i}.example`, 'manifest', 200, 0.01, `ns${i}.example`);
   const m = new Scrape(parseMetrics(await metrics.registry.metrics()));
   const namespaces = new Set(m.samples.filter((s) => s.name === 'oci_registry_upstream_requests_total').map((s) => s.labels['namespace']));
   t.equal(namespaces.size, 101);
