@@ -182,6 +182,20 @@ t.test('when every host fails, the last host\'s answer is the client\'s', async 
   t.equal(err.code, 'TOOMANYREQUESTS');
 });
 
+t.test('with every host in back-off a request is still tried, the soonest-due host first', async (t) => {
+  const primary = await fixture(t);
+  const fallback = await fixture(t);
+  primary.addImage('org/app', { tag: 'v1' });
+  const clock = { ms: 1_000_000 };
+  const { client } = pooled(t, config(primary.host, [{ host: fallback.host }]), { now: () => clock.ms });
+  primary.setGlobalFault({ kind: 'status', status: 503 });
+  fallback.setGlobalFault({ kind: 'status', status: 503 });
+  await rejection(client.getManifest('org/app', 'v1'));
+  primary.setGlobalFault(undefined);
+  const got = await client.getManifest('org/app', 'v1');
+  t.ok(got.digest, 'the primary, due first, answered although both were in back-off');
+});
+
 t.test('the primary is skipped during its back-off and used again after it', async (t) => {
   const primary = await fixture(t);
   const fallback = await fixture(t);
