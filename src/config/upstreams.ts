@@ -4,8 +4,10 @@ import { parseDuration } from './duration.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_CREDENTIAL_TTL_MS,
+  DEFAULT_FAILOVER_BACKOFF_MS,
   DEFAULT_INVALIDATION_MS,
   DEFAULT_READ_TIMEOUT_MS,
+  type FallbackHost,
   type MirrorConfig,
   type UpstreamConfig,
 } from './types.js';
@@ -49,6 +51,22 @@ const KNOWN_KEYS = new Set([
   'read_timeout',
   'client_auth',
   'token_realm_hosts',
+  'fallback_hosts',
+  'failover_backoff',
+]);
+
+/** What a fallback_hosts item may set for its host; the rest (timeouts, cache times, client_auth) is the entry's. */
+const FALLBACK_KEYS = new Set([
+  'host',
+  'tls',
+  'accept_invalid_certs',
+  'ca_file',
+  'client_cert_file',
+  'client_key_file',
+  'username',
+  'password',
+  'credential_helper',
+  'token_realm_hosts',
 ]);
 
 const NAMESPACE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?$/;
@@ -79,6 +97,8 @@ export function defaultUpstreamSettings(): MirrorConfig['defaults'] {
     readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
     clientAuthFile: undefined,
     tokenRealmHosts: [],
+    fallbackHosts: [],
+    failoverBackoffMs: DEFAULT_FAILOVER_BACKOFF_MS,
   };
 }
 
@@ -227,19 +247,13 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
   }
   const caFile = str('ca_file', false);
   const clientAuthFile = str('client_auth', false);
-  for (const [key, path] of [
+  checkReadable(where, [
     ['ca_file', caFile],
     ['client_cert_file', clientCertFile],
     ['client_key_file', clientKeyFile],
     ['client_auth', clientAuthFile],
-  ] as const) {
-    if (path === undefined) continue;
-    try {
-      readFileSync(path);
-    } catch (e) {
-      throw new ConfigError(`${where}: key "${key}": cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-  }
+  ]);
+  const fallbackHosts = fallbackList(obj['fallback_hosts'], where, host);
   return {
     namespace,
     host,
@@ -260,7 +274,130 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
     readTimeoutMs: duration('read_timeout', d.readTimeoutMs),
     clientAuthFile,
     tokenRealmHosts,
+    fallbackHosts,
+    failoverBackoffMs: duration('failover_backoff', d.failoverBackoffMs),
     explicit: true,
+  };
+}
+
+function checkReadable(where: string, files: readonly (readonly [string, string | undefined])[]): void {
+  for (const [key, path] of files) {
+    if (path === undefined) continue;
+    try {
+      readFileSync(path);
+    } catch (e) {
+      throw new ConfigError(`${where}: key "${key}": cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+}
+
+/** `fallback_hosts`: a list of `host[:port]` strings or mappings overriding a subset of the entry's keys for that host. */
+function fallbackList(v: unknown, where: string, primary: string): FallbackHost[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    throw new ConfigError(`${where}: key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got ${typeName(v)}`);
+  }
+  const seen = new Set([primary.toLowerCase()]);
+  return v.map((item: unknown, i) => {
+    const at = `${where}: key "fallback_hosts" item ${i}`;
+    const fallback = fallbackItem(item, at);
+    const key = fallback.host.toLowerCase();
+    if (seen.has(key)) throw new ConfigError(`${at}: host ${JSON.stringify(fallback.host)} is already the entry's host or an earlier fallback`);
+    seen.add(key);
+    return fallback;
+  });
+}
+
+function fallbackItem(item: unknown, at: string): FallbackHost {
+  const badHost = (got: unknown): ConfigError =>
+    new ConfigError(`${at}: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got ${typeof got === 'object' ? typeName(got) : JSON.stringify(got)}`);
+  if (typeof item === 'string') {
+    if (!isValidNamespace(item)) throw badHost(item);
+    return { host: item };
+  }
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw badHost(item);
+  const obj = item as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (!FALLBACK_KEYS.has(key)) {
+      throw new ConfigError(`${at}: unknown key ${JSON.stringify(key)} (a fallback host may set ${[...FALLBACK_KEYS].join(', ')}; the rest is the entry's)`);
+    }
+  }
+  const str = (key: string): string | undefined => {
+    const value = obj[key];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(`${at}: key "${key}" must be a string, got ${typeName(value)}`);
+    return String(value);
+  };
+  const bool = (key: string): boolean | undefined => {
+    const value = obj[key];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'boolean') throw new ConfigError(`${at}: key "${key}" must be true or false, got ${JSON.stringify(value)}`);
+    return value;
+  };
+  const host = str('host');
+  if (host === undefined) throw new ConfigError(`${at}: key "host" is required (a host name with an optional port)`);
+  if (!isValidNamespace(host)) throw new ConfigError(`${at}: key "host" must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(host)}`);
+  const username = str('username');
+  const password = str('password');
+  if ((username === undefined) !== (password === undefined)) throw new ConfigError(`${at}: keys "username" and "password" must be given together`);
+  const credentialHelper = str('credential_helper');
+  if (credentialHelper !== undefined) {
+    if (!CREDENTIAL_HELPER_NAME.test(credentialHelper)) {
+      throw new ConfigError(`${at}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`);
+    }
+    if (username !== undefined) throw new ConfigError(`${at}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
+  }
+  const clientCertFile = str('client_cert_file');
+  const clientKeyFile = str('client_key_file');
+  if ((clientCertFile === undefined) !== (clientKeyFile === undefined)) {
+    throw new ConfigError(`${at}: keys "client_cert_file" and "client_key_file" must be given together`);
+  }
+  const caFile = str('ca_file');
+  checkReadable(at, [
+    ['ca_file', caFile],
+    ['client_cert_file', clientCertFile],
+    ['client_key_file', clientKeyFile],
+  ]);
+  const credentials =
+    username !== undefined && password !== undefined ? { username, password } : credentialHelper !== undefined ? { credentialHelper } : undefined;
+  return {
+    host,
+    tls: bool('tls'),
+    acceptInvalidCerts: bool('accept_invalid_certs'),
+    caFile,
+    clientCertFile,
+    clientKeyFile,
+    credentials,
+    tokenRealmHosts: obj['token_realm_hosts'] === undefined || obj['token_realm_hosts'] === null ? undefined : hostList('token_realm_hosts', obj['token_realm_hosts'], at),
+  };
+}
+
+/**
+ * The settings used to talk to one fallback host: the entry's, with what the item overrides. Credentials
+ * are the item's own when it has any (the entry's are never sent there), else the entry's. Computed when
+ * the client is built, so UPSTREAM_CREDENTIALS (applied after parsing) reaches hosts that inherit.
+ */
+export function fallbackConfig(primary: UpstreamConfig, fallback: FallbackHost): UpstreamConfig {
+  const own = fallback.credentials;
+  const credentials =
+    own === undefined
+      ? { username: primary.username, password: primary.password, credentialHelper: primary.credentialHelper }
+      : 'credentialHelper' in own
+        ? { username: undefined, password: undefined, credentialHelper: own.credentialHelper }
+        : { username: own.username, password: own.password, credentialHelper: undefined };
+  // A CA or client certificate given for this host replaces the entry's (a different PKI), never mixes with it.
+  const ownCerts = fallback.clientCertFile !== undefined;
+  return {
+    ...primary,
+    ...credentials,
+    host: fallback.host,
+    tls: fallback.tls ?? primary.tls,
+    acceptInvalidCerts: fallback.acceptInvalidCerts ?? primary.acceptInvalidCerts,
+    caFile: fallback.caFile ?? primary.caFile,
+    clientCertFile: ownCerts ? fallback.clientCertFile : primary.clientCertFile,
+    clientKeyFile: ownCerts ? fallback.clientKeyFile : primary.clientKeyFile,
+    tokenRealmHosts: fallback.tokenRealmHosts ?? primary.tokenRealmHosts,
+    fallbackHosts: [],
   };
 }
 

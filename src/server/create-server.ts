@@ -96,7 +96,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
   const metrics = options.metrics ?? new MirrorMetrics();
   const observer = options.observer ? combineObservers(metrics, options.observer) : metrics;
   // Upstreams from the config (or UPSTREAM_CREDENTIALS) keep their clients; client-named ones are bounded.
-  const upstreams = new UpstreamPool(observer, { isListed: (u) => config.upstreams.has(u.namespace) });
+  const upstreams = new UpstreamPool(observer, { isListed: (u) => config.upstreams.has(u.namespace), log, ...(options.now ? { now: options.now } : {}) });
   const lifecycle = options.lifecycle ?? {};
   const tracker = new AccessTracker({
     storage,

@@ -291,7 +291,7 @@ t.test('without --max-cache-size a collection run sets the cache size and no lim
 
 t.test('namespace labels are capped: beyond the limit, namespaces count as "other"', async (t) => {
   const metrics = new MirrorMetrics();
-  for (let i = 0; i < 150; i++) metrics.onResponse(`ns${i}.example`, 'manifest', 200, 0.01);
+  for (let i = 0; i < 150; i++) metrics.onResponse(`ns${i}.example`, 'manifest', 200, 0.01, `ns${i}.example`);
   const m = new Scrape(parseMetrics(await metrics.registry.metrics()));
   const namespaces = new Set(m.samples.filter((s) => s.name === 'oci_registry_upstream_requests_total').map((s) => s.labels['namespace']));
   t.equal(namespaces.size, 101);
