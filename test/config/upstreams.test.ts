@@ -444,7 +444,7 @@ t.test('UPSTREAM_CREDENTIALS reach fallback hosts that inherit the entry\'s cred
 
 t.test('fallback_hosts errors name the file, the entry, the key, the item and what was expected', async (t) => {
   const cases: [string, string][] = [
-    ['  fallback_hosts: mirror.example\n', 'key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got string "mirror.example"'],
+    ['  fallback_hosts: mirror.example\n', 'key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got a string'],
     ['  fallback_hosts: ["https://mirror.example"]\n', 'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got "https://mirror.example"'],
     ['  fallback_hosts: [ok.example, 42]\n', 'key "fallback_hosts" item 1: expected a host name'],
     ['  fallback_hosts: [[a]]\n', 'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got a list'],
