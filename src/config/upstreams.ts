@@ -12,11 +12,29 @@ import {
   type UpstreamConfig,
 } from './types.js';
 
-/** A configuration problem; the message names the file, the entry and the key. */
+/**
+ * A configuration problem; the message names the file, the entry and the key. One error may carry
+ * several problems (all of a config file's, so that one run shows every mistake): one per line.
+ */
 export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+  readonly problems: readonly string[];
+
+  constructor(message: string | readonly string[]) {
+    const problems = typeof message === 'string' ? [message] : message;
+    super(problems.join('\n'));
     this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Runs `fn`, adding the problems of a ConfigError it throws to `into`; undefined then. */
+function collecting<T>(into: string[], fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    into.push(...e.problems);
+    return undefined;
   }
 }
 
@@ -115,32 +133,37 @@ export function implicitUpstream(namespace: string, config: MirrorConfig): Upstr
 export function loadMirrorConfig(options: LoadOptions = {}): MirrorConfig {
   const defaults = defaultUpstreamSettings();
   const upstreams = new Map<string, UpstreamConfig>();
+  // Every problem of the file, the credentials and the flags is reported at once.
+  const problems: string[] = [];
   const file = options.configFile;
   if (file) {
-    let text: string;
+    let text: string | undefined;
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new ConfigError(`${file}: cannot read upstream config: ${(e as Error).message}`);
+      problems.push(`${file}: cannot read upstream config: ${(e as Error).message}`);
     }
     const firstIndex = new Map<string, number>();
-    parseUpstreamYaml(text, file).forEach((entry, index) => {
+    const entries = text === undefined ? [] : (collecting(problems, () => parseUpstreamEntries(text, file, problems)) ?? []);
+    entries.forEach((entry, index) => {
       const first = firstIndex.get(entry.namespace);
       if (first !== undefined) {
-        throw new ConfigError(
+        problems.push(
           `${file}: entry ${index} (namespace ${entry.namespace}): key "namespace": ${JSON.stringify(entry.namespace)} is already configured by entry ${first}`,
         );
+        return;
       }
       firstIndex.set(entry.namespace, index);
       upstreams.set(entry.namespace, entry);
     });
   }
-  if (options.credentialsJson) applyCredentials(upstreams, options.credentialsJson, defaults);
+  if (options.credentialsJson) collecting(problems, () => applyCredentials(upstreams, options.credentialsJson as string, defaults));
 
   const defaultNamespace = options.defaultNamespace ?? DOCKER_HUB;
   if (!isValidNamespace(defaultNamespace)) {
-    throw new ConfigError(`--default-namespace: ${JSON.stringify(defaultNamespace)} is not a registry host name`);
+    problems.push(`--default-namespace: ${JSON.stringify(defaultNamespace)} is not a registry host name`);
   }
+  if (problems.length > 0) throw new ConfigError(problems);
   return {
     upstreams,
     configFile: file,
@@ -152,6 +175,14 @@ export function loadMirrorConfig(options: LoadOptions = {}): MirrorConfig {
 
 /** Parses and validates the YAML list; every message names the file, the entry and the key. */
 export function parseUpstreamYaml(text: string, file: string): UpstreamConfig[] {
+  const problems: string[] = [];
+  const entries = parseUpstreamEntries(text, file, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return entries;
+}
+
+/** The valid entries; the problems of the others (every one, not just the first) go to `problems`. */
+function parseUpstreamEntries(text: string, file: string, problems: string[]): UpstreamConfig[] {
   let doc: unknown;
   try {
     doc = yaml.load(text, { filename: file });
@@ -162,7 +193,7 @@ export function parseUpstreamYaml(text: string, file: string): UpstreamConfig[] 
   if (!Array.isArray(doc)) {
     throw new ConfigError(`${file}: expected a YAML list of upstream entries (- namespace: ..., host: ...), got ${typeName(doc)}`);
   }
-  return doc.map((raw, index) => parseEntry(raw, index, file));
+  return doc.flatMap((raw, index) => collecting(problems, () => [parseEntry(raw, index, file)]) ?? []);
 }
 
 /**
@@ -184,27 +215,36 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
     throw new ConfigError(`${where0}: expected a mapping with namespace and host, got ${typeName(raw)}`);
   }
   const obj = raw as Record<string, unknown>;
+  // Every problem of the entry is collected; the entry throws them together at the end.
+  const problems: string[] = [];
+  const fail = (message: string): void => {
+    problems.push(message);
+  };
   const nsRaw = obj['namespace'];
   const where = typeof nsRaw === 'string' ? `${where0} (namespace ${nsRaw})` : where0;
   for (const key of Object.keys(obj)) {
-    if (!KNOWN_KEYS.has(key)) throw new ConfigError(`${where}: unknown key ${JSON.stringify(key)}`);
+    if (!KNOWN_KEYS.has(key)) fail(`${where}: unknown key ${JSON.stringify(key)}`);
   }
   const d = defaultUpstreamSettings();
   const str = (key: string, required: boolean): string | undefined => {
     const v = obj[key];
     if (v === undefined || v === null) {
-      if (required) throw new ConfigError(`${where}: key "${key}" is required (a string)`);
+      if (required) fail(`${where}: key "${key}" is required (a string)`);
       return undefined;
     }
     if (typeof v !== 'string' && typeof v !== 'number') {
-      throw new ConfigError(`${where}: key "${key}" must be a string, got ${typeName(v)}`);
+      fail(`${where}: key "${key}" must be a string, got ${typeName(v)}`);
+      return undefined;
     }
     return String(v);
   };
   const bool = (key: string, def: boolean): boolean => {
     const v = obj[key];
     if (v === undefined || v === null) return def;
-    if (typeof v !== 'boolean') throw new ConfigError(`${where}: key "${key}" must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') {
+      fail(`${where}: key "${key}" must be true or false, got ${JSON.stringify(v)}`);
+      return def;
+    }
     return v;
   };
   const duration = (key: string, def: number): number => {
@@ -212,49 +252,54 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
     if (v === undefined || v === null) return def;
     const ms = typeof v === 'string' ? parseDuration(v) : undefined;
     if (ms === undefined) {
-      throw new ConfigError(`${where}: key "${key}" must be a duration like 0s, 90m, 12h or 14d, got ${JSON.stringify(v)}`);
+      fail(`${where}: key "${key}" must be a duration like 0s, 90m, 12h or 14d, got ${JSON.stringify(v)}`);
+      return def;
     }
     return ms;
   };
 
-  const namespace = str('namespace', true) as string;
-  if (!isValidNamespace(namespace)) {
-    throw new ConfigError(`${where}: key "namespace" must be a registry host name like docker.io or registry.local:5000, got ${JSON.stringify(namespace)}`);
+  const namespaceValue = str('namespace', true);
+  const namespace = namespaceValue ?? '';
+  if (namespaceValue !== undefined && !isValidNamespace(namespace)) {
+    fail(`${where}: key "namespace" must be a registry host name like docker.io or registry.local:5000, got ${JSON.stringify(namespace)}`);
   }
-  const host = str('host', true) as string;
-  if (!isValidNamespace(host)) {
-    throw new ConfigError(`${where}: key "host" must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(host)}`);
+  const hostValue = str('host', true);
+  const host = hostValue ?? '';
+  if (hostValue !== undefined && !isValidNamespace(host)) {
+    fail(`${where}: key "host" must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(host)}`);
   }
   const username = str('username', false);
   const password = str('password', false);
   if ((username === undefined) !== (password === undefined)) {
-    throw new ConfigError(`${where}: keys "username" and "password" must be given together`);
+    fail(`${where}: keys "username" and "password" must be given together`);
   }
   const credentialHelper = str('credential_helper', false);
   if (credentialHelper !== undefined) {
     if (!CREDENTIAL_HELPER_NAME.test(credentialHelper)) {
-      throw new ConfigError(`${where}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`);
+      fail(`${where}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`);
     }
     if (username !== undefined) {
-      throw new ConfigError(`${where}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
+      fail(`${where}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
     }
   }
-  const tokenRealmHosts = hostList('token_realm_hosts', obj['token_realm_hosts'], where);
+  const tokenRealmHosts = collecting(problems, () => hostList('token_realm_hosts', obj['token_realm_hosts'], where)) ?? [];
   const clientCertFile = str('client_cert_file', false);
   const clientKeyFile = str('client_key_file', false);
   if ((clientCertFile === undefined) !== (clientKeyFile === undefined)) {
-    throw new ConfigError(`${where}: keys "client_cert_file" and "client_key_file" must be given together`);
+    fail(`${where}: keys "client_cert_file" and "client_key_file" must be given together`);
   }
   const caFile = str('ca_file', false);
   const clientAuthFile = str('client_auth', false);
-  checkReadable(where, [
+  collecting(problems, () =>
+    checkReadable(where, [
     ['ca_file', caFile],
     ['client_cert_file', clientCertFile],
     ['client_key_file', clientKeyFile],
     ['client_auth', clientAuthFile],
-  ]);
-  const fallbackHosts = fallbackList(obj['fallback_hosts'], where, host);
-  return {
+  ]),
+  );
+  const fallbackHosts = collecting(problems, () => fallbackList(obj['fallback_hosts'], where, host)) ?? [];
+  const entry: UpstreamConfig = {
     namespace,
     host,
     tls: bool('tls', d.tls),
@@ -278,6 +323,8 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
     failoverBackoffMs: duration('failover_backoff', d.failoverBackoffMs),
     explicit: true,
   };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return entry;
 }
 
 function checkReadable(where: string, files: readonly (readonly [string, string | undefined])[]): void {
@@ -431,21 +478,25 @@ function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, 
     parsed = JSON.parse(json);
   } catch (e) {
     const position = /\bposition (\d+)/.exec((e as Error).message)?.[1];
+    // V8's message quotes the text around the mistake, and this text holds passwords: position only.
     throw new ConfigError(`UPSTREAM_CREDENTIALS: invalid JSON${position ? ` at character ${position}` : ''}: expected ${CREDENTIALS_SHAPE}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new ConfigError(`UPSTREAM_CREDENTIALS: expected an object ${CREDENTIALS_SHAPE}`);
   }
   let index = 0;
+  const problems: string[] = [];
   for (const [namespace, cred] of Object.entries(parsed as Record<string, unknown>)) {
     const where = isValidNamespace(namespace) ? `namespace ${JSON.stringify(namespace)}` : `entry ${index}`;
     index++;
     const c = cred as Record<string, unknown> | null;
     if (typeof c !== 'object' || c === null || typeof c['username'] !== 'string' || typeof c['password'] !== 'string') {
-      throw new ConfigError(`UPSTREAM_CREDENTIALS: ${where}: expected {"username":"...","password":"..."} (two strings)`);
+      problems.push(`UPSTREAM_CREDENTIALS: ${where}: expected {"username":"...","password":"..."} (two strings)`);
+      continue;
     }
     if (!isValidNamespace(namespace)) {
-      throw new ConfigError(`UPSTREAM_CREDENTIALS: ${where}: the key is not a registry host name like docker.io or registry.local:5000`);
+      problems.push(`UPSTREAM_CREDENTIALS: ${where}: the key is not a registry host name like docker.io or registry.local:5000`);
+      continue;
     }
     const existing = upstreams.get(namespace);
     const base: UpstreamConfig = existing ?? {
@@ -457,6 +508,7 @@ function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, 
     // Explicit credentials override a credential_helper of the same entry.
     upstreams.set(namespace, { ...base, username: c['username'], password: c['password'], credentialHelper: undefined });
   }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 /** What a wrong value is, never the value itself: a misplaced password must not reach an error message. */

@@ -480,3 +480,53 @@ t.test('example.yaml documents fallback_hosts in a form the parser accepts', asy
   );
   t.equal(hub?.failoverBackoffMs, 30_000);
 });
+
+t.test('every problem of the file is reported at once: each bad key of each entry, one per line', async (t) => {
+  let error: unknown;
+  try {
+    parseUpstreamYaml(
+      ['- namespace: a.io', '  host: a.io', '  tls: maybe', '  serve_stale: 1', '- host: b.io', '- namespace: c.io', '  host: c.io', '  colour: red'].join('\n'),
+      FILE,
+    );
+  } catch (e) {
+    error = e;
+  }
+  t.ok(error instanceof ConfigError);
+  const problems = (error as ConfigError).problems;
+  t.same(problems, [
+    `${FILE}: entry 0 (namespace a.io): key "tls" must be true or false, got "maybe"`,
+    `${FILE}: entry 0 (namespace a.io): key "serve_stale" must be true or false, got 1`,
+    `${FILE}: entry 1: key "namespace" is required (a string)`,
+    `${FILE}: entry 2 (namespace c.io): unknown key "colour"`,
+  ]);
+  t.equal((error as ConfigError).message, problems.join('\n'), 'the message holds them one per line');
+});
+
+t.test('loading reports a duplicate namespace, bad entries and bad UPSTREAM_CREDENTIALS together', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'upstreams.yaml');
+  await writeFile(file, ['- namespace: a.io', '  host: a.io', '- namespace: a.io', '  host: b.io', '- namespace: c.io', '  host: c.io', '  read_timeout: soon'].join('\n'));
+  try {
+    loadMirrorConfig({ configFile: file, credentialsJson: JSON.stringify({ 'bad host!': { username: 'u', password: 'p' }, 'd.io': { username: 'u' } }) });
+    t.fail('expected a ConfigError');
+  } catch (e) {
+    t.ok(e instanceof ConfigError);
+    t.same((e as ConfigError).problems, [
+      `${file}: entry 2 (namespace c.io): key "read_timeout" must be a duration like 0s, 90m, 12h or 14d, got "soon"`,
+      `${file}: entry 1 (namespace a.io): key "namespace": "a.io" is already configured by entry 0`,
+      'UPSTREAM_CREDENTIALS: entry 0: the key is not a registry host name like docker.io or registry.local:5000',
+      'UPSTREAM_CREDENTIALS: namespace "d.io": expected {"username":"...","password":"..."} (two strings)',
+    ]);
+  }
+});
+
+t.test('malformed UPSTREAM_CREDENTIALS JSON is reported without quoting its text (it holds passwords)', async (t) => {
+  try {
+    loadMirrorConfig({ credentialsJson: '{"docker.io":{"username":"u","password":Pw7xQ}}' });
+    t.fail('expected a ConfigError');
+  } catch (e) {
+    t.ok(e instanceof ConfigError);
+    t.notMatch((e as Error).message, /Pw7xQ/);
+    t.match((e as Error).message, /^UPSTREAM_CREDENTIALS: invalid JSON/);
+  }
+});
