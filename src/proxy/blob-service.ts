@@ -98,6 +98,11 @@ export class BlobService {
     return this.inflight.size;
   }
 
+  /** The downloads running now, for the status page to read; a pending promise is still waiting for upstream's answer. */
+  inflightDownloads(): Iterable<Promise<BlobFill>> {
+    return this.inflight.values();
+  }
+
   /** Joins the running fill for the digest or starts one. */
   private async openUncached(repo: ResolvedRepository, digest: string): Promise<BlobHandle> {
     const running = this.inflight.get(digest);

@@ -21,6 +21,9 @@ import { Collector } from '../lifecycle/collector.js';
 import type { CacheSizeLimit } from '../lifecycle/cache-size.js';
 import { defaultReplicaId } from '../lifecycle/replica-id.js';
 import { FilesystemStorage } from '../storage/filesystem/filesystem-storage.js';
+import { statusPageRoutes } from '../http/routes/status-page.js';
+import { MirrorStatus } from '../status/mirror-status.js';
+import { UpstreamHealth } from '../status/upstream-health.js';
 
 export interface ServerOptions {
   config: MirrorConfig;
@@ -41,6 +44,8 @@ export interface ServerOptions {
   replicaId?: string | undefined;
   /** Bounded size and expiry; the collector runs every gcIntervalMs when maxCacheSize or expiryMs is set. */
   lifecycle?: LifecycleSettings | undefined;
+  /** Serve the status page at `/` and `/status.json` (default true; `--no-status-page`). */
+  statusPage?: boolean | undefined;
   now?: () => number;
 }
 
@@ -65,6 +70,10 @@ export interface MirrorServer {
   tracker: AccessTracker;
   /** The cache collector (scheduled only when a size limit or an expiry is set; run() works regardless). */
   collector: Collector;
+  /** What the status page shows; undefined when it is turned off. */
+  status: MirrorStatus | undefined;
+  /** Last success and last error per upstream (the status page's); undefined when it is turned off. */
+  upstreamHealth: UpstreamHealth | undefined;
   /** Stops accepting, lets running requests and downloads finish (up to the grace period), then closes. */
   close(graceMs?: number): Promise<void>;
 }
@@ -75,7 +84,8 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
   await storage.init();
   const spoolDir = await createSpoolDir(options.spoolParent);
   const metrics = options.metrics ?? new MirrorMetrics();
-  const observer = options.observer ? combineObservers(metrics, options.observer) : metrics;
+  const upstreamHealth = options.statusPage === false ? undefined : new UpstreamHealth((ns) => config.upstreams.has(ns), options.now);
+  const observer = combineObservers(metrics, ...(upstreamHealth ? [upstreamHealth] : []), ...(options.observer ? [options.observer] : []));
   const upstreams = new UpstreamPool(observer);
   const lifecycle = options.lifecycle ?? {};
   const tracker = new AccessTracker({
@@ -111,13 +121,32 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     now: options.now,
   });
   const resolver = new Resolver(config);
+  const clientAuth = new ClientAuth(config, new HtpasswdVerifier());
+  const status = upstreamHealth
+    ? new MirrorStatus({
+        config,
+        resolver,
+        storage,
+        downloads: mirror.blobs,
+        health: upstreamHealth,
+        metrics: metrics.registry,
+        log,
+        offline: options.offline,
+        maxCacheSize: lifecycle.maxCacheSize,
+        lowWaterPercent: lifecycle.lowWaterPercent,
+        filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+        recentAccess: (digest) => tracker.lastAccess(digest),
+        now: options.now,
+      })
+    : undefined;
   const app = await buildApp({
     mirror,
     resolver,
-    clientAuth: new ClientAuth(config, new HtpasswdVerifier()),
+    clientAuth,
     log,
     plugins: [
       async (a) => healthRoutes(a, { storage }),
+      ...(status ? [async (a: FastifyInstance) => statusPageRoutes(a, { source: status, resolver, clientAuth })] : []),
       ...(options.metricsListen ? [] : [async (a: FastifyInstance) => metricsRoutes(a, { source: metrics.registry })]),
     ],
     onRequestDone: metrics.requestDone,
@@ -164,5 +193,5 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     })();
     return closing;
   };
-  return { app, mirror, storage, metrics, metricsApp, tracker, collector, close };
+  return { app, mirror, storage, metrics, metricsApp, tracker, collector, status, upstreamHealth, close };
 }

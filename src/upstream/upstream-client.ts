@@ -59,7 +59,8 @@ export interface ReferrersReply {
 /** Observes every upstream exchange (metrics); kept abstract so upstream/ does not know the metrics library. */
 export interface UpstreamObserver {
   onResponse(namespace: string, kind: string, status: number, seconds: number): void;
-  onError(namespace: string, kind: string, code: string): void;
+  /** `error` (message and detail, never credentials) is for the status page's last-error column. */
+  onError(namespace: string, kind: string, code: string, error?: OciError): void;
 }
 
 interface AuthState {
@@ -245,7 +246,7 @@ export class UpstreamClient {
       return reply;
     } catch (e) {
       const err = transportError(this.namespace, e);
-      this.observer?.onError(this.namespace, kind, err.code);
+      this.observer?.onError(this.namespace, kind, err.code, err);
       throw err;
     }
   }

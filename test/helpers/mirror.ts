@@ -31,6 +31,8 @@ export interface StartMirrorOptions {
   /** Size bound, expiry, grace; tests usually set gcIntervalMs 0 and call server.collector.run(). */
   lifecycle?: ServerOptions['lifecycle'];
   replicaId?: string;
+  /** Default true: serve the status page at / (false: as --no-status-page). */
+  statusPage?: boolean;
 }
 
 export interface TestMirror {
@@ -68,6 +70,7 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     offline: options.offline,
     lifecycle: options.lifecycle,
     replicaId: options.replicaId,
+    statusPage: options.statusPage,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });
