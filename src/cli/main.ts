@@ -42,6 +42,7 @@ export function buildProgram(): Command {
         .env('SHUTDOWN_GRACE_PERIOD')
         .default('30s'),
     )
+    .addOption(new Option('--no-status-page', 'do not serve the status page at / (and /status.json)').env('NO_STATUS_PAGE'))
     .addOption(new Option('--preload <file>', 'at start, prefetch the images listed in this file (one per line) in the background').env('PRELOAD'));
 
   addLifecycleOptions(program);

@@ -23,6 +23,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     spoolParent: opts.spoolDir,
     checkCacheDigest: opts.checkCacheDigest,
     metricsListen,
+    statusPage: opts.statusPage,
     redirectSeconds: opts.storage.kind === 's3' && opts.storage.redirect ? PRESIGNED_URL_SECONDS : undefined,
     downloads,
     ...lifecycle,

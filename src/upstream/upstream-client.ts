@@ -91,7 +91,8 @@ export interface ReferrersReply {
 export interface UpstreamObserver {
   /** `host` is the configured host that answered (the primary or a fallback; never a redirect target). */
   onResponse(namespace: string, kind: string, status: number, seconds: number, host: string): void;
-  onError(namespace: string, kind: string, code: string, host: string): void;
+  /** `error` (message and detail, never credentials) is for the status page's last-error column. */
+  onError(namespace: string, kind: string, code: string, host: string, error?: OciError): void;
   /** A request moved on from host `from` to the next one, `to`. */
   onFailover?(namespace: string, from: string, to: string): void;
 }
@@ -392,7 +393,7 @@ export class UpstreamClient {
       return reply;
     } catch (e) {
       const err = transportError(this.namespace, e);
-      this.observer?.onError(this.namespace, kind, err.code, this.config.host);
+      this.observer?.onError(this.namespace, kind, err.code, this.config.host, err);
       throw err;
     } finally {
       if (--this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();

@@ -35,6 +35,8 @@ export interface StartMirrorOptions {
   downloads?: ServerOptions['downloads'];
   /** The client_auth verifier (e.g. without its failed-login limit). */
   htpasswd?: ServerOptions['htpasswd'];
+  /** Default true: serve the status page at / (false: as --no-status-page). */
+  statusPage?: boolean;
 }
 
 export interface TestMirror {
@@ -74,6 +76,7 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     replicaId: options.replicaId,
     downloads: options.downloads,
     htpasswd: options.htpasswd,
+    statusPage: options.statusPage,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });

@@ -16,6 +16,7 @@ export const BINARY_PACKAGES: Readonly<Record<string, string>> = {
   docker: 'docker.io',
   dockerd: 'docker.io',
   debootstrap: 'debootstrap',
+  chromium: 'chromium',
 };
 
 /** The absolute path of an executable on PATH (or in the sbin directories), or undefined. */
