@@ -3,13 +3,19 @@
 #   docker build -t oci-registry .
 #   docker run -p 8080:8080 -v oci-cache:/data oci-registry
 #   docker run -p 8080:8080 -e AWS_REGION=eu-west-1 oci-registry s3 --bucket my-cache
+#   docker build --build-arg BASE_IMAGE=registry.example/node:24-bookworm-slim -t oci-registry .
 #
 # Arguments given to `docker run` replace CMD, so they must include the
 # storage subcommand; global flags (--listen, --upstream-config-file, ...)
 # come before it, and every flag also has an environment variable.
 
+# Both stages build on this image: a Debian with Node.js (node, npm on PATH)
+# and the shadow tools (groupadd/useradd). Override it to build from a
+# private registry's copy or a pinned digest.
+ARG BASE_IMAGE=node:24-bookworm-slim
+
 # ---- build: install all dependencies and compile TypeScript to dist/ ----
-FROM node:24-bookworm-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /app
 # Dependencies first, so source changes do not invalidate this layer.
 COPY package.json package-lock.json ./
@@ -20,7 +26,7 @@ RUN npm run build \
  && chmod 0755 dist/cli/main.js
 
 # ---- runtime: production dependencies and the compiled program only ----
-FROM node:24-bookworm-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     HEALTHCHECK_URL=http://127.0.0.1:8080/healthz
 WORKDIR /app

@@ -111,18 +111,46 @@ function toInstruction(text: string, line: number): Instruction {
   return { keyword, rest, flags, body, json, line };
 }
 
-/** The stage's effective base image, following `FROM <earlier stage>` chains. */
-function resolveBase(df: Dockerfile, stage: Stage): string {
+/** Global ARGs (declared before the first FROM) with their defaults, `overrides` (--build-arg) applied. */
+function globalArgs(df: Dockerfile, overrides: Record<string, string> = {}): Map<string, string | undefined> {
+  const args = new Map<string, string | undefined>();
+  for (const ins of df.preamble) {
+    if (ins.keyword !== 'ARG') continue;
+    for (const word of words(ins.body)) {
+      const eq = word.indexOf('=');
+      if (eq < 0) args.set(word, undefined);
+      else args.set(word.slice(0, eq), word.slice(eq + 1));
+    }
+  }
+  // --build-arg only sets ARGs the Dockerfile declares.
+  for (const [k, v] of Object.entries(overrides)) if (args.has(k)) args.set(k, v);
+  return args;
+}
+
+/** Docker's variable substitution in a FROM line: `$X`, `${X}`, `${X:-word}`, `${X:+word}`. */
+function expandArgs(text: string, args: Map<string, string | undefined>): string {
+  const re = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g;
+  return text.replace(re, (_m, braced: string | undefined, op: string | undefined, word: string | undefined, bare: string | undefined) => {
+    const value = args.get((braced ?? bare)!);
+    if (op === '-') return value ? value : (word ?? '');
+    if (op === '+') return value ? (word ?? '') : '';
+    return value ?? '';
+  });
+}
+
+/** The stage's effective base image, following `FROM <earlier stage>` chains and global ARGs. */
+function resolveBase(df: Dockerfile, stage: Stage, buildArgs: Record<string, string> = {}): string {
+  const args = globalArgs(df, buildArgs);
   let s: Stage | undefined = stage;
   const seen = new Set<number>();
   while (s && !seen.has(s.index)) {
     seen.add(s.index);
-    const base: string = s.base;
+    const base: string = expandArgs(s.base, args);
     const parent: Stage | undefined = df.stages.find((x) => x.index < s!.index && x.name === base.toLowerCase());
     if (!parent) return base;
     s = parent;
   }
-  return stage.base;
+  return expandArgs(stage.base, args);
 }
 
 /** Splits shell-form words, honouring simple quotes (enough for COPY/EXPOSE/VOLUME/USER). */
@@ -256,6 +284,15 @@ t.test('the parser', async (t) => {
   t.equal(resolveBase(df, df.stages[1]!), 'node:22-slim');
   t.same(last(df.stages[1]!, 'CMD')?.json, ['x']);
 
+  const withArgs = parseDockerfile(
+    ['ARG BASE=node:22-slim OTHER', 'FROM ${BASE} AS one', 'FROM $BASE', 'FROM ${OTHER:-debian:12}', 'FROM one'].join('\n'),
+  );
+  t.equal(resolveBase(withArgs, withArgs.stages[0]!), 'node:22-slim', '${BASE} takes the ARG default');
+  t.equal(resolveBase(withArgs, withArgs.stages[1]!), 'node:22-slim', '$BASE too');
+  t.equal(resolveBase(withArgs, withArgs.stages[2]!), 'debian:12', '${OTHER:-word} without a value is the word');
+  t.equal(resolveBase(withArgs, withArgs.stages[3]!, { BASE: 'local/node:x' }), 'local/node:x', 'a build arg replaces the default, through stage references');
+  t.equal(resolveBase(withArgs, withArgs.stages[0]!, { UNDECLARED: 'x' }), 'node:22-slim', 'an undeclared build arg changes nothing');
+
   const rules = parseDockerignore('node_modules\n**/*.log\ndist/\n!dist/keep\n# c\n/data\n');
   t.ok(isIgnored(rules, 'node_modules'));
   t.ok(isIgnored(rules, 'node_modules/x/y.js'));
@@ -296,6 +333,18 @@ t.test('Dockerfile', async (t) => {
       }
     }
     t.match(resolveBase(df, final), /^node:24-bookworm-slim/, 'final stage uses node:24-bookworm-slim');
+  });
+
+  t.test('the base image is the build argument BASE_IMAGE, node:24-bookworm-slim by default, for every stage', async (t) => {
+    const declared = df.preamble.filter((i) => i.keyword === 'ARG' && /^BASE_IMAGE(?:=|$)/.test(i.body));
+    t.equal(declared.length, 1, 'ARG BASE_IMAGE is declared once, before the first FROM');
+    t.equal(globalArgs(df).get('BASE_IMAGE'), 'node:24-bookworm-slim', 'its default is node:24-bookworm-slim');
+    const stageNames = new Set(df.stages.map((s) => s.name).filter((n) => n !== undefined));
+    for (const stage of df.stages) {
+      if (stageNames.has(stage.base.toLowerCase())) continue;
+      t.match(stage.base, /^\$(?:\{BASE_IMAGE\}|BASE_IMAGE)$/, `stage ${stage.name ?? stage.index} is FROM \${BASE_IMAGE}`);
+      t.equal(resolveBase(df, stage, { BASE_IMAGE: 'local/base:test' }), 'local/base:test', `--build-arg BASE_IMAGE=... replaces stage ${stage.name ?? stage.index}'s base`);
+    }
   });
 
   t.test('the build stage compiles the project with dev dependencies', async (t) => {

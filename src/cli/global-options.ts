@@ -15,6 +15,8 @@ export interface GlobalOptions extends LifecycleFlags, DownloadFlags, Connection
   spoolDir?: string | undefined;
   shutdownGracePeriod: string;
   metricsListen?: string | undefined;
+  /** False with --no-status-page. */
+  statusPage: boolean;
   /** Image list prefetched in the background once the server listens. */
   preload?: string | undefined;
 }

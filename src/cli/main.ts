@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/upstreams.js';
 import { VERSION } from '../upstream/upstream-client.js';
 import { LOG_LEVELS } from '../log.js';
@@ -10,6 +10,7 @@ import { addDownloadOptions } from './download-options.js';
 import { addConnectionOptions } from './connection-options.js';
 import type { GlobalOptions } from './global-options.js';
 import { runServer } from './serve.js';
+import { redactUrlCredentials } from './redact.js';
 import { registerClientConfig } from './client-config.js';
 import type { StorageOptions } from '../storage/create-storage.js';
 
@@ -20,7 +21,10 @@ export function buildProgram(): Command {
     .name('oci-registry')
     .description('A pull-through caching mirror for container registries (OCI distribution pull API).')
     .version(VERSION)
-    .showHelpAfterError('(run with --help for usage)')
+    // Parse errors become CommanderErrors that main() prints as one line and exits 2 (set before the
+    // subcommands are added: they inherit both settings).
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined })
     .addOption(new Option('--listen <host:port>', 'address to serve on').env('LISTEN').default('0.0.0.0:8080').argParser(listenArg))
     .addOption(new Option('--upstream-config-file <file>', 'YAML list of upstream registries (see example.yaml)').env('UPSTREAM_CONFIG_FILE'))
     .addOption(new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)').env('DEFAULT_NAMESPACE').default('docker.io'))
@@ -39,6 +43,7 @@ export function buildProgram(): Command {
         .env('SHUTDOWN_GRACE_PERIOD')
         .default('30s'),
     )
+    .addOption(new Option('--no-status-page', 'do not serve the status page at / (and /status.json)').env('NO_STATUS_PAGE'))
     .addOption(new Option('--preload <file>', 'at start, prefetch the images listed in this file (one per line) in the background').env('PRELOAD'));
 
   addLifecycleOptions(program);
@@ -69,6 +74,24 @@ export function buildProgram(): Command {
     .action(async (opts: S3Flags) => serve(s3Storage(opts)));
   registerAdminCommands(s3, () => ({ global: globals(), storage: s3Storage(s3.opts() as S3Flags) }));
   registerClientConfig(program);
+  // Without a storage subcommand there is nothing to serve: say so in one line instead of a help dump.
+  // Set after the subcommands (they keep refusing stray arguments and options): whatever is left over
+  // reaches this action, which names the unknown option or command the way commander would.
+  program
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .action((_opts: unknown, command: Command) => {
+      const first = command.args[0];
+      if (first === undefined) {
+        throw new ConfigError('name a storage subcommand: oci-registry [global flags] filesystem --root DIR, or s3 --bucket NAME (--help lists every command)');
+      }
+      // commander's own messages, with its "Did you mean" suggestion (methods missing from its typings).
+      const internals = command as unknown as { unknownOption?(flag: string): void; unknownCommand?(): void };
+      command.allowUnknownOption(false);
+      if (first.startsWith('-')) internals.unknownOption?.(first);
+      else internals.unknownCommand?.();
+      throw new ConfigError(first.startsWith('-') ? `unknown option '${first}'` : `unknown command '${first}'`);
+    });
   return program;
 }
 
@@ -113,14 +136,28 @@ function listenArg(value: string): string {
   return value;
 }
 
+/** The exit status and stderr lines of an error that ends the CLI (2: usage or configuration). */
+export function describeFailure(e: unknown): { code: number; lines: string[] } {
+  if (e instanceof CommanderError) {
+    // --help and --version end this way too (status 0, already printed); so does help shown for a
+    // command group without a subcommand (status 1, already printed to stderr).
+    if (e.exitCode === 0) return { code: 0, lines: [] };
+    if (e.code === 'commander.help' || e.code === 'commander.helpDisplayed') return { code: 2, lines: [] };
+    const message = e.message.replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+    return { code: 2, lines: [`${message} (run with --help for usage)`] };
+  }
+  // A configuration mistake: one line per problem, no stack trace.
+  if (e instanceof ConfigError) return { code: 2, lines: [...e.problems] };
+  return { code: 1, lines: [e instanceof Error ? e.message : String(e)] };
+}
+
 async function main(): Promise<void> {
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (e) {
-    // One line naming the problem; no stack trace for a configuration mistake.
-    const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`oci-registry: ${msg}\n`);
-    process.exit(e instanceof ConfigError ? 2 : 1);
+    const { code, lines } = describeFailure(e);
+    for (const line of lines) process.stderr.write(`oci-registry: ${redactUrlCredentials(line)}\n`);
+    process.exit(code);
   }
 }
 

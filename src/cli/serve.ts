@@ -1,39 +1,19 @@
-import { parseDuration } from '../config/duration.js';
-import { ConfigError } from '../config/upstreams.js';
-import { loadConfig } from './load-config.js';
 import { createLogger } from '../log.js';
-import type { GlobalOptions } from './global-options.js';
 import { CLOSE_BUDGET_MS, createMirrorServer } from '../server/create-server.js';
-import { createStorage, type StorageOptions } from '../storage/create-storage.js';
+import { createStorage } from '../storage/create-storage.js';
 import { verifyCache } from '../lifecycle/verify-cache.js';
-import { parseListenAddress } from './listen-address.js';
 import { startPreload } from '../lifecycle/prefetch.js';
 import { Resolver } from '../resolve/resolver.js';
-import { lifecycleFromFlags } from './lifecycle-options.js';
-import { downloadLimitsFromFlags } from './download-options.js';
-import { connectionLimitsFromFlags } from './connection-options.js';
+import { serverSettings, type ServerCommandOptions } from './server-settings.js';
 
 /** Presigned URLs are checked when a download starts, so a short expiry does not cut long transfers. */
 const PRESIGNED_URL_SECONDS = 300;
 
-export interface ServerCommandOptions extends GlobalOptions {
-  storage: StorageOptions;
-}
+export type { ServerCommandOptions } from './server-settings.js';
 
 /** The server command: load and check everything, listen, and shut down gracefully on SIGTERM/SIGINT. */
 export async function runServer(opts: ServerCommandOptions): Promise<void> {
-  const listen = parseListenAddress(opts.listen);
-  if (!listen) throw new ConfigError(`--listen: expected HOST:PORT, got ${JSON.stringify(opts.listen)}`);
-  const graceMs = parseDuration(opts.shutdownGracePeriod);
-  if (graceMs === undefined) throw new ConfigError(`--shutdown-grace-period: expected a duration like 30s, got ${JSON.stringify(opts.shutdownGracePeriod)}`);
-  const metricsListen = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen);
-  if (opts.metricsListen !== undefined && !metricsListen) {
-    throw new ConfigError(`--metrics-listen: expected HOST:PORT, got ${JSON.stringify(opts.metricsListen)}`);
-  }
-  const lifecycle = lifecycleFromFlags(opts, opts.storage.kind);
-  const downloads = downloadLimitsFromFlags(opts);
-  const connectionLimits = connectionLimitsFromFlags(opts);
-  const config = loadConfig(opts);
+  const { listen, graceMs, metricsListen, lifecycle, downloads, connectionLimits, config } = serverSettings(opts);
   const log = createLogger(opts.logLevel);
   const storage = await createStorage(opts.storage, log);
   const server = await createMirrorServer({
@@ -43,6 +23,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     spoolParent: opts.spoolDir,
     checkCacheDigest: opts.checkCacheDigest,
     metricsListen,
+    statusPage: opts.statusPage,
     redirectSeconds: opts.storage.kind === 's3' && opts.storage.redirect ? PRESIGNED_URL_SECONDS : undefined,
     downloads,
     ...lifecycle,

@@ -33,8 +33,30 @@ export interface UpstreamConfig {
   tokenRealmHosts: readonly string[];
   /** htpasswd file (bcrypt entries): clients must authenticate to pull this namespace through the mirror. */
   clientAuthFile: string | undefined;
+  /**
+   * Other hosts serving the same registry, tried in order when this host refuses connections, times out
+   * or answers 5xx/429 (src/upstream/failover.ts). Empty for implicit upstreams.
+   */
+  fallbackHosts: readonly FallbackHost[];
+  /** How long a failed host is skipped at first; doubles per renewed failure up to MAX_FAILOVER_BACKOFF_MS. */
+  failoverBackoffMs: number;
   /** True when the entry comes from the config file (an operator named it), false for implicit public mirroring. */
   explicit: boolean;
+}
+
+/**
+ * A fallback host of an upstream entry. Unset fields are the entry's own (same TLS settings, credentials,
+ * token realms); `credentials` set means this host has its own and never sees the entry's.
+ */
+export interface FallbackHost {
+  host: string;
+  tls?: boolean | undefined;
+  acceptInvalidCerts?: boolean | undefined;
+  caFile?: string | undefined;
+  clientCertFile?: string | undefined;
+  clientKeyFile?: string | undefined;
+  credentials?: { username: string; password: string } | { credentialHelper: string } | undefined;
+  tokenRealmHosts?: readonly string[] | undefined;
 }
 
 export interface MirrorConfig {
@@ -56,4 +78,6 @@ export interface MirrorConfig {
 export const DEFAULT_INVALIDATION_MS = 14 * 86_400_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_READ_TIMEOUT_MS = 60_000;
+export const DEFAULT_FAILOVER_BACKOFF_MS = 30_000;
+export const MAX_FAILOVER_BACKOFF_MS = 5 * 60_000;
 export const DEFAULT_CREDENTIAL_TTL_MS = 15 * 60_000;

@@ -51,6 +51,8 @@ export interface CollectorOptions {
   filesystemRoot?: string | undefined;
   /** Another replica's access object unwritten for this long is taken over. Default 1 day. */
   adoptAfterMs?: number | undefined;
+  /** Told every run's report (the metrics' cache size gauges). */
+  onCollected?: ((report: CollectionReport) => void) | undefined;
   now?: (() => number) | undefined;
 }
 
@@ -156,6 +158,7 @@ export class Collector {
     }
     const finalBytes = blobs.reduce((sum, b) => sum + b.size, 0);
     const report: CollectionReport = { totalBytes, finalBytes, limitBytes, targetBytes, eviction, expiry };
+    this.options.onCollected?.(report);
     log.debug({ bytes: finalBytes, blobs: blobs.length, manifests: manifestList.length, limitBytes }, 'cache collection run');
     if ((eviction?.evicted ?? 0) > 0 || (expiry && expiry.tags + expiry.blobs > 0)) {
       log.info(

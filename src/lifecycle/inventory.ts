@@ -1,4 +1,4 @@
-import type { Storage, StoredManifest } from '../storage/storage.js';
+import type { RepositoryRef, Storage, StoredManifest } from '../storage/storage.js';
 import { readAccessTimes } from './access-state.js';
 import { collect } from './expiry.js';
 import { manifestRefs } from './manifest-refs.js';
@@ -33,92 +33,131 @@ export interface TagInventory {
   missingBlobs: number;
 }
 
-export async function takeInventory(storage: Storage, options: { namespace?: string | undefined } = {}): Promise<Inventory> {
-  const blobSizes = new Map((await collect(storage.listBlobs())).map((b) => [b.digest, b.size]));
-  const manifestList = await collect(storage.listManifests());
-  const access = (await readAccessTimes(storage)).times;
-  const manifests = new Map<string, StoredManifest | undefined>();
-  const readManifest = async (digest: string) => {
-    if (!manifests.has(digest)) manifests.set(digest, await storage.getManifest(digest));
-    return manifests.get(digest);
-  };
+/**
+ * The cache-wide facts every tag's entry is computed from: cached blob sizes, the manifest listing and
+ * the last access of every digest (all replicas). One listing of everything: `ls` takes one per run, the
+ * status page keeps one for a while.
+ */
+export interface CacheScan {
+  blobSizes: ReadonlyMap<string, number>;
+  manifests: ReadonlyArray<{ digest: string; size: number }>;
+  /** Latest access of a digest (ms since the epoch). */
+  access: { get(digest: string): number | undefined };
+}
 
+export async function scanCache(storage: Storage): Promise<CacheScan> {
+  const blobSizes = new Map((await collect(storage.listBlobs())).map((b) => [b.digest, b.size]));
+  const manifests = (await collect(storage.listManifests())).map((m) => ({ digest: m.digest, size: m.size }));
+  const access = (await readAccessTimes(storage)).times;
+  return { blobSizes, manifests, access };
+}
+
+/** Reads each manifest once (an index's children are shared by its tags). */
+export type ManifestReader = (digest: string) => Promise<StoredManifest | undefined>;
+
+export function manifestReader(storage: Storage): ManifestReader {
+  const manifests = new Map<string, Promise<StoredManifest | undefined>>();
+  return (digest) => {
+    let m = manifests.get(digest);
+    if (!m) {
+      m = storage.getManifest(digest);
+      manifests.set(digest, m);
+    }
+    return m;
+  };
+}
+
+/** One tag's entry: what the cache holds of its image. Undefined when the tag record is gone. */
+export async function inventoryTag(storage: Storage, scan: CacheScan, readManifest: ManifestReader, repo: RepositoryRef, tag: string): Promise<TagInventory | undefined> {
+  const { blobSizes, access } = scan;
+  const record = await storage.getTag(repo, tag);
+  if (!record) return undefined;
+  const root = await readManifest(record.digest);
+  let size = 0;
+  let latest = access.get(record.digest);
+  const blobs = new Map<string, number>();
+  let missing = 0;
+  // The manifest, and for an index its cached children, each once.
+  const queue = [record.digest];
+  const seen = new Set<string>();
+  while (queue.length > 0) {
+    const digest = queue.shift() as string;
+    if (seen.has(digest)) continue;
+    seen.add(digest);
+    const m = await readManifest(digest);
+    if (!m) continue;
+    size += m.bytes.length;
+    latest = later(latest, access.get(digest));
+    let refs;
+    try {
+      refs = manifestRefs(m.mediaType, m.bytes);
+    } catch {
+      continue;
+    }
+    if (refs.kind === 'index') {
+      queue.push(...refs.children.map((c) => c.digest));
+      continue;
+    }
+    for (const d of [...(refs.config ? [refs.config] : []), ...refs.layers]) {
+      if (blobs.has(d.digest)) continue;
+      const cached = blobSizes.get(d.digest);
+      if (cached === undefined) {
+        missing++;
+        continue;
+      }
+      blobs.set(d.digest, cached);
+      size += cached;
+      latest = later(latest, access.get(d.digest));
+    }
+  }
+  return {
+    tag,
+    digest: record.digest,
+    mediaType: record.mediaType,
+    checkedAt: record.checkedAt.toISOString(),
+    lastAccess: latest === undefined ? null : new Date(latest).toISOString(),
+    manifestSize: root ? root.bytes.length : null,
+    size,
+    blobs: [...blobs].map(([digest, s]) => ({ digest, size: s })),
+    missingBlobs: missing,
+  };
+}
+
+/** `namespace/repository`: the order `ls` and the status page list repositories in. */
+export function repositoryKey(repo: RepositoryRef): string {
+  return `${repo.namespace}/${repo.repository}`;
+}
+
+export async function takeInventory(storage: Storage, options: { namespace?: string | undefined } = {}): Promise<Inventory> {
+  const scan = await scanCache(storage);
+  const readManifest = manifestReader(storage);
   const repos = (await collect(storage.listRepositories()))
     .filter((r) => options.namespace === undefined || r.namespace === options.namespace)
-    .sort((a, b) => compare(`${a.namespace}/${a.repository}`, `${b.namespace}/${b.repository}`));
+    .sort((a, b) => compare(repositoryKey(a), repositoryKey(b)));
   const repositories: RepositoryInventory[] = [];
   let tagCount = 0;
   for (const repo of repos) {
     const tags: TagInventory[] = [];
     for (const tag of await storage.listTags(repo)) {
-      const record = await storage.getTag(repo, tag);
-      if (!record) continue;
-      const root = await readManifest(record.digest);
-      let size = 0;
-      let latest = access.get(record.digest);
-      const blobs = new Map<string, number>();
-      let missing = 0;
-      // The manifest, and for an index its cached children, each once.
-      const queue = [record.digest];
-      const seen = new Set<string>();
-      while (queue.length > 0) {
-        const digest = queue.shift() as string;
-        if (seen.has(digest)) continue;
-        seen.add(digest);
-        const m = await readManifest(digest);
-        if (!m) continue;
-        size += m.bytes.length;
-        latest = later(latest, access.get(digest));
-        let refs;
-        try {
-          refs = manifestRefs(m.mediaType, m.bytes);
-        } catch {
-          continue;
-        }
-        if (refs.kind === 'index') {
-          queue.push(...refs.children.map((c) => c.digest));
-          continue;
-        }
-        for (const d of [...(refs.config ? [refs.config] : []), ...refs.layers]) {
-          if (blobs.has(d.digest)) continue;
-          const cached = blobSizes.get(d.digest);
-          if (cached === undefined) {
-            missing++;
-            continue;
-          }
-          blobs.set(d.digest, cached);
-          size += cached;
-          latest = later(latest, access.get(d.digest));
-        }
-      }
-      tags.push({
-        tag,
-        digest: record.digest,
-        mediaType: record.mediaType,
-        checkedAt: record.checkedAt.toISOString(),
-        lastAccess: latest === undefined ? null : new Date(latest).toISOString(),
-        manifestSize: root ? root.bytes.length : null,
-        size,
-        blobs: [...blobs].map(([digest, s]) => ({ digest, size: s })),
-        missingBlobs: missing,
-      });
+      const entry = await inventoryTag(storage, scan, readManifest, repo, tag);
+      if (entry) tags.push(entry);
     }
     if (tags.length === 0) continue;
     tagCount += tags.length;
     repositories.push({ namespace: repo.namespace, repository: repo.repository, tags });
   }
+  return { repositories, totals: { repositories: repositories.length, tags: tagCount, ...scanTotals(scan) } };
+}
+
+/** Blob and manifest counts and bytes of a scan. */
+export function scanTotals(scan: CacheScan): { blobs: number; blobBytes: number; manifests: number; manifestBytes: number } {
   let blobBytes = 0;
-  for (const s of blobSizes.values()) blobBytes += s;
+  for (const s of scan.blobSizes.values()) blobBytes += s;
   return {
-    repositories,
-    totals: {
-      repositories: repositories.length,
-      tags: tagCount,
-      blobs: blobSizes.size,
-      blobBytes,
-      manifests: manifestList.length,
-      manifestBytes: manifestList.reduce((sum, m) => sum + m.size, 0),
-    },
+    blobs: scan.blobSizes.size,
+    blobBytes,
+    manifests: scan.manifests.length,
+    manifestBytes: scan.manifests.reduce((sum, m) => sum + m.size, 0),
   };
 }
 
@@ -128,6 +167,6 @@ function later(a: number | undefined, b: number | undefined): number | undefined
   return Math.max(a, b);
 }
 
-function compare(a: string, b: string): number {
+export function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -33,9 +33,10 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   private readonly requestDuration: Histogram<'route'>;
   private readonly cacheRequests: Counter<'namespace' | 'kind' | 'outcome'>;
   private readonly servedBytes: Counter<'namespace' | 'source'>;
-  private readonly upstreamRequests: Counter<'namespace' | 'kind' | 'status'>;
-  private readonly upstreamDuration: Histogram<'namespace' | 'kind'>;
-  private readonly upstreamErrors: Counter<'namespace' | 'kind' | 'code'>;
+  private readonly upstreamRequests: Counter<'namespace' | 'host' | 'kind' | 'status'>;
+  private readonly upstreamDuration: Histogram<'namespace' | 'host' | 'kind'>;
+  private readonly upstreamErrors: Counter<'namespace' | 'host' | 'kind' | 'code'>;
+  private readonly upstreamFailovers: Counter<'namespace' | 'from' | 'to'>;
   private readonly downloadsInFlight: Gauge;
   private readonly downloads: Counter<'namespace' | 'result'>;
   private readonly coalesced: Counter<'namespace'>;
@@ -43,6 +44,8 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   private readonly corruptDropped: Counter;
   private readonly sendTimeouts: Counter;
   private readonly clientLimited: Counter;
+  private readonly cacheSize: Gauge;
+  private readonly cacheSizeLimit: Gauge;
 
   constructor(registry: Registry = createMetricsRegistry()) {
     this.registry = registry;
@@ -52,9 +55,10 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.requestDuration = new Histogram({ name: `${p}request_duration_seconds`, help: 'Time from request to the end of the response, by route', labelNames: ['route'], buckets: DURATION_BUCKETS, registers });
     this.cacheRequests = new Counter({ name: `${p}cache_requests_total`, help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass)', labelNames: ['namespace', 'kind', 'outcome'], registers });
     this.servedBytes = new Counter({ name: `${p}bytes_served_total`, help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache or upstream', labelNames: ['namespace', 'source'], registers });
-    this.upstreamRequests = new Counter({ name: `${p}upstream_requests_total`, help: 'Upstream responses by namespace, request kind and HTTP status', labelNames: ['namespace', 'kind', 'status'], registers });
-    this.upstreamDuration = new Histogram({ name: `${p}upstream_request_duration_seconds`, help: 'Time until the upstream response headers (auth round trips included)', labelNames: ['namespace', 'kind'], buckets: DURATION_BUCKETS, registers });
-    this.upstreamErrors = new Counter({ name: `${p}upstream_errors_total`, help: 'Upstream exchanges that failed without a response, by error code', labelNames: ['namespace', 'kind', 'code'], registers });
+    this.upstreamRequests = new Counter({ name: `${p}upstream_requests_total`, help: 'Upstream responses by namespace, host (primary or fallback), request kind and HTTP status', labelNames: ['namespace', 'host', 'kind', 'status'], registers });
+    this.upstreamDuration = new Histogram({ name: `${p}upstream_request_duration_seconds`, help: 'Time until the upstream response headers (auth round trips included), by namespace and host', labelNames: ['namespace', 'host', 'kind'], buckets: DURATION_BUCKETS, registers });
+    this.upstreamErrors = new Counter({ name: `${p}upstream_errors_total`, help: 'Upstream exchanges that failed without a response, by host and error code', labelNames: ['namespace', 'host', 'kind', 'code'], registers });
+    this.upstreamFailovers = new Counter({ name: `${p}upstream_failovers_total`, help: 'Requests moved from a failing upstream host to the next configured one', labelNames: ['namespace', 'from', 'to'], registers });
     this.downloadsInFlight = new Gauge({ name: `${p}blob_downloads_in_flight`, help: 'Blob downloads from upstream running now', registers });
     this.downloads = new Counter({ name: `${p}blob_downloads_total`, help: 'Finished blob downloads from upstream, by result (stored, uncached, failed, digest_mismatch)', labelNames: ['namespace', 'result'], registers });
     this.coalesced = new Counter({ name: `${p}coalesced_requests_total`, help: 'Requests that joined a download already running instead of starting one', labelNames: ['namespace'], registers });
@@ -62,6 +66,11 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.corruptDropped = new Counter({ name: `${p}corrupt_blobs_dropped_total`, help: 'Cached blobs found corrupt while served (--check-cache-digest) and deleted', registers });
     this.sendTimeouts = new Counter({ name: `${p}send_timeouts_total`, help: 'Responses closed because the client took no bytes for --send-timeout', registers });
     this.clientLimited = new Counter({ name: `${p}client_limit_rejections_total`, help: 'Requests refused with 429 because their client address had --max-connections-per-client responses running', registers });
+    this.cacheSize = new Gauge({ name: `${p}cache_size_bytes`, help: 'Bytes of cached blobs after the last cache collection run (every --gc-interval, with --max-cache-size or --cache-expiry)', registers });
+    this.cacheSizeLimit = new Gauge({ name: `${p}cache_size_limit_bytes`, help: '--max-cache-size in bytes, as resolved by the last cache collection run', registers });
+    // No sample until a collection run has measured them: a 0 would read as an empty cache, or no room at all.
+    this.cacheSize.remove();
+    this.cacheSizeLimit.remove();
   }
 
   /** For AppOptions.limits. */
@@ -85,14 +94,21 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     }
   };
 
-  onResponse(namespace: string, kind: string, status: number, seconds: number): void {
+  onResponse(namespace: string, kind: string, status: number, seconds: number, host: string): void {
     const ns = this.ns(namespace);
-    this.upstreamRequests.inc({ namespace: ns, kind, status: String(status) });
-    this.upstreamDuration.observe({ namespace: ns, kind }, seconds);
+    const h = hostLabel(ns, host);
+    this.upstreamRequests.inc({ namespace: ns, host: h, kind, status: String(status) });
+    this.upstreamDuration.observe({ namespace: ns, host: h, kind }, seconds);
   }
 
-  onError(namespace: string, kind: string, code: string): void {
-    this.upstreamErrors.inc({ namespace: this.ns(namespace), kind, code });
+  onError(namespace: string, kind: string, code: string, host: string): void {
+    const ns = this.ns(namespace);
+    this.upstreamErrors.inc({ namespace: ns, host: hostLabel(ns, host), kind, code });
+  }
+
+  onFailover(namespace: string, from: string, to: string): void {
+    // Only configured entries have fallbacks: from and to come from the config file.
+    this.upstreamFailovers.inc({ namespace: this.ns(namespace), from, to });
   }
 
   fillStarted(): void {
@@ -112,10 +128,25 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.corruptDropped.inc();
   }
 
+  /** For CollectorOptions.onCollected: the cache size (and limit) a collection run measured. */
+  readonly cacheCollected = (report: { finalBytes: number; limitBytes: number | undefined }): void => {
+    this.cacheSize.set(report.finalBytes);
+    if (report.limitBytes === undefined) this.cacheSizeLimit.remove();
+    else this.cacheSizeLimit.set(report.limitBytes);
+  };
+
   private ns(namespace: string): string {
     if (this.namespaces.has(namespace)) return namespace;
     if (this.namespaces.size >= MAX_NAMESPACE_LABELS) return 'other';
     this.namespaces.add(namespace);
     return namespace;
   }
+}
+
+/**
+ * Hosts are the namespace's configured primary and fallbacks (or, unlisted, the one host derived from the
+ * namespace), so they are as bounded as the namespaces; a namespace counted as "other" hides its host too.
+ */
+function hostLabel(namespaceLabel: string, host: string): string {
+  return namespaceLabel === 'other' ? 'other' : host;
 }

@@ -13,5 +13,6 @@ export function combineObservers(...observers: MirrorObserver[]): MirrorObserver
     corruptBlobDropped: () => observers.forEach((o) => o.corruptBlobDropped?.()),
     onResponse: (...a) => observers.forEach((o) => o.onResponse(...a)),
     onError: (...a) => observers.forEach((o) => o.onError(...a)),
+    onFailover: (...a) => observers.forEach((o) => o.onFailover?.(...a)),
   };
 }

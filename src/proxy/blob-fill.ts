@@ -246,6 +246,11 @@ export class BlobFill extends EventEmitter {
     return got.length;
   }
 
+  /** The namespace whose upstream this download reads from (the status page). */
+  get namespace(): string {
+    return this.options.namespace;
+  }
+
   retain(): void {
     this.refs++;
   }

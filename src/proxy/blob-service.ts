@@ -182,6 +182,11 @@ export class BlobService {
     return this.inflight.size;
   }
 
+  /** The downloads running now, for the status page to read; a pending promise is still waiting for upstream's answer. */
+  inflightDownloads(): Iterable<Promise<BlobFill>> {
+    return this.inflight.all();
+  }
+
   /** Joins the running fill of the digest from this request's upstream, or starts one. */
   private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
     const running = this.inflight.get(repo.upstream, digest);

@@ -22,6 +22,9 @@ import { Collector } from '../lifecycle/collector.js';
 import type { CacheSizeLimit } from '../lifecycle/cache-size.js';
 import { defaultReplicaId } from '../lifecycle/replica-id.js';
 import { FilesystemStorage } from '../storage/filesystem/filesystem-storage.js';
+import { statusPageRoutes } from '../http/routes/status-page.js';
+import { MirrorStatus } from '../status/mirror-status.js';
+import { UpstreamHealth } from '../status/upstream-health.js';
 
 export interface ServerOptions {
   config: MirrorConfig;
@@ -50,6 +53,8 @@ export interface ServerOptions {
   sendTimeoutMs?: number | undefined;
   /** Registry API responses in progress per client address; more get 429 (`--max-connections-per-client`); 0 or unset: no cap. */
   maxConnectionsPerClient?: number | undefined;
+  /** Serve the status page at `/` and `/status.json` (default true; `--no-status-page`). */
+  statusPage?: boolean | undefined;
   now?: () => number;
 }
 
@@ -74,6 +79,10 @@ export interface MirrorServer {
   tracker: AccessTracker;
   /** The cache collector (scheduled only when a size limit or an expiry is set; run() works regardless). */
   collector: Collector;
+  /** What the status page shows; undefined when it is turned off. */
+  status: MirrorStatus | undefined;
+  /** Last success and last error per upstream (the status page's); undefined when it is turned off. */
+  upstreamHealth: UpstreamHealth | undefined;
   /** Stops accepting, lets running requests and downloads finish (up to the grace period), then closes. */
   close(graceMs?: number): Promise<void>;
 }
@@ -98,9 +107,10 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
   await storage.init();
   const spoolDir = await createSpoolDir(options.spoolParent);
   const metrics = options.metrics ?? new MirrorMetrics();
-  const observer = options.observer ? combineObservers(metrics, options.observer) : metrics;
+  const upstreamHealth = options.statusPage === false ? undefined : new UpstreamHealth((ns) => config.upstreams.has(ns), options.now);
+  const observer = combineObservers(metrics, ...(upstreamHealth ? [upstreamHealth] : []), ...(options.observer ? [options.observer] : []));
   // Upstreams from the config (or UPSTREAM_CREDENTIALS) keep their clients; client-named ones are bounded.
-  const upstreams = new UpstreamPool(observer, { isListed: (u) => config.upstreams.has(u.namespace) });
+  const upstreams = new UpstreamPool(observer, { isListed: (u) => config.upstreams.has(u.namespace), log, ...(options.now ? { now: options.now } : {}) });
   const lifecycle = options.lifecycle ?? {};
   const tracker = new AccessTracker({
     storage,
@@ -133,17 +143,37 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     graceMs: lifecycle.graceMs,
     intervalMs: lifecycle.gcIntervalMs,
     filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+    onCollected: metrics.cacheCollected,
     now: options.now,
   });
   const resolver = new Resolver(config);
   const htpasswd = options.htpasswd ?? new HtpasswdVerifier();
+  const clientAuth = new ClientAuth(config, htpasswd);
+  const status = upstreamHealth
+    ? new MirrorStatus({
+        config,
+        resolver,
+        storage,
+        downloads: mirror.blobs,
+        health: upstreamHealth,
+        metrics: metrics.registry,
+        log,
+        offline: options.offline,
+        maxCacheSize: lifecycle.maxCacheSize,
+        lowWaterPercent: lifecycle.lowWaterPercent,
+        filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+        recentAccess: (digest) => tracker.lastAccess(digest),
+        now: options.now,
+      })
+    : undefined;
   const app = await buildApp({
     mirror,
     resolver,
-    clientAuth: new ClientAuth(config, htpasswd),
+    clientAuth,
     log,
     plugins: [
       async (a) => healthRoutes(a, { storage }),
+      ...(status ? [async (a: FastifyInstance) => statusPageRoutes(a, { source: status, resolver, clientAuth })] : []),
       ...(options.metricsListen ? [] : [async (a: FastifyInstance) => metricsRoutes(a, { source: metrics.registry })]),
     ],
     onRequestDone: metrics.requestDone,
@@ -202,5 +232,5 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     })();
     return closing;
   };
-  return { app, mirror, storage, metrics, metricsApp, tracker, collector, close };
+  return { app, mirror, storage, metrics, metricsApp, tracker, collector, status, upstreamHealth, close };
 }

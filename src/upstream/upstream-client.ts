@@ -7,6 +7,7 @@ import { OciError } from '../oci/errors.js';
 import { DOCKER_MANIFEST_V1_SIGNED, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { parseIndexManifests, type ReferrerDescriptor } from '../oci/referrers.js';
 import { discard, readLimited } from './body.js';
+import { HostHealthTable, isFailoverError, isFailoverStatus } from './failover.js';
 import { parseChallenge } from './challenge.js';
 import { CredentialHelper, CredentialHelperError, helperServerUrl, type HelperCredentials } from './credential-helper.js';
 import { statusError, transportError } from './errors.js';
@@ -35,8 +36,19 @@ export interface UpstreamReply {
 }
 
 export interface UpstreamClientOptions {
-  /** A token cache shared by several clients (the pool's); keys are prefixed with this client's upstream. */
+  /** A token cache shared by several clients (the pool's); keys are prefixed with this client's upstream and host. */
   tokens?: TokenCache;
+  /** The entry's fallback hosts, each with its own settings (config/upstreams.ts fallbackConfig) and agent. */
+  fallbacks?: readonly { config: UpstreamConfig; dispatcher: Dispatcher }[];
+  /** Where failovers and a primary's return are logged. */
+  log?: FailoverLog | undefined;
+  /** Clock of the hosts' back-off (tests). */
+  now?: () => number;
+}
+
+export interface FailoverLog {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
 }
 
 /** What one logical request learned on its way (answered challenges). */
@@ -77,8 +89,12 @@ export interface ReferrersReply {
 
 /** Observes every upstream exchange (metrics); kept abstract so upstream/ does not know the metrics library. */
 export interface UpstreamObserver {
-  onResponse(namespace: string, kind: string, status: number, seconds: number): void;
-  onError(namespace: string, kind: string, code: string): void;
+  /** `host` is the configured host that answered (the primary or a fallback; never a redirect target). */
+  onResponse(namespace: string, kind: string, status: number, seconds: number, host: string): void;
+  /** `error` (message and detail, never credentials) is for the status page's last-error column. */
+  onError(namespace: string, kind: string, code: string, host: string, error?: OciError): void;
+  /** A request moved on from host `from` to the next one, `to`. */
+  onFailover?(namespace: string, from: string, to: string): void;
 }
 
 interface AuthState {
@@ -87,7 +103,8 @@ interface AuthState {
 
 /**
  * Talks to one upstream registry: auth challenges (Basic, Bearer tokens cached per scope), redirects
- * (Authorization dropped when the origin changes), and maps failures to OCI error values.
+ * (Authorization dropped when the origin changes), and maps failures to OCI error values. With fallback
+ * hosts, each host is a client of its own (settings, credentials, tokens) and `send` picks the host.
  */
 export class UpstreamClient {
   readonly namespace: string;
@@ -103,6 +120,10 @@ export class UpstreamClient {
   /** Logical requests running now, and who waits for there to be none (the pool, before closing our agent). */
   private active = 0;
   private idleWaiters: (() => void)[] = [];
+  /** This host, then the fallbacks (each a client of its own: settings, auth state, tokens per host). */
+  private readonly hosts: readonly UpstreamClient[];
+  private readonly health: HostHealthTable;
+  private readonly log: FailoverLog | undefined;
 
   constructor(
     readonly config: UpstreamConfig,
@@ -123,6 +144,14 @@ export class UpstreamClient {
           namespace: config.namespace,
         })
       : undefined;
+    const fallbacks = (options.fallbacks ?? []).map((f) => new UpstreamClient(f.config, f.dispatcher, observer, { tokens: this.tokens }));
+    this.hosts = [this, ...fallbacks];
+    this.health = new HostHealthTable(
+      this.hosts.map((h) => h.config.host),
+      config.failoverBackoffMs,
+      options.now,
+    );
+    this.log = options.log;
   }
 
   async headManifest(repo: string, reference: string): Promise<ManifestHead> {
@@ -281,8 +310,50 @@ export class UpstreamClient {
     }
   }
 
-  /** One logical request: adds auth, answers one 401 challenge, follows redirects. */
+  /**
+   * One logical request on the first host that answers it: the primary, or in order the fallbacks while
+   * hosts refuse connections, time out or answer 5xx/429 (failover.ts). The reply's body is the caller's:
+   * a body failing mid-stream is not retried elsewhere (the next request may be).
+   */
   private async send(
+    kind: string,
+    method: 'GET' | 'HEAD',
+    repo: string,
+    path: string,
+    opts: { accept?: string; signal?: AbortSignal | undefined },
+  ): Promise<UpstreamReply> {
+    if (this.hosts.length === 1) return this.sendHere(kind, method, repo, path, opts);
+    const order = this.health.order();
+    for (let n = 0; ; n++) {
+      const i = order[n] as number;
+      const host = this.hosts[i] as UpstreamClient;
+      const last = n === order.length - 1;
+      const next = last ? undefined : (this.hosts[order[n + 1] as number] as UpstreamClient);
+      let reason: string;
+      try {
+        const reply = await host.sendHere(kind, method, repo, path, opts);
+        if (!isFailoverStatus(reply.status)) {
+          if (this.health.succeeded(i) && i === 0) this.log?.info({ namespace: this.namespace, host: host.config.host }, 'upstream primary host answers again');
+          return reply;
+        }
+        this.health.failed(i);
+        if (!next) return reply;
+        await discard(reply.body);
+        reason = `status ${reply.status}`;
+      } catch (e) {
+        // A client that went away aborted the request: nothing to learn about the host.
+        if (opts.signal?.aborted || !isFailoverError(e)) throw e;
+        this.health.failed(i);
+        if (!next) throw e;
+        reason = (e as OciError).code;
+      }
+      this.observer?.onFailover?.(this.namespace, host.config.host, next.config.host);
+      this.log?.warn({ namespace: this.namespace, from: host.config.host, to: next.config.host, reason }, 'upstream host failed; trying the next one');
+    }
+  }
+
+  /** One logical request to this client's own host: adds auth, answers one 401 challenge, follows redirects. */
+  private async sendHere(
     kind: string,
     method: 'GET' | 'HEAD',
     repo: string,
@@ -318,11 +389,11 @@ export class UpstreamClient {
         this.tokens.invalidate(this.tokenPrefix + scope);
         reply = await attempt();
       }
-      this.observer?.onResponse(this.namespace, kind, reply.status, (performance.now() - started) / 1000);
+      this.observer?.onResponse(this.namespace, kind, reply.status, (performance.now() - started) / 1000, this.config.host);
       return reply;
     } catch (e) {
       const err = transportError(this.namespace, e);
-      this.observer?.onError(this.namespace, kind, err.code);
+      this.observer?.onError(this.namespace, kind, err.code, this.config.host, err);
       throw err;
     } finally {
       if (--this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
@@ -334,6 +405,11 @@ export class UpstreamClient {
    * closing the agent then (Agent.close) lets them finish.
    */
   idle(): Promise<void> {
+    if (this.hosts.length > 1) return Promise.all(this.hosts.map((h) => h.idleHere())).then(() => undefined);
+    return this.idleHere();
+  }
+
+  private idleHere(): Promise<void> {
     if (this.active === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }

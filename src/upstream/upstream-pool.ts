@@ -1,14 +1,15 @@
 import type { Agent } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
+import { fallbackConfig } from '../config/upstreams.js';
 import { Lru } from '../proxy/lru.js';
 import { createUpstreamDispatcher } from './dispatcher.js';
 import { TokenCache } from './token-cache.js';
-import { UpstreamClient, type UpstreamObserver } from './upstream-client.js';
+import { UpstreamClient, type FailoverLog, type UpstreamObserver } from './upstream-client.js';
 
 /**
  * The identity of an upstream: its namespace's config entry (namespace + host). Two namespaces never share
  * a client or a download, even when they name the same host: their credentials, and so what they may
- * see, can differ.
+ * see, can differ. The entry's fallback hosts belong to the same upstream (and the same downloads).
  */
 export function upstreamKey(config: UpstreamConfig): string {
   return `${config.namespace}\0${config.host}`;
@@ -29,11 +30,14 @@ export interface UpstreamPoolOptions {
   tokenCacheBytes?: number;
   createDispatcher?: (config: UpstreamConfig) => Agent;
   now?: () => number;
+  /** Where failovers to fallback hosts and the primary's return are logged. */
+  log?: FailoverLog;
 }
 
 interface Entry {
   client: UpstreamClient;
-  dispatcher: Agent;
+  /** The primary host's agent, then one per fallback host (each with its own TLS settings). */
+  dispatchers: Agent[];
 }
 
 export const DEFAULT_MAX_UNLISTED = 256;
@@ -56,6 +60,8 @@ export class UpstreamPool {
   private readonly retired = new Set<Agent>();
   private readonly isListed: (config: UpstreamConfig) => boolean;
   private readonly createDispatcher: (config: UpstreamConfig) => Agent;
+  private readonly now: () => number;
+  private readonly log: FailoverLog | undefined;
 
   constructor(
     private readonly observer?: UpstreamObserver,
@@ -64,6 +70,8 @@ export class UpstreamPool {
     this.isListed = options.isListed ?? ((c) => c.explicit);
     this.createDispatcher = options.createDispatcher ?? createUpstreamDispatcher;
     const now = options.now ?? Date.now;
+    this.now = now;
+    this.log = options.log;
     this.unlisted = new Lru<Entry>(options.maxUnlisted ?? DEFAULT_MAX_UNLISTED, () => 1, {
       idleMs: options.unlistedIdleMs ?? DEFAULT_UNLISTED_IDLE_MS,
       now,
@@ -80,7 +88,12 @@ export class UpstreamPool {
     if (!entry) {
       const dispatcher = this.createDispatcher(config);
       const tokens = listed ? this.listedTokens : this.unlistedTokens;
-      entry = { dispatcher, client: new UpstreamClient(config, dispatcher, this.observer, { tokens }) };
+      const fallbacks = config.fallbackHosts.map((f) => {
+        const hostConfig = fallbackConfig(config, f);
+        return { config: hostConfig, dispatcher: this.createDispatcher(hostConfig) };
+      });
+      const client = new UpstreamClient(config, dispatcher, this.observer, { tokens, fallbacks, log: this.log, now: this.now });
+      entry = { dispatchers: [dispatcher, ...fallbacks.map((f) => f.dispatcher)], client };
       if (listed) this.listed.set(key, entry);
       else this.unlisted.set(key, entry);
     }
@@ -95,12 +108,12 @@ export class UpstreamPool {
 
   async close(): Promise<void> {
     const all = this.takeAll();
-    await Promise.all([...all.map((e) => e.dispatcher.close().catch(() => undefined)), ...this.retiring]);
+    await Promise.all([...all.flatMap((e) => e.dispatchers.map((d) => d.close().catch(() => undefined))), ...this.retiring]);
   }
 
   /** Like close(), but aborts running requests and downloads instead of waiting for them (shutdown after the grace period). */
   async destroy(): Promise<void> {
-    const all = [...this.takeAll().map((e) => e.dispatcher), ...this.retired];
+    const all = [...this.takeAll().flatMap((e) => e.dispatchers), ...this.retired];
     await Promise.all(all.map((d) => d.destroy().catch(() => undefined)));
   }
 
@@ -112,14 +125,15 @@ export class UpstreamPool {
 
   /** Closes an evicted client's agent once it sends nothing; responses it is streaming finish first. */
   private retire(entry: Entry): void {
-    this.retired.add(entry.dispatcher);
+    for (const d of entry.dispatchers) this.retired.add(d);
     const done: Promise<void> = entry.client
       .idle()
-      .then(() => entry.dispatcher.close())
+      .then(() => Promise.all(entry.dispatchers.map((d) => d.close())))
+      .then(() => undefined)
       .catch(() => undefined)
       .finally(() => {
         this.retiring.delete(done);
-        this.retired.delete(entry.dispatcher);
+        for (const d of entry.dispatchers) this.retired.delete(d);
       });
     this.retiring.add(done);
   }

@@ -107,64 +107,8 @@ export function renderNotes(o: RenderOptions = {}): string {
   }
 }
 
-// ---------------------------------------------------------------------------
-// The mirror's own command line
-// ---------------------------------------------------------------------------
-
-export interface CliOption {
-  flag: string;
-  /** Whether the flag takes a value (`--flag <value>`). */
-  takesValue: boolean;
-  /** The environment variable commander reads it from, if any. */
-  env: string | undefined;
-}
-
-export interface CliHelp {
-  options: Map<string, CliOption>;
-  commands: string[];
-}
-
-/**
- * Runs `oci-registry [command] --help` from src/ (through tap's TypeScript
- * loader when present, else dist/) and parses the options it lists.
- */
-export function cliHelp(command?: string): CliHelp | string {
-  const loader = process.execArgv.find((a) => a.includes('@tapjs/typescript'));
-  const entry = loader ? path.join(repoRoot, 'src', 'cli', 'main.ts') : path.join(repoRoot, 'dist', 'cli', 'main.js');
-  if (!existsSync(entry)) return `${entry} does not exist`;
-  const args = [...(loader ? [loader] : []), entry, ...(command ? [command] : []), '--help'];
-  const env: NodeJS.ProcessEnv = { ...process.env, COLUMNS: '400' };
-  for (const k of Object.keys(env)) {
-    // Defaults from the environment would only change the help text.
-    if (/^(LISTEN|UPSTREAM_|DEFAULT_NAMESPACE|LOG_LEVEL|S3_|FILESYSTEM_ROOT|SPOOL_DIR|METRICS_)/.test(k)) delete env[k];
-  }
-  const r = run(process.execPath, args, env);
-  if (r.status !== 0) return `${[process.execPath, ...args].join(' ')} failed (${r.status}): ${r.stderr.slice(0, 2000)}`;
-  const options = new Map<string, CliOption>();
-  const commands: string[] = [];
-  let section = '';
-  let last: CliOption | undefined;
-  for (const line of r.stdout.split('\n')) {
-    if (/^\S.*:$/.test(line)) {
-      section = line.slice(0, -1);
-      last = undefined;
-      continue;
-    }
-    if (section === 'Options') {
-      const m = /^ {2}(?:-\w, )?(--[a-z0-9-]+)( <[^>]+>| \[[^\]]+\])?/.exec(line);
-      if (m) {
-        last = { flag: m[1]!, takesValue: m[2] !== undefined, env: undefined };
-        options.set(last.flag, last);
-      }
-      const e = /env: ([A-Z0-9_]+)/.exec(line);
-      if (e && last) last.env = e[1];
-    } else if (section === 'Commands') {
-      const m = /^ {2}([a-z0-9-]+)/.exec(line);
-      if (m && m[1] !== 'help') commands.push(m[1]!);
-    }
-  }
-  return { options, commands };
-}
+// The mirror's own command line: shared with the README test (test/docs/readme-cli-table.test.ts).
+export { cliHelp, type CliHelp, type CliOption } from '../helpers/cli-help.js';
 
 // ---------------------------------------------------------------------------
 // The real helm binary

@@ -5,12 +5,19 @@ import { join } from 'node:path';
 import {
   ConfigError,
   defaultUpstreamSettings,
+  fallbackConfig,
   implicitUpstream,
   isValidNamespace,
   loadMirrorConfig,
   parseUpstreamYaml,
 } from '../../src/config/upstreams.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_INVALIDATION_MS, DEFAULT_READ_TIMEOUT_MS } from '../../src/config/types.js';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_FAILOVER_BACKOFF_MS,
+  DEFAULT_INVALIDATION_MS,
+  DEFAULT_READ_TIMEOUT_MS,
+  type UpstreamConfig,
+} from '../../src/config/types.js';
 
 const FILE = '/etc/oci-registry/upstreams.yaml';
 
@@ -391,5 +398,135 @@ t.test('a token_realm_hosts item with a scheme, a path or not a string is refuse
     const msg = errorOf(`- namespace: ghcr.io\n  host: ghcr.io\n  token_realm_hosts: [auth.example, ${item.includes(':') && !item.startsWith('{') ? `"${item}"` : item}]\n`);
     t.match(msg, `${FILE}: entry 0 (namespace ghcr.io): key "token_realm_hosts" item 1 must be a host name`, item);
     t.match(msg, shown, `${item}: the value is shown`);
+  }
+});
+
+const ENTRY = '- namespace: registry.example\n  host: primary.example\n';
+
+t.test('fallback_hosts: host strings and mappings, in order; default none, 30 s back-off', async (t) => {
+  const dir = await tempDir(t);
+  const ca = join(dir, 'other-ca.pem');
+  await writeFile(ca, '-----BEGIN CERTIFICATE-----\n');
+  const yaml = `${ENTRY}  failover_backoff: 10s\n  fallback_hosts:\n    - mirror-a.example:5000\n    - host: mirror-b.example\n      tls: false\n      ca_file: ${ca}\n      username: bob\n      password: b-secret\n      token_realm_hosts: [auth.mirror-b.example]\n    - host: mirror-c.example\n      credential_helper: ecr-login\n`;
+  const [u] = parseUpstreamYaml(yaml, FILE);
+  t.same(u?.fallbackHosts, [
+    { host: 'mirror-a.example:5000' },
+    { host: 'mirror-b.example', tls: false, acceptInvalidCerts: undefined, caFile: ca, clientCertFile: undefined, clientKeyFile: undefined, credentials: { username: 'bob', password: 'b-secret' }, tokenRealmHosts: ['auth.mirror-b.example'] },
+    { host: 'mirror-c.example', tls: undefined, acceptInvalidCerts: undefined, caFile: undefined, clientCertFile: undefined, clientKeyFile: undefined, credentials: { credentialHelper: 'ecr-login' }, tokenRealmHosts: undefined },
+  ]);
+  t.equal(u?.failoverBackoffMs, 10_000);
+  const [plain] = parseUpstreamYaml(ENTRY, FILE);
+  t.same(plain?.fallbackHosts, []);
+  t.equal(plain?.failoverBackoffMs, DEFAULT_FAILOVER_BACKOFF_MS);
+  t.equal(DEFAULT_FAILOVER_BACKOFF_MS, 30_000);
+});
+
+t.test('a fallback host inherits what it does not set; its own credentials replace the entry\'s entirely', async (t) => {
+  const yaml = `${ENTRY}  username: alice\n  password: a-secret\n  token_realm_hosts: [auth.primary.example]\n  fallback_hosts:\n    - mirror-a.example\n    - host: mirror-b.example\n      username: bob\n      password: b-secret\n    - host: mirror-c.example\n      credential_helper: ecr-login\n`;
+  const [u] = parseUpstreamYaml(yaml, FILE);
+  const primary = u as UpstreamConfig;
+  const [a, b, c] = primary.fallbackHosts.map((f) => fallbackConfig(primary, f));
+  t.match(a, { namespace: 'registry.example', host: 'mirror-a.example', tls: true, username: 'alice', password: 'a-secret', tokenRealmHosts: ['auth.primary.example'], fallbackHosts: [] });
+  t.match(b, { host: 'mirror-b.example', username: 'bob', password: 'b-secret', credentialHelper: undefined });
+  t.match(c, { host: 'mirror-c.example', username: undefined, password: undefined, credentialHelper: 'ecr-login' });
+});
+
+t.test('UPSTREAM_CREDENTIALS reach fallback hosts that inherit the entry\'s credentials, not those with their own', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'upstreams.yaml');
+  await writeFile(file, `${ENTRY}  fallback_hosts:\n    - mirror-a.example\n    - {host: mirror-b.example, username: bob, password: b}\n`);
+  const config = loadMirrorConfig({ configFile: file, credentialsJson: '{"registry.example":{"username":"env","password":"e"}}' });
+  const primary = config.upstreams.get('registry.example') as UpstreamConfig;
+  const [a, b] = primary.fallbackHosts.map((f) => fallbackConfig(primary, f));
+  t.match(a, { username: 'env', password: 'e' });
+  t.match(b, { username: 'bob', password: 'b' });
+});
+
+t.test('fallback_hosts errors name the file, the entry, the key, the item and what was expected', async (t) => {
+  const cases: [string, string][] = [
+    ['  fallback_hosts: mirror.example\n', 'key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got a string'],
+    ['  fallback_hosts: ["https://mirror.example"]\n', 'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got "https://mirror.example"'],
+    ['  fallback_hosts: [ok.example, 42]\n', 'key "fallback_hosts" item 1: expected a host name'],
+    ['  fallback_hosts: [[a]]\n', 'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got a list'],
+    ['  fallback_hosts: [{tls: false}]\n', 'key "fallback_hosts" item 0: key "host" is required'],
+    ['  fallback_hosts: [{host: "a.example/x"}]\n', 'key "fallback_hosts" item 0: key "host" must be a host name with an optional port (no scheme, no path), got "a.example/x"'],
+    ['  fallback_hosts: [{host: a.example, read_timeout: 1s}]\n', 'key "fallback_hosts" item 0: unknown key "read_timeout" (a fallback host may set host, tls,'],
+    ['  fallback_hosts: [{host: a.example, tls: "no"}]\n', 'key "fallback_hosts" item 0: key "tls" must be true or false, got "no"'],
+    ['  fallback_hosts: [{host: a.example, username: bob}]\n', 'key "fallback_hosts" item 0: keys "username" and "password" must be given together'],
+    ['  fallback_hosts: [{host: a.example, username: bob, password: b, credential_helper: ecr-login}]\n', 'key "fallback_hosts" item 0: keys "credential_helper" and "username"/"password" are exclusive'],
+    ['  fallback_hosts: [{host: a.example, credential_helper: ../evil}]\n', 'key "fallback_hosts" item 0: key "credential_helper" must be a helper name'],
+    ['  fallback_hosts: [{host: a.example, client_cert_file: /x}]\n', 'key "fallback_hosts" item 0: keys "client_cert_file" and "client_key_file" must be given together'],
+    ['  fallback_hosts: [{host: a.example, ca_file: /nonexistent/ca.pem}]\n', 'key "fallback_hosts" item 0: key "ca_file": cannot read /nonexistent/ca.pem: ENOENT'],
+    ['  fallback_hosts: [{host: a.example, token_realm_hosts: ["https://x"]}]\n', 'key "fallback_hosts" item 0: key "token_realm_hosts" item 0 must be a host name'],
+    ['  fallback_hosts: [a.example, A.example]\n', 'key "fallback_hosts" item 1: host "A.example" is already the entry\'s host or an earlier fallback'],
+    ['  fallback_hosts: [primary.example]\n', 'key "fallback_hosts" item 0: host "primary.example" is already the entry\'s host'],
+    ['  failover_backoff: 30\n', 'key "failover_backoff" must be a duration'],
+  ];
+  for (const [extra, expected] of cases) {
+    const msg = errorOf(`${ENTRY}${extra}`);
+    t.match(msg, `${FILE}: entry 0 (namespace registry.example): ${expected}`, extra.trim());
+  }
+});
+
+t.test('example.yaml documents fallback_hosts in a form the parser accepts', async (t) => {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(new URL('../../example.yaml', import.meta.url), 'utf8');
+  // The first entry (Docker Hub) names no files that must exist on this machine.
+  const first = text.slice(0, text.indexOf('\n# GitHub'));
+  const [hub] = parseUpstreamYaml(first, 'example.yaml');
+  t.same(
+    hub?.fallbackHosts.map((f) => f.host),
+    ['mirror.gcr.io', 'hub-cache.internal.example:5000'],
+  );
+  t.equal(hub?.failoverBackoffMs, 30_000);
+});
+
+t.test('every problem of the file is reported at once: each bad key of each entry, one per line', async (t) => {
+  let error: unknown;
+  try {
+    parseUpstreamYaml(
+      ['- namespace: a.io', '  host: a.io', '  tls: maybe', '  serve_stale: 1', '- host: b.io', '- namespace: c.io', '  host: c.io', '  colour: red'].join('\n'),
+      FILE,
+    );
+  } catch (e) {
+    error = e;
+  }
+  t.ok(error instanceof ConfigError);
+  const problems = (error as ConfigError).problems;
+  t.same(problems, [
+    `${FILE}: entry 0 (namespace a.io): key "tls" must be true or false, got "maybe"`,
+    `${FILE}: entry 0 (namespace a.io): key "serve_stale" must be true or false, got 1`,
+    `${FILE}: entry 1: key "namespace" is required (a string)`,
+    `${FILE}: entry 2 (namespace c.io): unknown key "colour"`,
+  ]);
+  t.equal((error as ConfigError).message, problems.join('\n'), 'the message holds them one per line');
+});
+
+t.test('loading reports a duplicate namespace, bad entries and bad UPSTREAM_CREDENTIALS together', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'upstreams.yaml');
+  await writeFile(file, ['- namespace: a.io', '  host: a.io', '- namespace: a.io', '  host: b.io', '- namespace: c.io', '  host: c.io', '  read_timeout: soon'].join('\n'));
+  try {
+    loadMirrorConfig({ configFile: file, credentialsJson: JSON.stringify({ 'bad host!': { username: 'u', password: 'p' }, 'd.io': { username: 'u' } }) });
+    t.fail('expected a ConfigError');
+  } catch (e) {
+    t.ok(e instanceof ConfigError);
+    t.same((e as ConfigError).problems, [
+      `${file}: entry 2 (namespace c.io): key "read_timeout" must be a duration like 0s, 90m, 12h or 14d, got "soon"`,
+      `${file}: entry 1 (namespace a.io): key "namespace": "a.io" is already configured by entry 0`,
+      'UPSTREAM_CREDENTIALS: entry 0: the key is not a registry host name like docker.io or registry.local:5000',
+      'UPSTREAM_CREDENTIALS: namespace "d.io": expected {"username":"...","password":"..."} (two strings)',
+    ]);
+  }
+});
+
+t.test('malformed UPSTREAM_CREDENTIALS JSON is reported without quoting its text (it holds passwords)', async (t) => {
+  try {
+    loadMirrorConfig({ credentialsJson: '{"docker.io":{"username":"u","password":Pw7xQ}}' });
+    t.fail('expected a ConfigError');
+  } catch (e) {
+    t.ok(e instanceof ConfigError);
+    t.notMatch((e as Error).message, /Pw7xQ/);
+    t.match((e as Error).message, /^UPSTREAM_CREDENTIALS: invalid JSON/);
   }
 });

@@ -39,6 +39,8 @@ export interface StartMirrorOptions {
   sendTimeoutMs?: number;
   /** `--max-connections-per-client` (default: no cap). */
   maxConnectionsPerClient?: number;
+  /** Default true: serve the status page at / (false: as --no-status-page). */
+  statusPage?: boolean;
 }
 
 export interface TestMirror {
@@ -80,6 +82,7 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     htpasswd: options.htpasswd,
     sendTimeoutMs: options.sendTimeoutMs,
     maxConnectionsPerClient: options.maxConnectionsPerClient,
+    statusPage: options.statusPage,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });

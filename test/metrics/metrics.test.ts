@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytesSeeded } from '../fixtures/content.js';
 import { startFixtureUpstream, type AddedImage, type FixtureUpstream } from '../fixtures/upstream.js';
-import { startMirror, type TestMirror } from '../helpers/mirror.js';
+import { startMirror, type StartMirrorOptions, type TestMirror } from '../helpers/mirror.js';
 import { startMirrorProcess } from '../helpers/mirror-process.js';
 import { MirrorMetrics } from '../../src/metrics/mirror-metrics.js';
 
@@ -244,9 +244,54 @@ t.test('storage errors and dropped corrupt blobs are counted', async (t) => {
   t.equal(m.value('oci_registry_corrupt_blobs_dropped_total'), 1);
 });
 
+/** A mirror whose collector runs only when the test calls it, with the fixture upstream's one-layer image. */
+async function collectingMirror(t: Test, lifecycle: StartMirrorOptions['lifecycle']): Promise<{ m: TestMirror; layerUrl: string; layerBytes: number }> {
+  const up = await startFixtureUpstream();
+  t.teardown(() => up.close());
+  const layer = randomBytesSeeded(64 * 1024, 7);
+  const img = up.addImage('x/app', { tag: 'v1', layers: [layer] });
+  const m = await startMirror({ upstreams: [{ namespace: up.host, host: up.host }], lifecycle: { gcIntervalMs: 0, ...lifecycle } });
+  t.teardown(() => m.close());
+  return { m, layerUrl: `${m.url}/v2/x/app/blobs/${img.layerDigests[0]}?ns=${up.host}`, layerBytes: layer.length };
+}
+
+t.test('the cache size gauges have no sample before a collection run has measured the cache', async (t) => {
+  const { m } = await collectingMirror(t, { maxCacheSize: { kind: 'bytes', bytes: 10 * 1024 * 1024 } });
+  const text = await (await fetch(`${m.url}/metrics`)).text();
+  t.match(text, /# TYPE oci_registry_cache_size_bytes gauge/, 'declared');
+  t.match(text, /# TYPE oci_registry_cache_size_limit_bytes gauge/, 'declared');
+  const parsed = new Scrape(parseMetrics(text));
+  t.notOk(parsed.has('oci_registry_cache_size_bytes'), 'no size sample (0 would read as an empty cache)');
+  t.notOk(parsed.has('oci_registry_cache_size_limit_bytes'), 'no limit sample');
+});
+
+t.test('a collection run sets the cache size and the --max-cache-size limit in bytes', async (t) => {
+  const limit = 10 * 1024 * 1024;
+  const { m, layerUrl, layerBytes } = await collectingMirror(t, { maxCacheSize: { kind: 'bytes', bytes: limit } });
+  const r = await fetch(layerUrl);
+  t.equal(r.status, 200);
+  await r.arrayBuffer();
+  await m.settled();
+  const report = await m.server.collector.run();
+  t.equal(report.finalBytes, layerBytes, 'the stored layer is the whole cache');
+  const s = await scrape(`${m.url}/metrics`);
+  t.equal(s.value('oci_registry_cache_size_bytes'), layerBytes);
+  t.equal(s.value('oci_registry_cache_size_limit_bytes'), limit);
+});
+
+t.test('without --max-cache-size a collection run sets the cache size and no limit', async (t) => {
+  const { m, layerUrl, layerBytes } = await collectingMirror(t, { expiryMs: 24 * 60 * 60_000 });
+  await fetch(layerUrl).then((r) => r.arrayBuffer());
+  await m.settled();
+  await m.server.collector.run();
+  const s = await scrape(`${m.url}/metrics`);
+  t.equal(s.value('oci_registry_cache_size_bytes'), layerBytes);
+  t.notOk(s.has('oci_registry_cache_size_limit_bytes'), 'no limit sample');
+});
+
 t.test('namespace labels are capped: beyond the limit, namespaces count as "other"', async (t) => {
   const metrics = new MirrorMetrics();
-  for (let i = 0; i < 150; i++) metrics.onResponse(`ns${i}.example`, 'manifest', 200, 0.01);
+  for (let i = 0; i < 150; i++) metrics.onResponse(`ns${i}.example`, 'manifest', 200, 0.01, `ns${i}.example`);
   const m = new Scrape(parseMetrics(await metrics.registry.metrics()));
   const namespaces = new Set(m.samples.filter((s) => s.name === 'oci_registry_upstream_requests_total').map((s) => s.labels['namespace']));
   t.equal(namespaces.size, 101);

@@ -33,7 +33,7 @@ export const registerExport: AdminCommandRegistrar = (storageCommand, context) =
       }
       const ctx = context();
       const log = adminLogger(ctx);
-      const storage = await openAdminStorage(ctx, log);
+      const storage = await openAdminStorage(ctx, log, { existing: { command: 'export' } });
       const toStdout = flags.output === '-';
       // The report goes wherever the archive does not.
       const report = toStdout ? process.stderr : process.stdout;

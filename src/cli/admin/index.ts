@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { StorageOptions } from '../../storage/create-storage.js';
 import type { GlobalOptions } from '../global-options.js';
+import { registerConfig } from './config.js';
 import { registerExport } from './export.js';
 import { registerImport } from './import.js';
 import { registerPrefetch } from './prefetch.js';
@@ -18,7 +19,7 @@ export interface AdminContext {
 
 export type AdminCommandRegistrar = (storageCommand: Command, context: () => AdminContext) => void;
 
-const registrars: AdminCommandRegistrar[] = [registerPrefetch, registerImport, registerExport, registerLs, registerPrune];
+const registrars: AdminCommandRegistrar[] = [registerPrefetch, registerImport, registerExport, registerLs, registerPrune, registerConfig];
 
 export function registerAdminCommands(storageCommand: Command, context: () => AdminContext): void {
   for (const register of registrars) register(storageCommand, context);

@@ -22,7 +22,7 @@ export const registerLs: AdminCommandRegistrar = (storageCommand, context) => {
     .option('--json', 'one JSON document instead of a table')
     .action(async (flags: LsFlags) => {
       const ctx = context();
-      const storage = await openAdminStorage(ctx, adminLogger(ctx));
+      const storage = await openAdminStorage(ctx, adminLogger(ctx), { existing: { command: 'ls' } });
       try {
         const inventory = await takeInventory(storage, { namespace: flags.namespace });
         process.stdout.write(flags.json ? `${JSON.stringify(inventory, null, 2)}\n` : renderTable(inventory));

@@ -36,7 +36,7 @@ export const registerPrune: AdminCommandRegistrar = (storageCommand, context) =>
       if (graceMs === undefined) throw new ConfigError(`prune --grace: expected a duration like 10m, got ${JSON.stringify(flags.grace)}`);
       const dryRun = flags.dryRun === true;
       const ctx = context();
-      const storage = await openAdminStorage(ctx, adminLogger(ctx));
+      const storage = await openAdminStorage(ctx, adminLogger(ctx), { existing: { command: 'prune' } });
       const out = process.stdout;
       const verb = dryRun ? 'would delete' : 'deleted';
       try {

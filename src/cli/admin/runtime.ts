@@ -1,4 +1,5 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { ConfigError } from '../../config/upstreams.js';
 import type { Logger } from 'pino';
 import { createLogger } from '../../log.js';
 import { Mirror } from '../../proxy/mirror.js';
@@ -17,11 +18,27 @@ export function adminLogger(context: AdminContext): Logger {
   return createLogger(context.global.logLevel, process.stderr);
 }
 
+export interface AdminStorageOptions {
+  /**
+   * Commands that only read or delete (ls, prune, export) refuse a filesystem root that does not exist
+   * rather than create an empty cache there: a mistyped --root would otherwise look like an empty cache.
+   */
+  existing?: { command: string };
+}
+
 /**
  * The storage of an admin command. A server may be running on the same cache: a filesystem cache only
  * gets its directories created (the server's init() would sweep tmp/, where a running server writes).
  */
-export async function openAdminStorage(context: AdminContext, log: Logger): Promise<Storage> {
+export async function openAdminStorage(context: AdminContext, log: Logger, options: AdminStorageOptions = {}): Promise<Storage> {
+  if (options.existing && context.storage.kind === 'filesystem') {
+    const root = context.storage.root;
+    const isDir = await stat(root).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!isDir) throw new ConfigError(`filesystem --root: ${JSON.stringify(root)} is not an existing directory (${options.existing.command} works on an existing cache)`);
+  }
   const storage = await createStorage(context.storage, log);
   if (storage instanceof FilesystemStorage) {
     for (const dir of [storage.paths.root, storage.paths.tmp, storage.paths.blobs, storage.paths.manifests, storage.paths.repositories]) {

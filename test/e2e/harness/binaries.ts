@@ -15,6 +15,8 @@ export const BINARY_PACKAGES: Readonly<Record<string, string>> = {
   ctr: 'containerd',
   docker: 'docker.io',
   dockerd: 'docker.io',
+  debootstrap: 'debootstrap',
+  chromium: 'chromium',
 };
 
 /** The absolute path of an executable on PATH (or in the sbin directories), or undefined. */

@@ -1,0 +1,52 @@
+import type { BlobFill } from '../proxy/blob-fill.js';
+import type { DownloadsStatus } from './types.js';
+
+/** Where the running downloads live (BlobService): each a promise that resolves once upstream answered. */
+export interface DownloadRegistry {
+  inflightDownloads(): Iterable<Promise<BlobFill>>;
+}
+
+/**
+ * Reads the running blob downloads without touching them: a download's promise is watched once (a
+ * `then` that only notes the fill), so a download still waiting for upstream is counted, not awaited.
+ */
+export class DownloadWatcher {
+  private readonly watched = new WeakSet<Promise<BlobFill>>();
+  private readonly started = new WeakMap<Promise<BlobFill>, BlobFill>();
+
+  constructor(private readonly registry: DownloadRegistry) {}
+
+  async read(visible: (namespace: string) => Promise<boolean>): Promise<DownloadsStatus> {
+    const pending = [...this.registry.inflightDownloads()];
+    for (const p of pending) {
+      if (this.watched.has(p)) continue;
+      this.watched.add(p);
+      p.then(
+        (fill) => this.started.set(p, fill),
+        () => undefined,
+      );
+    }
+    // The watchers of downloads that have already started run before this continuation.
+    await undefined;
+    const running: DownloadsStatus['running'] = [];
+    let waiting = 0;
+    for (const p of pending) {
+      const fill = this.started.get(p);
+      if (!fill) {
+        waiting++;
+        continue;
+      }
+      if (!(await visible(fill.namespace))) continue;
+      running.push({
+        namespace: fill.namespace,
+        digest: fill.digest,
+        receivedBytes: fill.received,
+        sizeBytes: fill.size ?? null,
+        clients: fill.readers,
+        state: fill.failure ? 'failed' : fill.verified ? 'storing' : 'downloading',
+      });
+    }
+    running.sort((a, b) => (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+    return { running, waiting };
+  }
+}
