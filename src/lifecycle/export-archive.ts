@@ -119,6 +119,8 @@ export async function exportArchive(images: readonly ImageReference[], out: Writ
   } catch (e) {
     pack.destroy(e as Error);
     await draining.catch(() => undefined);
+    // A write still in flight reports the destroy as an error event; the export has failed already.
+    out.on('error', () => undefined);
     out.destroy();
     throw e;
   }
