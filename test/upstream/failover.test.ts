@@ -1,10 +1,10 @@
 import t from 'tap';
+import { readAll, rejection } from '../helpers/upstream-results.js';
 import { createServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { defaultUpstreamSettings } from '../../src/config/upstreams.js';
 import type { FallbackHost, UpstreamConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/log.js';
-import { OciError } from '../../src/oci/errors.js';
 import { UpstreamPool } from '../../src/upstream/upstream-pool.js';
 import type { UpstreamClient, UpstreamObserver } from '../../src/upstream/upstream-client.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
@@ -66,21 +66,6 @@ function pooled(t: T, cfg: UpstreamConfig, options: { now?: () => number; log?: 
   return { client: pool.client(cfg), events };
 }
 
-async function readAll(body: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function rejection(p: Promise<unknown>): Promise<OciError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof OciError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 function authOf(up: FixtureUpstream): (string | undefined)[] {
   return [...up.requests.map((r) => r.headers.authorization), ...up.tokenRequests.map((r) => r.headers.authorization)];

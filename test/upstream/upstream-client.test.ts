@@ -1,7 +1,7 @@
 import t from 'tap';
+import { readAll, rejection } from '../helpers/upstream-results.js';
 import { defaultUpstreamSettings } from '../../src/config/upstreams.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
-import { OciError } from '../../src/oci/errors.js';
 import { OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST } from '../../src/oci/media-types.js';
 import { createUpstreamDispatcher } from '../../src/upstream/dispatcher.js';
 import { UpstreamClient } from '../../src/upstream/upstream-client.js';
@@ -31,21 +31,6 @@ function client(t: T, up: FixtureUpstream | RawUpstream, overrides: Partial<Upst
   return new UpstreamClient(config, dispatcher);
 }
 
-async function readAll(body: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function rejection(p: Promise<unknown>): Promise<OciError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof OciError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 t.test('anonymous: a manifest by tag comes back with its exact bytes, digest and media type', async (t) => {
   const up = await fixture(t);

@@ -1,4 +1,5 @@
 import type { DownloadStatus, StatusSnapshot, TagRow, UpstreamEvent, UpstreamStatus } from '../../status/types.js';
+import { formatBytes } from '../../format-bytes.js';
 import { html, SafeHtml } from '../html.js';
 
 export interface StatusPageView {
@@ -69,17 +70,17 @@ ${renderUpstreams(s.upstreams, now)}
 
 function renderCache(s: StatusSnapshot, now: number): SafeHtml {
   const c = s.cache;
-  const size = c.blobBytes === null ? html`<span class="dim">being measured…</span>` : html`${bytes(c.blobBytes)}`;
+  const size = c.blobBytes === null ? html`<span class="dim">being measured…</span>` : html`${formatBytes(c.blobBytes)}`;
   const limit =
     c.limitBytes === null
       ? html`<p class="dim">no size limit</p>`
-      : html`<p>of ${bytes(c.limitBytes)}${c.blobBytes === null ? '' : html` (${percent(c.blobBytes / c.limitBytes)})`}; eviction down to ${bytes(c.lowWaterBytes ?? c.limitBytes)}</p>
+      : html`<p>of ${formatBytes(c.limitBytes)}${c.blobBytes === null ? '' : html` (${percent(c.blobBytes / c.limitBytes)})`}; eviction down to ${formatBytes(c.lowWaterBytes ?? c.limitBytes)}</p>
 <meter id="cache-meter" min="0" max="${c.limitBytes}" low="${c.lowWaterBytes ?? c.limitBytes}" high="${c.lowWaterBytes ?? c.limitBytes}" optimum="0" value="${c.blobBytes ?? 0}"></meter>`;
   return html`<section id="cache" class="card">
 <h2>Cache</h2>
 <p class="big" id="cache-size">${size}</p>
 ${limit}
-${c.blobs === null ? '' : html`<p>${c.blobs} blob${c.blobs === 1 ? '' : 's'}, ${c.manifests ?? 0} manifest${c.manifests === 1 ? '' : 's'} (${bytes(c.manifestBytes ?? 0)})</p>`}
+${c.blobs === null ? '' : html`<p>${c.blobs} blob${c.blobs === 1 ? '' : 's'}, ${c.manifests ?? 0} manifest${c.manifests === 1 ? '' : 's'} (${formatBytes(c.manifestBytes ?? 0)})</p>`}
 <p class="dim">${c.measuredAt === null ? 'listing the cache…' : html`measured ${time(c.measuredAt, now)}`}</p>
 </section>`;
 }
@@ -93,7 +94,7 @@ function renderTraffic(s: StatusSnapshot): SafeHtml {
 <h2>Since start</h2>
 <p class="big" id="hit-ratio">${t.hitRatio === null ? html`<span class="dim">no pulls yet</span>` : html`${percent(t.hitRatio)} <span class="unit">hit ratio</span>`}</p>
 <p>${total} cache lookup${total === 1 ? '' : 's'}${lookups.length ? html`: ${lookups.map(([k, n], i) => html`${i ? ', ' : ''}${n} ${k}`)}` : ''}</p>
-<p>Served <strong id="bytes-cache">${bytes(t.bytesFromCache)}</strong> from the cache, <strong id="bytes-upstream">${bytes(t.bytesFromUpstream)}</strong> from upstream</p>
+<p>Served <strong id="bytes-cache">${formatBytes(t.bytesFromCache)}</strong> from the cache, <strong id="bytes-upstream">${formatBytes(t.bytesFromUpstream)}</strong> from upstream</p>
 ${served > 0 ? html`<meter min="0" max="${served}" value="${t.bytesFromCache}" title="share served from the cache"></meter>` : ''}
 </section>`;
 }
@@ -121,7 +122,7 @@ function downloadRow(d: DownloadStatus): SafeHtml {
 <td>${d.namespace}</td>
 <td><code title="${d.digest}">${shortDigest(d.digest)}</code></td>
 <td>${bar}${share}${d.state === 'downloading' ? '' : html` <span class="badge${d.state === 'failed' ? ' bad' : ''}">${d.state}</span>`}</td>
-<td class="num">${bytes(d.receivedBytes)}${d.sizeBytes === null ? '' : html` / ${bytes(d.sizeBytes)}`}</td>
+<td class="num">${formatBytes(d.receivedBytes)}${d.sizeBytes === null ? '' : html` / ${formatBytes(d.sizeBytes)}`}</td>
 <td class="num">${d.clients}</td>
 </tr>`;
 }
@@ -184,7 +185,7 @@ function tagRow(r: TagRow, repeated: boolean, now: number): SafeHtml {
 <td class="${repeated ? 'repo dim' : 'repo'}">${r.namespace}/${r.repository}</td>
 <td><strong>${r.tag}</strong></td>
 <td><code title="${r.digest}">${shortDigest(r.digest)}</code></td>
-<td class="num">${r.size === null ? '–' : bytes(r.size)}</td>
+<td class="num">${r.size === null ? '–' : formatBytes(r.size)}</td>
 <td class="num">${blobs}</td>
 <td>${r.lastAccess === null ? html`<span class="dim">–</span>` : time(r.lastAccess, now)}</td>
 <td>${time(r.checkedAt, now)}</td>
@@ -207,18 +208,6 @@ function ago(ms: number): string {
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
   if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
   return `${Math.floor(s / 86_400)} d ago`;
-}
-
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-
-export function bytes(n: number): string {
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < UNITS.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${UNITS[i]}`;
 }
 
 function percent(ratio: number): string {
