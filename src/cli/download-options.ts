@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { ConfigError } from '../config/upstreams.js';
-import { parseCacheSize } from '../lifecycle/cache-size.js';
+import { parseCacheSize } from '../lifecycle/collector/cache-size.js';
 import type { DownloadLimits } from '../proxy/download-limits.js';
 
 /** Bounds of what an upstream can make the mirror download and spool, each also an environment variable. */

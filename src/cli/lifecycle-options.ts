@@ -1,8 +1,8 @@
 import { Option, type Command } from 'commander';
 import { parseDuration } from '../config/duration.js';
 import { ConfigError } from '../config/upstreams.js';
-import { parseCacheSize, parsePercent } from '../lifecycle/cache-size.js';
-import { isValidReplicaId } from '../lifecycle/replica-id.js';
+import { parseCacheSize, parsePercent } from '../lifecycle/collector/cache-size.js';
+import { isValidReplicaId } from '../lifecycle/collector/replica-id.js';
 import type { LifecycleSettings } from '../server/create-server.js';
 
 /** Server flags of the cache lifecycle (bounded size, expiry, offline), each also an environment variable. */

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { MirrorConfig, UpstreamConfig } from '../config/types.js';
-import { resolveCacheSize, type CacheSizeLimit } from '../lifecycle/cache-size.js';
-import { DEFAULT_LOW_WATER_PERCENT } from '../lifecycle/collector.js';
-import { collect } from '../lifecycle/expiry.js';
-import { inventoryTag, manifestReader, repositoryKey, scanCache, scanTotals, type CacheScan, type ManifestReader } from '../lifecycle/inventory.js';
+import { resolveCacheSize, type CacheSizeLimit } from '../lifecycle/collector/cache-size.js';
+import { DEFAULT_LOW_WATER_PERCENT } from '../lifecycle/collector/collector.js';
+import { collect } from '../lifecycle/collector/expiry.js';
+import { inventoryTag, manifestReader, repositoryKey, scanCache, scanTotals, type CacheScan, type ManifestReader } from '../lifecycle/collector/inventory.js';
 import { METRIC_PREFIX } from '../metrics/registry.js';
 import type { Resolver } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage } from '../storage/storage.js';
@@ -53,7 +53,7 @@ export interface MirrorStatusOptions {
 
 /**
  * The status page's data, gathered read-only: metrics counters, the upstream health observer, the running
- * downloads, and the cache listing of `ls` (src/lifecycle/inventory.ts), paged. A page costs one listing
+ * downloads, and the cache listing of `ls` (src/lifecycle/collector/inventory.ts), paged. A page costs one listing
  * of repository names plus, per tag row shown, one tag record and its manifests; the listing of every
  * blob (cache size, tag sizes) is shared by all pages for SCAN_MAX_AGE_MS.
  */

@@ -95,7 +95,7 @@ export interface RepositoryPage {
   limit: number;
 }
 
-/** One cached tag, as `ls` computes it (src/lifecycle/inventory.ts). Sizes are null until the cache was measured. */
+/** One cached tag, as `ls` computes it (src/lifecycle/collector/inventory.ts). Sizes are null until the cache was measured. */
 export interface TagRow {
   namespace: string;
   repository: string;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import t, { type Test } from 'tap';
 import tar from 'tar-stream';
-import { importArchive } from '../../src/lifecycle/import-archive.js';
+import { importArchive } from '../../src/lifecycle/archives/import-archive.js';
 import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { makeImage } from '../fixtures/images.js';

@@ -3,7 +3,7 @@ import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Option } from 'commander';
 import { ConfigError } from '../../config/upstreams.js';
-import { exportArchive } from '../../lifecycle/export-archive.js';
+import { exportArchive } from '../../lifecycle/archives/export-archive.js';
 import { ImageReferenceError, parseImageReference, type ImageReference } from '../../oci/image-reference.js';
 import type { AdminCommandRegistrar } from './index.js';
 import { adminLogger, formatBytes, openAdminStorage, shortDigest } from './runtime.js';

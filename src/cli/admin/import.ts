@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import { importArchive } from '../../lifecycle/import-archive.js';
+import { importArchive } from '../../lifecycle/archives/import-archive.js';
 import { createSpoolDir } from '../../server/spool-dir.js';
 import { rm } from 'node:fs/promises';
 import type { AdminCommandRegistrar } from './index.js';

@@ -1,4 +1,4 @@
-import { takeInventory, type Inventory } from '../../lifecycle/inventory.js';
+import { takeInventory, type Inventory } from '../../lifecycle/collector/inventory.js';
 import type { AdminCommandRegistrar } from './index.js';
 import { adminLogger, formatBytes, openAdminStorage, shortDigest } from './runtime.js';
 

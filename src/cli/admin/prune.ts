@@ -1,8 +1,8 @@
 import { Option } from 'commander';
 import { parseDuration } from '../../config/duration.js';
 import { ConfigError } from '../../config/upstreams.js';
-import { readAccessTimes } from '../../lifecycle/access-state.js';
-import { expire, type ExpiredItem } from '../../lifecycle/expiry.js';
+import { readAccessTimes } from '../../lifecycle/collector/access-state.js';
+import { expire, type ExpiredItem } from '../../lifecycle/collector/expiry.js';
 import type { AdminCommandRegistrar } from './index.js';
 import { adminLogger, formatBytes, openAdminStorage } from './runtime.js';
 
@@ -15,7 +15,7 @@ interface PruneFlags {
 /**
  * `oci-registry [global flags] filesystem --root DIR prune --older-than 30d [--dry-run]`
  *
- * Deletes what has not been used for that long, by the expiry rule of src/lifecycle/expiry.ts (the
+ * Deletes what has not been used for that long, by the expiry rule of src/lifecycle/collector/expiry.ts (the
  * one the server's --cache-expiry applies): tag records neither confirmed upstream nor served, tag
  * records whose manifest is gone, manifests no kept tag reaches and nobody fetched, blobs nobody
  * fetched. Last use comes from every replica's access times. Safe while servers run on the same

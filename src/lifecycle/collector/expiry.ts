@@ -1,6 +1,6 @@
-import type { BlobListing, ManifestListing, RepositoryRef, Storage } from '../storage/storage.js';
+import type { BlobListing, ManifestListing, RepositoryRef, Storage } from '../../storage/storage.js';
 import { deleteBlobIfIdle, type DeleteGuard } from './delete-guard.js';
-import { manifestRefs } from './manifest-refs.js';
+import { manifestRefs } from '../manifest-refs.js';
 
 /**
  * The expiry rule, shared by the server's collector (`--cache-expiry`) and `prune --older-than`.

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { AccessRecorder } from '../proxy/events.js';
-import type { Storage } from '../storage/storage.js';
+import type { AccessRecorder } from '../../proxy/events.js';
+import type { Storage } from '../../storage/storage.js';
 import { accessStateName, decodeAccess, encodeAccess, mergeAccess } from './access-state.js';
 
 export interface AccessTrackerOptions {

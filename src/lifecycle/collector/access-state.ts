@@ -1,4 +1,4 @@
-import type { Storage } from '../storage/storage.js';
+import type { Storage } from '../../storage/storage.js';
 
 /**
  * Last-access times as stored: one state object per replica, `access/<replica-id>`, written only by

@@ -1,4 +1,4 @@
-import type { Storage } from '../storage/storage.js';
+import type { Storage } from '../../storage/storage.js';
 
 /**
  * What keeps a blob from being deleted by the collector or by prune, checked right before each delete:

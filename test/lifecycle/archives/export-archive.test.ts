@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import tar from 'tar-stream';
-import { exportArchive } from '../../src/lifecycle/export-archive.js';
-import { importArchive } from '../../src/lifecycle/import-archive.js';
-import { parseImageReference } from '../../src/oci/image-reference.js';
-import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
-import { makeImage, makeIndex, type Index } from '../fixtures/images.js';
+import { exportArchive } from '../../../src/lifecycle/archives/export-archive.js';
+import { importArchive } from '../../../src/lifecycle/archives/import-archive.js';
+import { parseImageReference } from '../../../src/oci/image-reference.js';
+import { FilesystemStorage } from '../../../src/storage/filesystem/filesystem-storage.js';
+import { makeImage, makeIndex, type Index } from '../../fixtures/images.js';
 
 async function ociTarball(index: Index, refName: string): Promise<Buffer> {
   const pack = tar.pack();

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import tar from 'tar-stream';
-import { importArchive, ImportError } from '../../src/lifecycle/import-archive.js';
-import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
-import { makeImage, makeIndex, sha256, type Image, type Index } from '../fixtures/images.js';
+import { importArchive, ImportError } from '../../../src/lifecycle/archives/import-archive.js';
+import { FilesystemStorage } from '../../../src/storage/filesystem/filesystem-storage.js';
+import { makeImage, makeIndex, sha256, type Image, type Index } from '../../fixtures/images.js';
 
 interface TarEntry {
   name: string;

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { parseDigest } from '../oci/digest.js';
-import { formatImageReference, parseImageList, parseImageReference } from '../oci/image-reference.js';
-import type { Reference } from '../oci/names.js';
-import type { CacheOutcome } from '../proxy/events.js';
-import type { Mirror } from '../proxy/mirror.js';
-import type { ResolvedRepository, Resolver } from '../resolve/resolver.js';
-import { describeError, formatPlatform, manifestRefs, selectChildren, type Platform } from './manifest-refs.js';
+import { parseDigest } from '../../oci/digest.js';
+import { formatImageReference, parseImageList, parseImageReference } from '../../oci/image-reference.js';
+import type { Reference } from '../../oci/names.js';
+import type { CacheOutcome } from '../../proxy/events.js';
+import type { Mirror } from '../../proxy/mirror.js';
+import type { ResolvedRepository, Resolver } from '../../resolve/resolver.js';
+import { describeError, formatPlatform, manifestRefs, selectChildren, type Platform } from '../manifest-refs.js';
 
 /**
  * Warms the cache with whole images, through exactly the code a client pull runs: the Resolver picks the

@@ -9,10 +9,10 @@ import { createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import tar from 'tar-stream';
 type TarEntry = AsyncIterable<unknown> & { header: tar.Header };
-import { createDigester, digestOf, tryParseDigest, type DigestAlgorithm } from '../oci/digest.js';
-import { formatImageReference, parseImageReference, type ImageReference } from '../oci/image-reference.js';
-import { DOCKER_MANIFEST, OCI_INDEX, detectManifestMediaType } from '../oci/media-types.js';
-import type { Storage } from '../storage/storage.js';
+import { createDigester, digestOf, tryParseDigest, type DigestAlgorithm } from '../../oci/digest.js';
+import { formatImageReference, parseImageReference, type ImageReference } from '../../oci/image-reference.js';
+import { DOCKER_MANIFEST, OCI_INDEX, detectManifestMediaType } from '../../oci/media-types.js';
+import type { Storage } from '../../storage/storage.js';
 import {
   GunzipHasher,
   gunzipDigest,
@@ -26,7 +26,7 @@ import {
   normalizeEntryName,
   readAll,
 } from './archive-entries.js';
-import { describeError, manifestRefs, type Descriptor } from './manifest-refs.js';
+import { describeError, manifestRefs, type Descriptor } from '../manifest-refs.js';
 
 /**
  * Loads an image tarball into the cache, for air-gapped sites:

@@ -1,12 +1,12 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import tar from 'tar-stream';
-import { formatImageReference, type ImageReference } from '../oci/image-reference.js';
-import { OCI_INDEX } from '../oci/media-types.js';
-import { verifyingStream } from '../proxy/verify-stream.js';
-import type { Storage, StoredManifest } from '../storage/storage.js';
+import { formatImageReference, type ImageReference } from '../../oci/image-reference.js';
+import { OCI_INDEX } from '../../oci/media-types.js';
+import { verifyingStream } from '../../proxy/verify-stream.js';
+import type { Storage, StoredManifest } from '../../storage/storage.js';
 import { layoutBlobPath } from './archive-entries.js';
-import { describeError, formatPlatform, manifestRefs } from './manifest-refs.js';
+import { describeError, formatPlatform, manifestRefs } from '../manifest-refs.js';
 
 /**
  * Writes cached images as an OCI image-layout tarball (what `skopeo copy ... oci-archive:` writes and

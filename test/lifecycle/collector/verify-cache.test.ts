@@ -2,10 +2,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { verifyCache } from '../../src/lifecycle/verify-cache.js';
-import { createLogger } from '../../src/log.js';
-import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
-import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
+import { verifyCache } from '../../../src/lifecycle/collector/verify-cache.js';
+import { createLogger } from '../../../src/log.js';
+import { FilesystemStorage } from '../../../src/storage/filesystem/filesystem-storage.js';
+import { randomBytesSeeded, sha256 } from '../../fixtures/content.js';
 
 async function storeBlob(storage: FilesystemStorage, bytes: Buffer): Promise<string> {
   const digest = sha256(bytes);

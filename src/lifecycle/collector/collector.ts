@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Storage } from '../storage/storage.js';
+import type { Storage } from '../../storage/storage.js';
 import type { AccessTracker } from './access-tracker.js';
 import { readAccessTimes, type AccessSnapshot } from './access-state.js';
 import { resolveCacheSize, type CacheSizeLimit } from './cache-size.js';

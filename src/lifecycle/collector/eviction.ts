@@ -1,4 +1,4 @@
-import type { BlobListing, Storage } from '../storage/storage.js';
+import type { BlobListing, Storage } from '../../storage/storage.js';
 import { deleteBlobIfIdle, type DeleteGuard } from './delete-guard.js';
 
 /**

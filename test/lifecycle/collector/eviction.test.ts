@@ -6,13 +6,13 @@
  * Filesystem and S3 (s3rver, test/helpers/s3-server.ts), one behaviour per test.
  */
 import t, { type Test } from 'tap';
-import type { ResolvedRepository } from '../../src/resolve/resolver.js';
-import { createS3Storage } from '../../src/storage/s3/index.js';
-import type { Storage } from '../../src/storage/storage.js';
-import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
-import { MEDIA_TYPES, startFixtureUpstream, type AddedImage, type FixtureUpstream } from '../fixtures/upstream.js';
-import { startMirror, testConfig, type TestMirror } from '../helpers/mirror.js';
-import { startS3Server } from '../helpers/s3-server.js';
+import type { ResolvedRepository } from '../../../src/resolve/resolver.js';
+import { createS3Storage } from '../../../src/storage/s3/index.js';
+import type { Storage } from '../../../src/storage/storage.js';
+import { randomBytesSeeded, sha256 } from '../../fixtures/content.js';
+import { MEDIA_TYPES, startFixtureUpstream, type AddedImage, type FixtureUpstream } from '../../fixtures/upstream.js';
+import { startMirror, testConfig, type TestMirror } from '../../helpers/mirror.js';
+import { startS3Server } from '../../helpers/s3-server.js';
 
 const MiB = 1024 * 1024;
 const LIMIT = 10 * MiB;

@@ -1,7 +1,7 @@
-import type { RepositoryRef, Storage, StoredManifest } from '../storage/storage.js';
+import type { RepositoryRef, Storage, StoredManifest } from '../../storage/storage.js';
 import { readAccessTimes } from './access-state.js';
 import { collect } from './expiry.js';
-import { manifestRefs } from './manifest-refs.js';
+import { manifestRefs } from '../manifest-refs.js';
 
 /** What `ls` shows: every cached repository and tag, with what of its image the cache holds. */
 export interface Inventory {

@@ -1,20 +1,20 @@
 /**
- * The access tracker (src/lifecycle/access-tracker.ts): last access per digest recorded in memory on
+ * The access tracker (src/lifecycle/collector/access-tracker.ts): last access per digest recorded in memory on
  * the request path, written in batches to this replica's own state object `access/<replica-id>`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { ACCESS_PREFIX, decodeAccess, encodeAccess, readAccessTimes } from '../../src/lifecycle/access-state.js';
-import { AccessTracker } from '../../src/lifecycle/access-tracker.js';
-import { Collector } from '../../src/lifecycle/collector.js';
-import { createLogger } from '../../src/log.js';
-import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
-import type { Storage } from '../../src/storage/storage.js';
-import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
-import { startFixtureUpstream } from '../fixtures/upstream.js';
-import { startMirror } from '../helpers/mirror.js';
+import { ACCESS_PREFIX, decodeAccess, encodeAccess, readAccessTimes } from '../../../src/lifecycle/collector/access-state.js';
+import { AccessTracker } from '../../../src/lifecycle/collector/access-tracker.js';
+import { Collector } from '../../../src/lifecycle/collector/collector.js';
+import { createLogger } from '../../../src/log.js';
+import { FilesystemStorage } from '../../../src/storage/filesystem/filesystem-storage.js';
+import type { Storage } from '../../../src/storage/storage.js';
+import { randomBytesSeeded, sha256 } from '../../fixtures/content.js';
+import { startFixtureUpstream } from '../../fixtures/upstream.js';
+import { startMirror } from '../../helpers/mirror.js';
 
 const log = createLogger('silent');
 const D1 = sha256('one');

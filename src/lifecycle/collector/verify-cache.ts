@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { createDigester, tryParseDigest } from '../oci/digest.js';
-import type { Storage } from '../storage/storage.js';
+import { createDigester, tryParseDigest } from '../../oci/digest.js';
+import type { Storage } from '../../storage/storage.js';
 
 export interface VerifyReport {
   checked: number;

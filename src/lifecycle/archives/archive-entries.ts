@@ -3,7 +3,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import { tryParseDigest, type Digest } from '../oci/digest.js';
+import { tryParseDigest, type Digest } from '../../oci/digest.js';
 
 /**
  * Small pieces of reading image tarballs: entry names, the digest an entry's name claims, gzip
