@@ -2,7 +2,7 @@ import { createLogger } from '../log.js';
 import { CLOSE_BUDGET_MS, createMirrorServer } from '../server/create-server.js';
 import { createStorage } from '../storage/create-storage.js';
 import { verifyCache } from '../lifecycle/collector/verify-cache.js';
-import { startPreload } from '../lifecycle/prefetch/prefetch.js';
+import { startPreload } from '../lifecycle/prefetch/preload.js';
 import { Resolver } from '../resolve/resolver.js';
 import { serverSettings, type ServerCommandOptions } from './server-settings.js';
 

@@ -1,7 +1,8 @@
 import { InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../../config/upstreams.js';
 import { parsePlatformList, type Platform } from '../../lifecycle/manifest-refs.js';
-import { prefetchImages, readImageList, summarize, type PrefetchProgress, type PrefetchResult } from '../../lifecycle/prefetch/prefetch.js';
+import { prefetchImages, readImageList, type PrefetchProgress, type PrefetchResult } from '../../lifecycle/prefetch/prefetch.js';
+import { summarize } from '../../lifecycle/prefetch/prefetch-summary.js';
 import type { AdminCommandRegistrar } from './index.js';
 import { adminLogger, formatBytes, formatMs, openAdminMirror, shortDigest } from './runtime.js';
 

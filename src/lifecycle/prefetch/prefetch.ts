@@ -3,16 +3,19 @@ import type { Logger } from 'pino';
 import { parseDigest } from '../../oci/digest.js';
 import { formatImageReference, parseImageList, parseImageReference } from '../../oci/image-reference.js';
 import type { Reference } from '../../oci/names.js';
-import type { CacheOutcome } from '../../proxy/events.js';
 import type { Mirror } from '../../proxy/mirror.js';
 import type { ResolvedRepository, Resolver } from '../../resolve/resolver.js';
 import { describeError, formatPlatform, manifestRefs, selectChildren, type Platform } from '../manifest-refs.js';
+import { fetchBlobs } from './fetch-blobs.js';
 
 /**
  * Warms the cache with whole images, through exactly the code a client pull runs: the Resolver picks the
  * upstream, mirror.manifests.get() fetches (or revalidates) and stores each manifest, mirror.blobs.open()
  * joins or starts the verified fill of each blob. Whatever the mirror would serve after a pull, it
  * serves after a prefetch, including with the upstream gone.
+ *
+ * This file walks an image's manifests; fetch-blobs.ts then fetches its blobs. preload.ts runs a list of
+ * images in the server's background (`--preload`), prefetch-summary.ts totals a run.
  */
 
 export interface PrefetchContext {
@@ -64,7 +67,6 @@ export interface PrefetchResult {
 }
 
 const MAX_INDEX_DEPTH = 4;
-const CACHED: ReadonlySet<CacheOutcome> = new Set<CacheOutcome>(['hit', 'revalidated', 'stale']);
 
 /** Prefetches the images one after another; a failed image does not stop the others. */
 export async function prefetchImages(
@@ -81,6 +83,11 @@ export async function prefetchImages(
     onResult?.(result);
   }
   return results;
+}
+
+/** Reads an image list file: one reference per line, `#` comments. */
+export async function readImageList(file: string): Promise<string[]> {
+  return parseImageList(await readFile(file, 'utf8'));
 }
 
 /** Fetches one image (every manifest and blob) into the cache; never throws, the result says what happened. */
@@ -162,132 +169,5 @@ async function fetchImage(
     if (!(await storage.getManifest(digest))) throw new Error(`manifest ${digest} was served but not stored (storage failure; see the log)`);
   }
 
-  const progress: PrefetchProgress = { reference: result.reference, done: 0, total: result.bytes, blobsDone: 0, blobsTotal: blobs.size };
-  options.onProgress?.({ ...progress });
-  const queue = [...blobs.entries()];
-  let failure: unknown;
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      if (failure !== undefined) return;
-      if (options.signal?.aborted) {
-        failure ??= new Error('aborted');
-        return;
-      }
-      const next = queue.shift();
-      if (!next) return;
-      const [digest, size] = next;
-      try {
-        const fetched = await fetchBlob(repo, digest, size, context, (n) => {
-          progress.done += n;
-          options.onProgress?.({ ...progress });
-        });
-        if (fetched.downloaded) {
-          result.fetchedBlobs++;
-          result.fetchedBytes += fetched.bytes;
-        } else {
-          progress.done += size;
-        }
-        progress.blobsDone++;
-        options.onProgress?.({ ...progress });
-      } catch (e) {
-        failure ??= new Error(`blob ${digest}: ${describeError(e)}`);
-      }
-    }
-  };
-  const n = Math.max(1, Math.min(options.concurrency ?? 4, queue.length || 1));
-  await Promise.all(Array.from({ length: n }, worker));
-  if (failure !== undefined) throw failure;
-}
-
-/** Opens the blob through the mirror; a cache miss is consumed so that the fill completes and stores it. */
-async function fetchBlob(
-  repo: ResolvedRepository,
-  digest: string,
-  descriptorSize: number,
-  context: PrefetchContext,
-  onBytes: (n: number) => void,
-): Promise<{ downloaded: boolean; bytes: number }> {
-  const { mirror } = context;
-  // The manifest's descriptor says how big the blob is (0: it did not say): an upstream sending more is cut.
-  const handle = await mirror.blobs.open(repo, digest, descriptorSize > 0 ? descriptorSize : undefined);
-  if (CACHED.has(handle.outcome)) {
-    handle.dispose();
-    return { downloaded: false, bytes: 0 };
-  }
-  const stream = await handle.open();
-  let bytes = 0;
-  for await (const chunk of stream) {
-    bytes += (chunk as Buffer).length;
-    onBytes((chunk as Buffer).length);
-  }
-  // The fill verified the digest before the last byte and commits behind it; that may still fail (disk full, S3 down).
-  await mirror.blobs.settled(digest);
-  if (!(await mirror.options.storage.statBlob(digest))) throw new Error('downloaded but not stored (storage failure; see the log)');
-  return { downloaded: true, bytes };
-}
-
-export interface PrefetchSummary {
-  images: number;
-  ok: number;
-  failed: number;
-  bytes: number;
-  fetchedBytes: number;
-}
-
-export function summarize(results: readonly PrefetchResult[]): PrefetchSummary {
-  return {
-    images: results.length,
-    ok: results.filter((r) => r.ok).length,
-    failed: results.filter((r) => !r.ok).length,
-    bytes: results.reduce((a, r) => a + r.bytes, 0),
-    fetchedBytes: results.reduce((a, r) => a + r.fetchedBytes, 0),
-  };
-}
-
-/** Reads an image list file: one reference per line, `#` comments. */
-export async function readImageList(file: string): Promise<string[]> {
-  return parseImageList(await readFile(file, 'utf8'));
-}
-
-export interface Preload {
-  /** Resolves when every image was tried (never rejects). */
-  done: Promise<PrefetchResult[]>;
-  /** Stops after the running image. */
-  abort(): void;
-}
-
-/**
- * `--preload FILE` for the server: prefetches the file's images in the background with the server's own
- * mirror, logging one line per image and a summary. Never blocks serving and never throws.
- */
-export function startPreload(file: string, context: PrefetchContext & { log: Logger }, options: Omit<PrefetchOptions, 'signal' | 'onProgress'> = {}): Preload {
-  const controller = new AbortController();
-  const { log } = context;
-  const done = (async (): Promise<PrefetchResult[]> => {
-    if (context.mirror.options.offline) {
-      log.warn({ file }, 'preload: ignored, the mirror is offline');
-      return [];
-    }
-    let images: string[];
-    try {
-      images = await readImageList(file);
-    } catch (e) {
-      log.error({ file, err: describeError(e) }, 'preload: cannot read the image list');
-      return [];
-    }
-    log.info({ file, images: images.length }, 'preload: prefetching images in the background');
-    try {
-      const results = await prefetchImages(images, context, { ...options, signal: controller.signal }, (r) => {
-        const fields = { image: r.reference, digest: r.digest, platforms: r.platforms.length > 0 ? r.platforms : undefined, blobs: r.blobs, bytes: r.bytes, fetchedBytes: r.fetchedBytes, ms: r.ms };
-        if (r.ok) log.info(fields, 'preload: image cached');
-        else log.warn({ ...fields, err: r.error }, 'preload: image failed');
-      });
-      log.info({ file, ...summarize(results), aborted: controller.signal.aborted || undefined }, 'preload: done');
-      return results;
-    } catch (e) {
-      log.error({ file, err: describeError(e) }, 'preload failed');
-      return [];
-    }
-  })();
-  return { done, abort: () => controller.abort() };
+  await fetchBlobs(repo, blobs, context, options, result);
 }
