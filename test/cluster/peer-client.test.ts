@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { HOP_HEADER } from '../../src/cluster/hop.js';
 import { PeerClient } from '../../src/cluster/peer-client.js';
 import { PeerHealth } from '../../src/cluster/peer-health.js';
@@ -24,7 +24,7 @@ async function peerServer(t: Tap, handler: (req: IncomingMessage, res: ServerRes
   });
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Test;
 
 function client(t: Tap, opts: { readTimeoutMs?: number } = {}): { client: PeerClient; health: PeerHealth; errors: string[]; forwarded: string[] } {
   const health = new PeerHealth();
