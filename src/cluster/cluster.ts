@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { LookupAddresses } from './dns-lookup.js';
-import type { ClusterObserver } from './events.js';
+import type { ClusterObserver, PeerRequestKind } from './events.js';
 import { Membership, type Owner } from './membership.js';
 import type { PeerSource } from './peer-address.js';
 import { PeerClient } from './peer-client.js';
@@ -32,9 +32,11 @@ export class Cluster {
   readonly settings: ClusterSettings;
   readonly membership: Membership;
   readonly client: PeerClient;
+  private readonly observer: ClusterObserver | undefined;
 
   constructor(options: ClusterOptions) {
     this.settings = options.settings;
+    this.observer = options.observer;
     const log = options.log?.child({ component: 'cluster' });
     const observer = options.observer;
     const health =
@@ -60,6 +62,15 @@ export class Cluster {
   /** The owner of a key among the live members; undefined when there is none (serve locally). */
   ownerOf(key: string): Owner | undefined {
     return this.membership.ownerOf(key);
+  }
+
+  /**
+   * A failure the caller found in a peer's answer the client could not see: a blob body that does not
+   * hash to its digest. The peer is marked down like for a transport failure.
+   */
+  peerFailed(peer: string, kind: PeerRequestKind, code: string): void {
+    this.membership.health.markDown(peer, code);
+    this.observer?.peerError(kind, code);
   }
 
   /** Resolves a DNS membership once before the server serves, then keeps it fresh. */

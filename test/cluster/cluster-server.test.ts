@@ -74,7 +74,11 @@ t.test('a server with a DNS membership, and a request from a peer', async (t) =>
   const requests = lines.filter((l) => l['msg'] === 'request');
   t.equal(requests[0]?.['hop'], true, 'the log line says it came from a peer');
   t.equal(requests[1]?.['hop'], undefined, 'a client request does not');
+  cluster?.peerFailed('http://127.0.0.3:5000', 'blob', 'digest_mismatch');
+  t.notOk(cluster?.membership.live().includes('http://127.0.0.3:5000'), 'a peer whose bytes did not verify is marked down');
   const metrics = await (await fetch(`${mirror.url}/metrics`)).text();
+  t.match(metrics, /oci_registry_peer_errors_total\{kind="blob",code="digest_mismatch"\} 1/);
+  t.match(metrics, /oci_registry_peers_marked_down_total 1/);
   t.match(metrics, /oci_registry_cluster_members 3/);
   t.match(metrics, /oci_registry_peer_requests_answered_total\{kind="manifest",status="404"\} 1/);
 });
