@@ -8,6 +8,7 @@ import { registerAdminCommands } from './admin/index.js';
 import { addLifecycleOptions } from './lifecycle-options.js';
 import { addDownloadOptions } from './download-options.js';
 import { addConnectionOptions } from './connection-options.js';
+import { addClusterOptions } from './cluster-options.js';
 import type { GlobalOptions } from './global-options.js';
 import { runServer } from './serve.js';
 import { redactUrlCredentials } from './redact.js';
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   addLifecycleOptions(program);
   addDownloadOptions(program);
   addConnectionOptions(program);
+  addClusterOptions(program);
 
   const globals = () => program.opts() as GlobalOptions;
   const serve = (storage: StorageOptions) => runServer({ ...globals(), storage });

@@ -13,7 +13,7 @@ export type { ServerCommandOptions } from './server-settings.js';
 
 /** The server command: load and check everything, listen, and shut down gracefully on SIGTERM/SIGINT. */
 export async function runServer(opts: ServerCommandOptions): Promise<void> {
-  const { listen, graceMs, metricsListen, lifecycle, downloads, connectionLimits, config } = serverSettings(opts);
+  const { listen, graceMs, metricsListen, lifecycle, downloads, connectionLimits, config, cluster } = serverSettings(opts);
   const log = createLogger(opts.logLevel);
   const storage = await createStorage(opts.storage, log);
   const server = await createMirrorServer({
@@ -26,6 +26,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     statusPage: opts.statusPage,
     redirectSeconds: opts.storage.kind === 's3' && opts.storage.redirect ? PRESIGNED_URL_SECONDS : undefined,
     downloads,
+    cluster,
     ...lifecycle,
     ...connectionLimits,
   });
@@ -44,6 +45,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
       configFile: config.configFile,
       unlisted: config.allowUnlisted,
       ...(lifecycle.offline ? { offline: true } : {}),
+      ...(cluster ? { advertise: cluster.advertise, peers: server.cluster?.membership.members().length } : {}),
       ...(opts.maxCacheSize ? { maxCacheSize: opts.maxCacheSize } : {}),
       ...(opts.cacheExpiry ? { cacheExpiry: opts.cacheExpiry } : {}),
     },

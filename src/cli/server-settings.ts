@@ -1,9 +1,11 @@
 import { parseDuration } from '../config/duration.js';
+import type { ClusterSettings } from '../cluster/cluster.js';
 import type { MirrorConfig } from '../config/types.js';
 import { ConfigError } from '../config/upstreams.js';
 import type { DownloadLimits } from '../proxy/download-limits.js';
 import type { StorageOptions } from '../storage/create-storage.js';
 import type { GlobalOptions } from './global-options.js';
+import { clusterFromFlags } from './cluster-options.js';
 import { connectionLimitsFromFlags, type ConnectionServerOptions } from './connection-options.js';
 import { downloadLimitsFromFlags } from './download-options.js';
 import { lifecycleFromFlags, type LifecycleServerOptions } from './lifecycle-options.js';
@@ -23,6 +25,8 @@ export interface ServerSettings {
   downloads: Partial<DownloadLimits>;
   connectionLimits: ConnectionServerOptions;
   config: MirrorConfig;
+  /** `--peers` and friends; undefined when this replica works alone. */
+  cluster: ClusterSettings | undefined;
 }
 
 /**
@@ -41,6 +45,10 @@ export function serverSettings(opts: ServerCommandOptions): ServerSettings {
   const lifecycle = lifecycleFromFlags(opts, opts.storage.kind);
   const downloads = downloadLimitsFromFlags(opts);
   const connectionLimits = connectionLimitsFromFlags(opts);
+  const cluster = clusterFromFlags(opts, listen);
+  if (cluster?.peerCacheCopies && opts.storage.kind !== 'filesystem') {
+    throw new ConfigError('--peer-cache-copies: only for filesystem storage (in S3 every replica reads the one bucket)');
+  }
   const config = loadConfig(opts);
-  return { listen, graceMs, metricsListen, lifecycle, downloads, connectionLimits, config };
+  return { listen, graceMs, metricsListen, lifecycle, downloads, connectionLimits, config, cluster };
 }

@@ -20,7 +20,7 @@ export interface AppOptions {
   /** Extra plugins (health, metrics) registered by the caller. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
   /** Called once per finished request, for metrics. */
-  onRequestDone?: (info: { route: string; method: string; status: number; namespace: string | undefined; outcome: string | undefined; bytes: number | undefined; seconds: number }) => void;
+  onRequestDone?: (info: { route: string; method: string; status: number; namespace: string | undefined; outcome: string | undefined; bytes: number | undefined; seconds: number; hop?: boolean | undefined }) => void;
   /** Send timeout and per-client cap (defaults: 60 s, no cap). */
   limits?: ResponseLimits;
 }
@@ -90,6 +90,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       outcome: ctx.outcome,
       bytes: aborted ? sent : ctx.bytes,
       seconds,
+      ...(ctx.hop ? { hop: true } : {}),
     });
     if (ctx.route === 'health' || ctx.route === 'metrics') return;
     request.log.info(
@@ -103,6 +104,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         bytes: ctx.bytes,
         sent,
         ...(aborted ? { aborted: true } : {}),
+        ...(ctx.hop ? { hop: true } : {}),
         cache: ctx.outcome,
         linked: ctx.linked,
         ms: Math.round(reply.elapsedTime),

@@ -12,6 +12,11 @@ export interface RequestContext {
   bytes?: number | undefined;
   /** Which upstream source kind ('ns', 'path', ...) resolved the namespace. */
   source?: string | undefined;
+  /**
+   * The request came from a peer replica (it carries the hop header, src/cluster/peer-client.ts): it is
+   * served here, never forwarded again, and logged and counted as answered for a peer.
+   */
+  hop?: boolean | undefined;
   /** What of the response went out (set for every request by the app's onRequest hook). */
   progress?: ResponseProgress | undefined;
   /** The request was logged and counted (by onResponse, or by the close of an aborted response). */

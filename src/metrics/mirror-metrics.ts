@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { AppOptions } from '../http/app.js';
 import type { EntryKind, ProxyObserver } from '../proxy/events.js';
 import type { UpstreamObserver } from '../upstream/upstream-client.js';
+import { ClusterMetrics } from './cluster-metrics.js';
 import { createMetricsRegistry, METRIC_PREFIX } from './registry.js';
 
 export type RequestDoneInfo = Parameters<NonNullable<AppOptions['onRequestDone']>>[0];
@@ -27,6 +28,8 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
  */
 export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   readonly registry: Registry;
+  /** The cluster's metrics (peers, forwarding); their membership gauge has no sample without --peers. */
+  readonly cluster: ClusterMetrics;
   private readonly namespaces = new Set<string>();
 
   private readonly requests: Counter<'route' | 'method' | 'status'>;
@@ -71,6 +74,7 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     // No sample until a collection run has measured them: a 0 would read as an empty cache, or no room at all.
     this.cacheSize.remove();
     this.cacheSizeLimit.remove();
+    this.cluster = new ClusterMetrics(registry);
   }
 
   /** For AppOptions.limits. */
@@ -81,6 +85,7 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   readonly requestDone = (info: RequestDoneInfo): void => {
     this.requests.inc({ route: info.route, method: info.method, status: String(info.status) });
     this.requestDuration.observe({ route: info.route }, info.seconds);
+    if (info.hop === true) this.cluster.answered(info.route, info.status);
     if (info.namespace === undefined) return;
     const namespace = this.ns(info.namespace);
     const kind = ROUTE_KIND[info.route];

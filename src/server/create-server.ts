@@ -3,6 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { MirrorConfig } from '../config/types.js';
 import { HtpasswdVerifier } from '../auth/htpasswd.js';
+import { Cluster, type ClusterSettings } from '../cluster/cluster.js';
+import type { LookupAddresses } from '../cluster/dns-lookup.js';
 import { buildApp } from '../http/app.js';
 import { ClientAuth } from '../http/client-auth.js';
 import { healthRoutes } from '../http/routes/health.js';
@@ -55,6 +57,10 @@ export interface ServerOptions {
   maxConnectionsPerClient?: number | undefined;
   /** Serve the status page at `/` and `/status.json` (default true; `--no-status-page`). */
   statusPage?: boolean | undefined;
+  /** Replicas that cooperate (`--peers`); the replica works alone when absent. */
+  cluster?: ClusterSettings | undefined;
+  /** Tests: resolves a `dns+http://` peer name instead of DNS, and how often. */
+  clusterLookup?: { lookup?: LookupAddresses; refreshMs?: number } | undefined;
   now?: () => number;
 }
 
@@ -83,6 +89,8 @@ export interface MirrorServer {
   status: MirrorStatus | undefined;
   /** Last success and last error per upstream (the status page's); undefined when it is turned off. */
   upstreamHealth: UpstreamHealth | undefined;
+  /** Membership, ownership and the peer client, with `cluster` settings; undefined for a replica alone. */
+  cluster: Cluster | undefined;
   /** Stops accepting, lets running requests and downloads finish (up to the grace period), then closes. */
   close(graceMs?: number): Promise<void>;
 }
@@ -146,6 +154,11 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     onCollected: metrics.cacheCollected,
     now: options.now,
   });
+  const cluster = options.cluster
+    ? new Cluster({ settings: options.cluster, log, observer: metrics.cluster, ...options.clusterLookup })
+    : undefined;
+  // A DNS membership is resolved before the first request, so the first requests already find their owners.
+  await cluster?.start();
   const resolver = new Resolver(config);
   const htpasswd = options.htpasswd ?? new HtpasswdVerifier();
   const clientAuth = new ClientAuth(config, htpasswd);
@@ -221,6 +234,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
         await within(settled, left());
       }
       await within(metricsApp?.close(), left());
+      await within(cluster?.close(), left());
       // The last access times, so that a restart (or another replica) knows them.
       await within(
         tracker.stop().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write access times at shutdown')),
@@ -232,5 +246,5 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     })();
     return closing;
   };
-  return { app, mirror, storage, metrics, metricsApp, tracker, collector, status, upstreamHealth, close };
+  return { app, mirror, storage, metrics, metricsApp, tracker, collector, status, upstreamHealth, cluster, close };
 }

@@ -79,7 +79,7 @@ interface ParsedArgs {
 }
 
 /** Flags that take no value in the mirror's CLI. */
-const BOOLEAN_FLAGS = new Set(['--allow-unlisted-namespaces', '--path-style', '--redirect']);
+const BOOLEAN_FLAGS = new Set(['--allow-unlisted-namespaces', '--path-style', '--redirect', '--peer-cache-copies']);
 
 function parseCli(args: string[]): ParsedArgs {
   const out: ParsedArgs = { global: new Map(), command: undefined, commandFlags: new Map() };

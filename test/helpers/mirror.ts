@@ -41,6 +41,9 @@ export interface StartMirrorOptions {
   maxConnectionsPerClient?: number;
   /** Default true: serve the status page at / (false: as --no-status-page). */
   statusPage?: boolean;
+  /** `--peers` and friends, and a test resolver for `dns+http://` names. */
+  cluster?: ServerOptions['cluster'];
+  clusterLookup?: ServerOptions['clusterLookup'];
 }
 
 export interface TestMirror {
@@ -83,6 +86,8 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     sendTimeoutMs: options.sendTimeoutMs,
     maxConnectionsPerClient: options.maxConnectionsPerClient,
     statusPage: options.statusPage,
+    cluster: options.cluster,
+    clusterLookup: options.clusterLookup,
     ...(options.now ? { now: options.now } : {}),
   });
   await server.app.listen({ host: '127.0.0.1', port: 0 });

@@ -192,6 +192,16 @@ the other keys and their types when it starts (see example.yaml).
 {{- end }}
 {{- end }}
 
+{{/* The headless Service the replicas find each other through. */}}
+{{- define "oci-registry.peersServiceName" -}}
+{{- include "oci-registry.suffixed" (list . "peers") }}
+{{- end }}
+
+{{/* `--peers`: the peers Service's A/AAAA records, re-resolved by every replica. */}}
+{{- define "oci-registry.peersUrl" -}}
+{{- printf "dns+http://%s.%s.svc.%s:%d" (include "oci-registry.peersServiceName" .) .Release.Namespace (trimSuffix "." (toString .Values.peers.clusterDomain)) (int .Values.containerPort) }}
+{{- end }}
+
 {{/* Container arguments: global flags, then the storage subcommand. */}}
 {{- define "oci-registry.args" -}}
 {{- $args := list "--listen" (printf "%s:%d" (include "oci-registry.listenHost" .) (int .Values.containerPort)) }}
@@ -212,6 +222,15 @@ the other keys and their types when it starts (see example.yaml).
 {{- end }}
 {{- $args = concat $args (list "--spool-dir" (include "oci-registry.spoolDir" .)) }}
 {{- $args = concat $args (list "--shutdown-grace-period" (printf "%ds" (int .Values.shutdownGracePeriodSeconds))) }}
+{{- if .Values.peers.enabled }}
+{{- $args = concat $args (list "--peers" (include "oci-registry.peersUrl" .)) }}
+{{- if .Values.peers.cacheCopies }}
+{{- if ne (include "oci-registry.storageType" .) "filesystem" }}
+{{- fail "peers.cacheCopies is for storage.type filesystem (in s3 mode every replica reads the one bucket)" }}
+{{- end }}
+{{- $args = append $args "--peer-cache-copies" }}
+{{- end }}
+{{- end }}
 {{- range .Values.extraArgs }}
 {{- $args = append $args (toString .) }}
 {{- end }}
@@ -327,6 +346,13 @@ spec:
       env:
         - name: TMPDIR
           value: /tmp
+        {{- if .Values.peers.enabled }}
+        # How the peers reach this replica (--advertise defaults to http://$POD_IP:<port>).
+        - name: POD_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
+        {{- end }}
         {{- with include "oci-registry.upstreamCredentialsSecretName" . }}
         - name: UPSTREAM_CREDENTIALS
           valueFrom:

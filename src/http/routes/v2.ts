@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { HOP_HEADER } from '../../cluster/hop.js';
 import { OciError } from '../../oci/errors.js';
 import type { Mirror } from '../../proxy/mirror.js';
 import type { Resolver } from '../../resolve/resolver.js';
@@ -55,6 +56,8 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
     return reply.send('{}');
   }
   request.ctx.route = parsed.kind;
+  // Any value counts: a peer's request is served here whatever it says, so a loop cannot form.
+  if (request.headers[HOP_HEADER] !== undefined) request.ctx.hop = true;
   const query = request.query as Record<string, string | string[] | undefined>;
   const nsParam = query['ns'];
   const ns = Array.isArray(nsParam) ? nsParam[0] : nsParam;
