@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/upstreams.js';
-import { VERSION } from '../upstream/upstream-client.js';
+import { VERSION } from '../version.js';
 import { LOG_LEVELS } from '../log.js';
+import { DOCKER_HUB } from '../oci/docker-hub.js';
 import { parseListenAddress } from './listen-address.js';
 import { registerAdminCommands } from './admin/index.js';
 import { addLifecycleOptions } from './lifecycle-options.js';
@@ -27,7 +28,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: () => undefined })
     .addOption(new Option('--listen <host:port>', 'address to serve on').env('LISTEN').default('0.0.0.0:8080').argParser(listenArg))
     .addOption(new Option('--upstream-config-file <file>', 'YAML list of upstream registries (see example.yaml)').env('UPSTREAM_CONFIG_FILE'))
-    .addOption(new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)').env('DEFAULT_NAMESPACE').default('docker.io'))
+    .addOption(new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)').env('DEFAULT_NAMESPACE').default(DOCKER_HUB))
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info').choices(LOG_LEVELS))
     .addOption(
       new Option('--allow-unlisted-namespaces', 'with a config file, also mirror namespaces it does not list (public addresses only)')

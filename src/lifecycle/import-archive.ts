@@ -11,7 +11,8 @@ import tar from 'tar-stream';
 type TarEntry = AsyncIterable<unknown> & { header: tar.Header };
 import { createDigester, digestOf, tryParseDigest, type DigestAlgorithm } from '../oci/digest.js';
 import { formatImageReference, parseImageReference, type ImageReference } from '../oci/image-reference.js';
-import { DOCKER_MANIFEST, OCI_INDEX, detectManifestMediaType } from '../oci/media-types.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
+import { DOCKER_IMAGE_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_INDEX, detectManifestMediaType } from '../oci/media-types.js';
 import type { Storage } from '../storage/storage.js';
 import {
   GunzipHasher,
@@ -83,8 +84,6 @@ export class ImportError extends Error {
   }
 }
 
-/** Distribution refuses manifests above 4 MiB. */
-const MAX_MANIFEST = 4 * 1024 * 1024;
 /** manifest.json / index.json of a large multi-image archive. */
 const MAX_METADATA = 16 * 1024 * 1024;
 /** JSON entries kept in memory at most, in total; beyond, they are streamed into storage like any blob. */
@@ -92,9 +91,6 @@ const MAX_BUFFERED = 64 * 1024 * 1024;
 const MAX_INDEX_DEPTH = 4;
 const METADATA_FILES = new Set(['manifest.json', 'index.json', 'oci-layout', 'repositories']);
 
-const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
-const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar';
-const DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const CONTAINERD_NAME = 'io.containerd.image.name';
 
@@ -240,7 +236,7 @@ class ImportSession {
     const layoutDigest = layoutBlobDigest(name);
     const claimed = layoutDigest ?? namedDigest(name);
     const metadata = METADATA_FILES.has(name);
-    if (metadata || (looksLikeJson(firstChunk) && size <= MAX_MANIFEST && this.buffered + size <= MAX_BUFFERED)) {
+    if (metadata || (looksLikeJson(firstChunk) && size <= MAX_MANIFEST_BYTES && this.buffered + size <= MAX_BUFFERED)) {
       if (size > MAX_METADATA) throw new ImportError(`${name}: ${size} bytes, too large for a metadata file`);
       const bytes = await readAll(chunks(), MAX_METADATA, name);
       this.buffered += bytes.length;
@@ -461,7 +457,7 @@ class ImportSession {
     let bytes: Buffer | undefined;
     let storedType: string | undefined;
     if (e) {
-      bytes = await this.entryBytes(e, MAX_MANIFEST);
+      bytes = await this.entryBytes(e, MAX_MANIFEST_BYTES);
     } else {
       const cached = await this.storage.getManifest(desc.digest);
       if (cached) {
@@ -568,7 +564,7 @@ class ImportSession {
           {
             schemaVersion: 2,
             mediaType: DOCKER_MANIFEST,
-            config: { mediaType: DOCKER_CONFIG, size: configEntry.size, digest: configEntry.digest },
+            config: { mediaType: DOCKER_IMAGE_CONFIG, size: configEntry.size, digest: configEntry.digest },
             layers,
           },
           null,

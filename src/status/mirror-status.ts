@@ -8,7 +8,7 @@ import { inventoryTag, manifestReader, repositoryKey, scanCache, scanTotals, typ
 import { METRIC_PREFIX } from '../metrics/registry.js';
 import type { Resolver } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage } from '../storage/storage.js';
-import { VERSION } from '../upstream/upstream-client.js';
+import { VERSION } from '../version.js';
 import { DownloadWatcher, type DownloadRegistry } from './downloads.js';
 import type { UpstreamHealth } from './upstream-health.js';
 import type {

@@ -4,6 +4,7 @@ import { request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 import { DOCKER_MANIFEST_V1_SIGNED, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { parseIndexManifests, type ReferrerDescriptor } from '../oci/referrers.js';
 import { discard, readLimited } from './body.js';
@@ -14,11 +15,8 @@ import { statusError, transportError } from './errors.js';
 import { upstreamManifestType } from './manifest-type.js';
 import { TokenCache, type Token } from './token-cache.js';
 import { mayReceiveCredentials } from './token-realm.js';
+import { DEFAULT_USER_AGENT } from '../version.js';
 
-export const VERSION = '0.1.0';
-const DEFAULT_USER_AGENT = `oci-registry/${VERSION}`;
-/** Distribution refuses manifests above 4 MiB; so do we. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_SMALL_BODY = 4 * 1024 * 1024;
 /** Token responses are a few KiB; a token has to fit in a request header anyway. */
 const MAX_TOKEN_BODY = 256 * 1024;
