@@ -19,6 +19,7 @@ import type { UpstreamConfig } from '../config/types.js';
 import { DOCKER_HUB, registryHostOf } from '../oci/docker-hub.js';
 import { isValidNamespace } from '../oci/namespace.js';
 import { parsePathHostPort, pathSegmentFor } from '../resolve/path-namespace.js';
+import { errorText } from '../error-text.js';
 
 export const DEFAULT_CONTAINERD_DIR = '/etc/containerd/certs.d';
 
@@ -241,7 +242,7 @@ function readUpstreams(file: string | undefined): UpstreamConfig[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(`${file}: cannot read upstream config: ${(e as Error).message}`);
+    throw new ConfigError(`${file}: cannot read upstream config: ${errorText(e)}`);
   }
   return parseUpstreamYaml(text, file);
 }

@@ -14,6 +14,7 @@ import { runServer } from './serve.js';
 import { redactUrlCredentials } from './redact.js';
 import { registerClientConfig } from './client-config.js';
 import type { StorageOptions } from '../storage/create-storage.js';
+import { errorText } from '../error-text.js';
 
 /** Flags compatible with the Rust oci-registry, each also read from an environment variable. */
 export function buildProgram(): Command {
@@ -149,7 +150,7 @@ export function describeFailure(e: unknown): { code: number; lines: string[] } {
   }
   // A configuration mistake: one line per problem, no stack trace.
   if (e instanceof ConfigError) return { code: 2, lines: [...e.problems] };
-  return { code: 1, lines: [e instanceof Error ? e.message : String(e)] };
+  return { code: 1, lines: [errorText(e)] };
 }
 
 async function main(): Promise<void> {

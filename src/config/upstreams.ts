@@ -13,6 +13,7 @@ import {
   type MirrorConfig,
   type UpstreamConfig,
 } from './types.js';
+import { errorText } from '../error-text.js';
 
 /**
  * A configuration problem; the message names the file, the entry and the key. One error may carry
@@ -134,7 +135,7 @@ export function loadMirrorConfig(options: LoadOptions = {}): MirrorConfig {
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      problems.push(`${file}: cannot read upstream config: ${(e as Error).message}`);
+      problems.push(`${file}: cannot read upstream config: ${errorText(e)}`);
     }
     const firstIndex = new Map<string, number>();
     const entries = text === undefined ? [] : (collecting(problems, () => parseUpstreamEntries(text, file, problems)) ?? []);

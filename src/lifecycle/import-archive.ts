@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import tar from 'tar-stream';
+import { errorText } from '../error-text.js';
 type TarEntry = AsyncIterable<unknown> & { header: tar.Header };
 import { createDigester, digestOf, tryParseDigest, type DigestAlgorithm } from '../oci/digest.js';
 import { formatImageReference, parseImageReference, type ImageReference } from '../oci/image-reference.js';
@@ -27,7 +28,7 @@ import {
   normalizeEntryName,
   readAll,
 } from './archive-entries.js';
-import { describeError, manifestRefs, type Descriptor } from './manifest-refs.js';
+import { manifestRefs, type Descriptor } from './manifest-refs.js';
 
 /**
  * Loads an image tarball into the cache, for air-gapped sites:
@@ -141,7 +142,7 @@ export async function importArchive(file: string, options: ImportArchiveOptions)
   } catch (e) {
     await session.rollback();
     if (e instanceof ImportError) throw e;
-    throw new ImportError(describeError(e), { cause: e });
+    throw new ImportError(errorText(e), { cause: e });
   } finally {
     await session.cleanup();
   }
@@ -152,7 +153,7 @@ function parseAs(text: string): ImageReference {
   try {
     ref = parseImageReference(text, { defaultTag: undefined });
   } catch (e) {
-    throw new ImportError(`--as: ${describeError(e)}`);
+    throw new ImportError(`--as: ${errorText(e)}`);
   }
   if (ref.digest !== undefined) throw new ImportError('--as takes [NAMESPACE/]REPOSITORY[:TAG], not a digest');
   return ref;
@@ -182,7 +183,7 @@ class ImportSession {
   async read(file: string): Promise<void> {
     const head = Buffer.alloc(2);
     const fh = await open(file, 'r').catch((e: unknown) => {
-      throw new ImportError(`cannot open ${file}: ${describeError(e)}`);
+      throw new ImportError(`cannot open ${file}: ${errorText(e)}`);
     });
     try {
       await fh.read(head, 0, 2, 0);
@@ -204,7 +205,7 @@ class ImportSession {
     } catch (e) {
       source.destroy();
       if (e instanceof ImportError) throw e;
-      throw new ImportError(`${file}: not a readable tar archive (${describeError(e)})`, { cause: e });
+      throw new ImportError(`${file}: not a readable tar archive (${errorText(e)})`, { cause: e });
     }
     if (entries === 0) throw new ImportError(`${file}: empty archive`);
   }
@@ -418,7 +419,7 @@ class ImportSession {
       if (refs.kind !== 'index') throw new Error('not an index');
       top = refs.children;
     } catch (e) {
-      throw new ImportError(`index.json: ${describeError(e)}`);
+      throw new ImportError(`index.json: ${errorText(e)}`);
     }
     if (top.length === 0) throw new ImportError('index.json lists no images');
     const byDigest = new Map<string, PlannedImage>();
@@ -444,7 +445,7 @@ class ImportSession {
         try {
           image.archiveNames.push(parseImageReference(name, { defaultTag: undefined }));
         } catch (e) {
-          throw new ImportError(`index.json: image name ${JSON.stringify(name)}: ${describeError(e)}`);
+          throw new ImportError(`index.json: image name ${JSON.stringify(name)}: ${errorText(e)}`);
         }
       }
     }
@@ -487,7 +488,7 @@ class ImportSession {
     try {
       refs = manifestRefs(manifest.mediaType, manifest.bytes);
     } catch (e) {
-      throw new ImportError(`manifest ${desc.digest}: ${describeError(e)}`);
+      throw new ImportError(`manifest ${desc.digest}: ${errorText(e)}`);
     }
     if (refs.kind === 'index') {
       if (depth >= MAX_INDEX_DEPTH) throw new ImportError(`manifest ${desc.digest}: indexes nested too deep`);
@@ -579,7 +580,7 @@ class ImportSession {
         try {
           archiveNames.push(parseImageReference(tag, { defaultTag: undefined }));
         } catch (e) {
-          throw new ImportError(`${where}: RepoTags entry ${JSON.stringify(tag)}: ${describeError(e)}`);
+          throw new ImportError(`${where}: RepoTags entry ${JSON.stringify(tag)}: ${errorText(e)}`);
         }
       }
       const existing = plan.images.find((img) => img.digest === digest);
@@ -717,7 +718,7 @@ async function storing<T>(name: string, op: Promise<T>): Promise<T> {
     return await op;
   } catch (e) {
     if (e instanceof ImportError) throw e;
-    throw new ImportError(`cannot store ${name} in the cache: ${describeError(e)}`, { cause: e });
+    throw new ImportError(`cannot store ${name} in the cache: ${errorText(e)}`, { cause: e });
   }
 }
 

@@ -6,7 +6,8 @@ import type { Reference } from '../oci/names.js';
 import type { CacheOutcome } from '../proxy/events.js';
 import type { Mirror } from '../proxy/mirror.js';
 import type { ResolvedRepository, Resolver } from '../resolve/resolver.js';
-import { describeError, formatPlatform, manifestRefs, selectChildren, type Platform } from './manifest-refs.js';
+import { formatPlatform, manifestRefs, selectChildren, type Platform } from './manifest-refs.js';
+import { errorText } from '../error-text.js';
 
 /**
  * Warms the cache with whole images, through exactly the code a client pull runs: the Resolver picks the
@@ -108,7 +109,7 @@ export async function prefetchImage(input: string, context: PrefetchContext, opt
     await fetchImage(repo, reference, context, options, result);
     result.ok = true;
   } catch (e) {
-    result.error = describeError(e);
+    result.error = errorText(e);
   }
   result.ms = Date.now() - started;
   return result;
@@ -190,7 +191,7 @@ async function fetchImage(
         progress.blobsDone++;
         options.onProgress?.({ ...progress });
       } catch (e) {
-        failure ??= new Error(`blob ${digest}: ${describeError(e)}`);
+        failure ??= new Error(`blob ${digest}: ${errorText(e)}`);
       }
     }
   };
@@ -272,7 +273,7 @@ export function startPreload(file: string, context: PrefetchContext & { log: Log
     try {
       images = await readImageList(file);
     } catch (e) {
-      log.error({ file, err: describeError(e) }, 'preload: cannot read the image list');
+      log.error({ file, err: errorText(e) }, 'preload: cannot read the image list');
       return [];
     }
     log.info({ file, images: images.length }, 'preload: prefetching images in the background');
@@ -285,7 +286,7 @@ export function startPreload(file: string, context: PrefetchContext & { log: Log
       log.info({ file, ...summarize(results), aborted: controller.signal.aborted || undefined }, 'preload: done');
       return results;
     } catch (e) {
-      log.error({ file, err: describeError(e) }, 'preload failed');
+      log.error({ file, err: errorText(e) }, 'preload failed');
       return [];
     }
   })();

@@ -25,6 +25,7 @@ import { FilesystemStorage } from '../storage/filesystem/filesystem-storage.js';
 import { statusPageRoutes } from '../http/routes/status-page.js';
 import { MirrorStatus } from '../status/mirror-status.js';
 import { UpstreamHealth } from '../status/upstream-health.js';
+import { errorText } from '../error-text.js';
 
 export interface ServerOptions {
   config: MirrorConfig;
@@ -223,7 +224,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
       await within(metricsApp?.close(), left());
       // The last access times, so that a restart (or another replica) knows them.
       await within(
-        tracker.stop().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write access times at shutdown')),
+        tracker.stop().catch((e: unknown) => log.warn({ err: errorText(e) }, 'could not write access times at shutdown')),
         left(),
       );
       await within(storage.close(), left());

@@ -4,6 +4,7 @@ import { parsePlatformList, type Platform } from '../../lifecycle/manifest-refs.
 import { prefetchImages, readImageList, summarize, type PrefetchProgress, type PrefetchResult } from '../../lifecycle/prefetch.js';
 import type { AdminCommandRegistrar } from './index.js';
 import { adminLogger, formatBytes, formatMs, openAdminMirror, shortDigest } from './runtime.js';
+import { errorText } from '../../error-text.js';
 
 interface PrefetchFlags {
   platform?: Platform[] | undefined;
@@ -104,7 +105,7 @@ function platformArg(value: string): Platform[] {
     if (list.length === 0) throw new Error('empty list');
     return list;
   } catch (e) {
-    throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+    throw new InvalidArgumentError(errorText(e));
   }
 }
 
