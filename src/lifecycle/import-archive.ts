@@ -14,6 +14,7 @@ import { createDigester, digestOf, tryParseDigest, type DigestAlgorithm } from '
 import { formatImageReference, parseImageReference, type ImageReference } from '../oci/image-reference.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 import { DOCKER_IMAGE_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_INDEX, detectManifestMediaType } from '../oci/media-types.js';
+import { readCapped } from '../read-capped.js';
 import type { Storage } from '../storage/storage.js';
 import {
   GunzipHasher,
@@ -26,7 +27,6 @@ import {
   looksLikeJson,
   namedDigest,
   normalizeEntryName,
-  readAll,
 } from './archive-entries.js';
 import { manifestRefs, type Descriptor } from './manifest-refs.js';
 
@@ -239,7 +239,7 @@ class ImportSession {
     const metadata = METADATA_FILES.has(name);
     if (metadata || (looksLikeJson(firstChunk) && size <= MAX_MANIFEST_BYTES && this.buffered + size <= MAX_BUFFERED)) {
       if (size > MAX_METADATA) throw new ImportError(`${name}: ${size} bytes, too large for a metadata file`);
-      const bytes = await readAll(chunks(), MAX_METADATA, name);
+      const bytes = await readCapped(chunks(), MAX_METADATA, name);
       this.buffered += bytes.length;
       const digest = digestOf(bytes, claimed?.algorithm ?? 'sha256');
       if (claimed && !metadata && digest !== claimed.value) {
@@ -392,7 +392,7 @@ class ImportSession {
     if (e.bytes) return e.bytes;
     const stream = await this.storage.readBlob(e.digest);
     if (!stream) throw new ImportError(`${e.name}: vanished from the cache during the import`);
-    return readAll(stream, limit, e.name);
+    return readCapped(stream, limit, e.name);
   }
 
   private async diffIdOf(e: EntryRecord): Promise<string | undefined> {
