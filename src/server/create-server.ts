@@ -21,7 +21,6 @@ import { AccessTracker } from '../lifecycle/access-tracker.js';
 import { Collector } from '../lifecycle/collector.js';
 import type { CacheSizeLimit } from '../lifecycle/cache-size.js';
 import { defaultReplicaId } from '../lifecycle/replica-id.js';
-import { FilesystemStorage } from '../storage/filesystem/filesystem-storage.js';
 import { statusPageRoutes } from '../http/routes/status-page.js';
 import { MirrorStatus } from '../status/mirror-status.js';
 import { UpstreamHealth } from '../status/upstream-health.js';
@@ -143,7 +142,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     expiryMs: lifecycle.expiryMs,
     graceMs: lifecycle.graceMs,
     intervalMs: lifecycle.gcIntervalMs,
-    filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+    filesystemRoot: storage.localRoot,
     onCollected: metrics.cacheCollected,
     now: options.now,
   });
@@ -162,7 +161,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
         offline: options.offline,
         maxCacheSize: lifecycle.maxCacheSize,
         lowWaterPercent: lifecycle.lowWaterPercent,
-        filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+        filesystemRoot: storage.localRoot,
         recentAccess: (digest) => tracker.lastAccess(digest),
         now: options.now,
       })
