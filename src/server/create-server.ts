@@ -23,10 +23,10 @@ import { AccessTracker } from '../lifecycle/collector/access-tracker.js';
 import { Collector } from '../lifecycle/collector/collector.js';
 import type { CacheSizeLimit } from '../lifecycle/collector/cache-size.js';
 import { defaultReplicaId } from '../lifecycle/collector/replica-id.js';
-import { FilesystemStorage } from '../storage/filesystem/filesystem-storage.js';
 import { statusPageRoutes } from '../http/routes/status-page.js';
 import { MirrorStatus } from '../status/mirror-status.js';
 import { UpstreamHealth } from '../status/upstream-health.js';
+import { errorText } from '../error-text.js';
 
 export interface ServerOptions {
   config: MirrorConfig;
@@ -150,7 +150,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     expiryMs: lifecycle.expiryMs,
     graceMs: lifecycle.graceMs,
     intervalMs: lifecycle.gcIntervalMs,
-    filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+    filesystemRoot: storage.localRoot,
     onCollected: metrics.cacheCollected,
     now: options.now,
   });
@@ -174,7 +174,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
         offline: options.offline,
         maxCacheSize: lifecycle.maxCacheSize,
         lowWaterPercent: lifecycle.lowWaterPercent,
-        filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+        filesystemRoot: storage.localRoot,
         recentAccess: (digest) => tracker.lastAccess(digest),
         now: options.now,
       })
@@ -237,7 +237,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
       await within(cluster?.close(), left());
       // The last access times, so that a restart (or another replica) knows them.
       await within(
-        tracker.stop().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write access times at shutdown')),
+        tracker.stop().catch((e: unknown) => log.warn({ err: errorText(e) }, 'could not write access times at shutdown')),
         left(),
       );
       await within(storage.close(), left());
