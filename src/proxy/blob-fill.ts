@@ -6,9 +6,10 @@ import { createDigester, parseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { transportError } from '../upstream/errors.js';
 import type { BlobWriter, Storage } from '../storage/storage.js';
-import { tempPath } from '../storage/filesystem/atomic-file.js';
-import { writeAllAt } from '../storage/filesystem/write-all.js';
+import { tempPath } from '../fs/temp-path.js';
+import { writeAllAt } from '../fs/write-all.js';
 import type { SpoolBudget } from './download-limits.js';
+import { errMessage } from './error-message.js';
 import type { ProxyObserver } from './events.js';
 import { FillingSpoolReader, SpoolReader } from './spool-reader.js';
 
@@ -483,9 +484,4 @@ export class BlobFill extends EventEmitter {
     // Our own spool is ours to remove; the filesystem writer's temp file is renamed or removed by the writer.
     if (this.ownSpool && this.spoolPath) await rm(this.spoolPath, { force: true }).catch(() => undefined);
   }
-}
-
-export function errMessage(e: unknown): string {
-  const err = e as { code?: string; message?: string };
-  return err.code ? `${err.code}: ${err.message ?? ''}` : (err.message ?? String(e));
 }

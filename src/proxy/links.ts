@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { LinkKind, RepositoryRef, Storage } from '../storage/storage.js';
-import { errMessage } from './blob-fill.js';
+import { errMessage } from './error-message.js';
 import type { ProxyObserver } from './events.js';
 import { Lru } from './lru.js';
 

@@ -5,7 +5,7 @@ import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage, StoredManifest, TagRecord } from '../storage/storage.js';
 import { statusError } from '../upstream/errors.js';
 import { upstreamKey, type UpstreamPool } from '../upstream/upstream-pool.js';
-import { errMessage } from './blob-fill.js';
+import { errMessage } from './error-message.js';
 import { STALE_WARNING } from './blob-handle.js';
 import { Coalescer } from './coalescer.js';
 import { Lru } from './lru.js';
