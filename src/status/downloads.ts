@@ -1,9 +1,9 @@
-import type { BlobFill } from '../proxy/blob-fill.js';
+import type { BlobDownload } from '../proxy/download/blob-download.js';
 import type { DownloadsStatus } from './types.js';
 
 /** Where the running downloads live (BlobService): each a promise that resolves once upstream answered. */
 export interface DownloadRegistry {
-  inflightDownloads(): Iterable<Promise<BlobFill>>;
+  inflightDownloads(): Iterable<Promise<BlobDownload>>;
 }
 
 /**
@@ -11,8 +11,8 @@ export interface DownloadRegistry {
  * `then` that only notes the fill), so a download still waiting for upstream is counted, not awaited.
  */
 export class DownloadWatcher {
-  private readonly watched = new WeakSet<Promise<BlobFill>>();
-  private readonly started = new WeakMap<Promise<BlobFill>, BlobFill>();
+  private readonly watched = new WeakSet<Promise<BlobDownload>>();
+  private readonly started = new WeakMap<Promise<BlobDownload>, BlobDownload>();
 
   constructor(private readonly registry: DownloadRegistry) {}
 
