@@ -147,6 +147,11 @@ export class BlobDownload {
     return this.diskRefused;
   }
 
+  /** Bytes held in memory for readers (the chunks not yet in the spool and the latest written ones). */
+  get heldBytes(): number {
+    return this.recent.size;
+  }
+
   /** Readers following the download now (they size their reads by it). */
   get readers(): number {
     return this.followerCount;
