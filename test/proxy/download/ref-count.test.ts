@@ -12,5 +12,5 @@ t.test('onZero runs once, when the last holder releases', async (t) => {
   t.equal(cleaned, 1, 'cleaned at zero');
   refs.release();
   t.equal(cleaned, 1, 'a release too many does nothing');
-  t.equal(refs.held, 0);
+  t.equal(refs.held, 0, 'nothing held');
 });
