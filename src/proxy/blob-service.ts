@@ -224,7 +224,7 @@ export class BlobService {
     const maxBytes = this.maxBytes(expectedSize);
     const source = () =>
       client.getBlob(repo.repository, digest, { maxBytes }).then((body) => {
-        observer?.fillStarted?.(repo.namespace);
+        observer?.downloadStarted?.(repo.namespace);
         return body;
       });
     const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool };

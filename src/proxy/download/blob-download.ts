@@ -334,7 +334,7 @@ export class BlobDownload {
       // received headers gets a 502/503/504 rather than a 500.
       const failure = transportError(namespace, e);
       this.failed = failure;
-      observer?.fillFinished?.(namespace, outcome);
+      observer?.downloadFinished?.(namespace, outcome);
       log.warn({ digest, err: errMessage(e), received: this.receivedBytes }, 'blob download failed; nothing stored');
       await this.localWriter?.abort().catch(() => undefined);
       this.localWriter = undefined;
@@ -343,7 +343,7 @@ export class BlobDownload {
     } finally {
       await spool.closeWriting();
       await this.upload;
-      if (!this.failed) observer?.fillFinished?.(namespace, this.isStored ? 'stored' : 'uncached');
+      if (!this.failed) observer?.downloadFinished?.(namespace, this.isStored ? 'stored' : 'uncached');
       this.settle();
       this.refs.release();
     }
