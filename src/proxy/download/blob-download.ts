@@ -247,8 +247,10 @@ export class BlobDownload {
     // A writer with a local file (filesystem) is the spool itself; any other one (S3) gets an upload.
     if (writer?.localPath) this.localWriter = writer;
     else this.remoteWriter = writer;
-    this.spool = await SpoolFile.create(this.options.spoolDir, this.localWriter);
-    this.spool.changed.listen(() => this.recent.trim((this.spool as SpoolFile).written));
+    const spool = await SpoolFile.create(this.options.spoolDir, this.localWriter);
+    this.spool = spool;
+    // Written bytes can be read from the file: memory keeps only the latest of them.
+    spool.changed.listen(() => this.recent.trim(spool.written));
   }
 
   /** Starts copying the spool to the remote storage, behind the download. */
