@@ -132,11 +132,11 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.upstreamFailovers.inc({ namespace: this.ns(namespace), from, to });
   }
 
-  fillStarted(): void {
+  downloadStarted(): void {
     this.downloadsInFlight.inc();
   }
 
-  fillFinished(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void {
+  downloadFinished(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void {
     this.downloadsInFlight.dec();
     this.downloads.inc({ namespace: this.ns(namespace), result });
   }

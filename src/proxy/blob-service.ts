@@ -1,3 +1,4 @@
+import { errorText } from '../error-text.js';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { OciError, isOciError } from '../oci/errors.js';
@@ -6,10 +7,13 @@ import type { BlobStat, ByteRange, Storage } from '../storage/storage.js';
 import { statusError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { pipeline } from 'node:stream';
-import { BlobFill, errMessage, SpoolFullError, SpoolUnavailableError, type FillSource } from './blob-fill.js';
+import { BlobDownload } from './download/blob-download.js';
+import type { SourceBody } from './download/download-source.js';
+import { InflightDownloads } from './download/inflight-downloads.js';
+import { readDownload } from './download/spool-reader.js';
+import { SpoolFullError, SpoolUnavailableError } from './download/spool-unavailable.js';
 import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
 import { DEFAULT_MAX_BLOB_SIZE, DEFAULT_MAX_SPOOL_SIZE, SpoolBudget, type DownloadLimits } from './download-limits.js';
-import { InflightFills } from './inflight-fills.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import type { RepositoryLinks } from './links.js';
 import { repoRef } from './manifest-service.js';
@@ -57,7 +61,7 @@ export interface BlobHead {
 
 /**
  * Blob cache policy: serve from storage when present (re-checking upstream after blob_invalidation_time),
- * otherwise join or start the single fill for that digest from this request's upstream.
+ * otherwise join or start the single download of that digest from this request's upstream.
  *
  * Access is per repository: a digest is served through `namespace/repository` only when linked to it
  * (RepositoryLinks). Without a link, this repository's upstream is asked first (a HEAD, or the download
@@ -66,7 +70,7 @@ export interface BlobHead {
  * repository's link; the bytes are the collector's to delete.
  */
 export class BlobService {
-  private readonly inflight = new InflightFills();
+  private readonly inflight = new InflightDownloads();
   private readonly maxBlobSize: number;
   /** Past it, new uncached pulls stream to their client without spooling (and are not cached). */
   private readonly spool: SpoolBudget;
@@ -103,8 +107,8 @@ export class BlobService {
     }
     const running = this.inflight.get(repo.upstream, digest);
     if (running) {
-      const fill = await running;
-      return { size: fill.size, outcome: 'coalesced', warning: undefined };
+      const download = await running;
+      return { size: download.size, outcome: 'coalesced', warning: undefined };
     }
     if (this.options.offline) throw blobUnknown(digest);
     if (found) return { size: found.size, outcome: 'miss', warning: undefined };
@@ -151,7 +155,7 @@ export class BlobService {
       }
       return { ...handle, linked: true };
     }
-    // This repository's upstream answered the GET (a fill or an uncached stream): linked.
+    // This repository's upstream answered the GET (a download or an uncached stream): linked.
     this.options.links.record(repoRef(repo), 'blob', digest);
     return handle;
   }
@@ -183,17 +187,17 @@ export class BlobService {
   }
 
   /** The downloads running now, for the status page to read; a pending promise is still waiting for upstream's answer. */
-  inflightDownloads(): Iterable<Promise<BlobFill>> {
+  inflightDownloads(): Iterable<Promise<BlobDownload>> {
     return this.inflight.all();
   }
 
-  /** Joins the running fill of the digest from this request's upstream, or starts one. */
+  /** Joins the running download of the digest from this request's upstream, or starts one. */
   private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
     const running = this.inflight.get(repo.upstream, digest);
     if (running) return this.joinOrBypass(repo, digest, running, expectedSize);
     if (this.options.offline) throw blobUnknown(digest);
     if (this.now() < this.bypassUntil || !this.spool.admits) return this.bypass(repo, digest, expectedSize);
-    return this.startFill(repo, digest, expectedSize);
+    return this.startDownload(repo, digest, expectedSize);
   }
 
   /** The most bytes a download may bring: --max-blob-size, or the descriptor's size when smaller. */
@@ -214,20 +218,21 @@ export class BlobService {
     };
   }
 
-  private async startFill(repo: ResolvedRepository, digest: string, expectedSize: number | undefined): Promise<BlobHandle> {
+  private async startDownload(repo: ResolvedRepository, digest: string, expectedSize: number | undefined): Promise<BlobHandle> {
     const { storage, spoolDir, log, observer } = this.options;
     const client = this.options.upstreams.client(repo.upstream);
     const maxBytes = this.maxBytes(expectedSize);
-    const request = client.getBlob(repo.repository, digest, { maxBytes }).then((source) => {
-      observer?.fillStarted?.(repo.namespace);
-      return source;
-    });
+    const source = () =>
+      client.getBlob(repo.repository, digest, { maxBytes }).then((body) => {
+        observer?.downloadStarted?.(repo.namespace);
+        return body;
+      });
     const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool };
-    const starting = BlobFill.start(options, request);
+    const starting = BlobDownload.start(options, source);
     this.inflight.set(repo.upstream, digest, starting);
-    let fill: BlobFill;
+    let download: BlobDownload;
     try {
-      fill = await starting;
+      download = await starting;
     } catch (e) {
       this.inflight.delete(repo.upstream, digest, starting);
       if (!(e instanceof SpoolUnavailableError)) throw e;
@@ -240,29 +245,29 @@ export class BlobService {
       }
       return directHandle(digest, e.source, maxBytes);
     }
-    void fill.settled().then(() => {
+    void download.settled().then(() => {
       this.inflight.delete(repo.upstream, digest, starting);
-      if (fill.localWriteFailed) {
+      if (download.localWriteFailed) {
         // The disk is full or refuses writes: for a while, stream blobs straight from upstream.
         this.bypassUntil = this.now() + STORAGE_BYPASS_MS;
         log.warn({ digest, seconds: STORAGE_BYPASS_MS / 1000 }, 'local disk refused a write; serving blobs uncached for a while');
       }
       // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
-      if (fill.stored) this.options.access?.record(digest);
+      if (download.stored) this.options.access?.record(digest);
     });
-    return fillHandle(fill, 'miss');
+    return downloadHandle(download, 'miss');
   }
 
   /** A follower whose leader could not spool fetches its own uncached stream. */
-  private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobFill>, expectedSize: number | undefined): Promise<BlobHandle> {
+  private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobDownload>, expectedSize: number | undefined): Promise<BlobHandle> {
     try {
-      const fill = await running;
-      if (fill.failure) {
+      const download = await running;
+      if (download.failure) {
         // Already failed, and only not yet cleaned up: this request starts afresh instead of sharing the failure.
         this.inflight.delete(repo.upstream, digest, running);
         return this.openUncached(repo, digest, expectedSize);
       }
-      return fillHandle(fill, 'coalesced');
+      return downloadHandle(download, 'coalesced');
     } catch (e) {
       if (!(e instanceof SpoolUnavailableError)) throw e;
       return this.bypass(repo, digest, expectedSize);
@@ -278,7 +283,7 @@ export class BlobService {
 
   private async cachedHandle(repo: ResolvedRepository, digest: string, entry: CachedEntry): Promise<BlobHandle> {
     const { storage } = this.options;
-    // Served from the cache: its last access (a download counts when it is stored, see startFill).
+    // Served from the cache: its last access (a download counts when it is stored, see startDownload).
     this.options.access?.record(digest);
     let redirect: string | undefined;
     if (this.options.redirectSeconds && storage.blobUrl) {
@@ -333,7 +338,7 @@ export class BlobService {
       return await this.options.storage.statBlob(digest);
     } catch (e) {
       this.options.observer?.storageError?.('stat_blob');
-      this.options.log.warn({ digest, err: errMessage(e) }, 'storage stat failed; treating as a miss');
+      this.options.log.warn({ digest, err: errorText(e) }, 'storage stat failed; treating as a miss');
       return undefined;
     }
   }
@@ -373,16 +378,16 @@ function blobUnknown(digest: string): OciError {
   return new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
 }
 
-async function settleAll(running: Promise<BlobFill>[]): Promise<void> {
-  const fills = await Promise.allSettled(running);
-  await Promise.all(fills.map((f) => (f.status === 'fulfilled' ? f.value.settled() : undefined)));
+async function settleAll(running: Promise<BlobDownload>[]): Promise<void> {
+  const downloads = await Promise.allSettled(running);
+  await Promise.all(downloads.map((d) => (d.status === 'fulfilled' ? d.value.settled() : undefined)));
 }
 
 /**
  * One uncached upstream stream for one client; the digest is still verified before the last byte, and the
  * body is cut past `maxBytes` (or its Content-Length).
  */
-function directHandle(digest: string, source: FillSource, maxBytes: number): BlobHandle {
+function directHandle(digest: string, source: SourceBody, maxBytes: number): BlobHandle {
   let used = false;
   return {
     size: source.size,
@@ -401,24 +406,17 @@ function directHandle(digest: string, source: FillSource, maxBytes: number): Blo
   };
 }
 
-function fillHandle(fill: BlobFill, outcome: CacheOutcome): BlobHandle {
+function downloadHandle(download: BlobDownload, outcome: CacheOutcome): BlobHandle {
   // Hold the spool open until the handle is opened or disposed.
-  fill.retain();
-  let released = false;
-  const release = () => {
-    if (!released) {
-      released = true;
-      fill.releaseRef();
-    }
-  };
+  const release = download.hold();
   return {
-    size: fill.size,
+    size: download.size,
     outcome,
     warning: undefined,
-    rangeable: fill.size !== undefined,
+    rangeable: download.size !== undefined,
     redirect: undefined,
     open: async (range?: ByteRange): Promise<Readable> => {
-      const reader = fill.reader(range?.start ?? 0, range ? range.end + 1 : undefined);
+      const reader = readDownload(download, range?.start ?? 0, range ? range.end + 1 : undefined);
       release();
       return reader;
     },
