@@ -29,7 +29,7 @@ export class Lru<V> {
     const e = this.entries.get(key);
     if (!e) return undefined;
     this.entries.delete(key);
-    e.usedAt = this.now();
+    if (this.options.idleMs !== undefined) e.usedAt = this.now();
     this.entries.set(key, e);
     return e.value;
   }
