@@ -75,7 +75,10 @@ async function handleV2(deps: V2Deps, names: ResolveCache, request: FastifyReque
     }
     throw e;
   }
-  await deps.clientAuth.check(repo.upstream.clientAuthFile, repo.namespace, request.headers.authorization, request.ip);
+  // Only namespaces with client_auth check anything: the others skip the await (a promise and a turn).
+  if (repo.upstream.clientAuthFile !== undefined) {
+    await deps.clientAuth.check(repo.upstream.clientAuthFile, repo.namespace, request.headers.authorization, request.ip);
+  }
   request.ctx.namespace = repo.namespace;
   request.ctx.repository = repo.repository;
   request.ctx.source = repo.source;
