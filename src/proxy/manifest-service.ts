@@ -60,11 +60,36 @@ export class ManifestService {
     this.now = options.now ?? Date.now;
   }
 
-  async get(repo: ResolvedRepository, reference: Reference): Promise<ManifestResult> {
+  get(repo: ResolvedRepository, reference: Reference): Promise<ManifestResult> {
+    // A warm request is answered from memory without a chain of awaits (each one a promise and a turn).
+    const hot = reference.kind === 'digest' ? this.hotByDigest(repo, reference.digest.value) : this.hotByTag(repo, reference.tag);
+    if (hot !== undefined) {
+      this.options.access?.record(hot.digest);
+      return Promise.resolve(hot);
+    }
+    return this.getFromStorageOrUpstream(repo, reference);
+  }
+
+  private async getFromStorageOrUpstream(repo: ResolvedRepository, reference: Reference): Promise<ManifestResult> {
     const result = reference.kind === 'digest' ? await this.byDigest(repo, reference.digest.value) : await this.byTag(repo, reference.tag);
     // Served from the cache: its last access (a fetch's time is the tag's checkedAt, the manifest's fetchedAt).
     if (result.outcome !== 'miss') this.options.access?.record(result.digest);
     return result;
+  }
+
+  /** byDigest's answer when memory holds the link and the manifest; else undefined (no I/O). */
+  private hotByDigest(repo: ResolvedRepository, digest: string): ManifestResult | undefined {
+    if (this.options.links.peek(repoRef(repo), 'manifest', digest) === undefined) return undefined;
+    const stored = this.hotManifests.get(digest);
+    return stored && { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
+  }
+
+  /** byTag's answer when memory holds a fresh tag record and its manifest; else undefined (no I/O). */
+  private hotByTag(repo: ResolvedRepository, tag: string): ManifestResult | undefined {
+    const record = this.hotTags.get(tagKey(repoRef(repo), tag));
+    if (!record || !(this.options.offline || this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs)) return undefined;
+    const stored = this.hotManifests.get(record.digest);
+    return stored && { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
   }
 
   private async byDigest(repo: ResolvedRepository, digest: string): Promise<ManifestResult> {
