@@ -9,6 +9,7 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
 import { createS3Storage, type S3Storage } from '../../src/storage/s3/index.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
+import { eventually } from '../helpers/eventually.js';
 import { startS3Server } from '../helpers/s3-server.js';
 
 const MiB = 1024 * 1024;
@@ -161,12 +162,12 @@ t.test('a multipart blob is not visible before commit', async (t) => {
 });
 
 t.test('abort while a write waits for a free part leaves nothing behind', async (t) => {
-  const { storage, commands } = await makeStorage(1, 500);
+  const { storage, commands } = await makeStorage(1, 1500);
   t.teardown(() => storage.close());
   const data = randomBytesSeeded(4 * PART, 46);
   const digest = sha256(data);
   const writer = await storage.createBlobWriter(digest);
-  // Part 1 takes 500 ms to go out: with a queue of one, the writes after it wait.
+  // Part 1 takes 1.5 s to go out: with a queue of one, the writes after it wait.
   let written = 0;
   const writing = (async () => {
     for (let i = 0; i < data.length; i += MiB) {
@@ -178,7 +179,8 @@ t.test('abort while a write waits for a free part leaves nothing behind', async 
     () => undefined,
     (e: unknown) => e as Error,
   );
-  await new Promise((r) => setTimeout(r, 150));
+  t.ok(await eventually(() => commands.includes('UploadPartCommand')), 'part 1 is on its way');
+  await new Promise((r) => setTimeout(r, 100));
   const held = written;
   await new Promise((r) => setTimeout(r, 100));
   t.equal(written, held, 'the writer is held back while part 1 uploads');
