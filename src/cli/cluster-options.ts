@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { ClusterSettings } from '../cluster/cluster.js';
-import { canonicalPeerUrl, PeerAddressError, parsePeerSource, peerUrlFor } from '../cluster/peer-address.js';
+import { canonicalPeerUrl, type PeerAddressError, parsePeerSource, peerUrlFor } from '../cluster/peer-address.js';
 import { ConfigError } from '../config/upstreams.js';
 import type { ListenAddress } from './listen-address.js';
 

@@ -1,6 +1,8 @@
 import { createRequire } from 'node:module';
 
-type Undici = typeof import('undici');
+import type * as UndiciModule from 'undici';
+
+type Undici = typeof UndiciModule;
 
 const requireCjs = createRequire(import.meta.url);
 let loaded: Undici | undefined;

@@ -3,7 +3,7 @@ import t from 'tap';
 import { ChangeSignal } from '../../../src/proxy/download/change-signal.js';
 import { uploadSpool, type UploadedSpool } from '../../../src/proxy/download/upload-follower.js';
 import { eventually } from '../../helpers/eventually.js';
-import { MemoryBlobWriter, MemoryStorage } from '../../helpers/memory-storage.js';
+import { type MemoryBlobWriter, MemoryStorage } from '../../helpers/memory-storage.js';
 
 /** A spool in memory: the test writes bytes and gives the end. */
 class FakeSpool implements UploadedSpool {

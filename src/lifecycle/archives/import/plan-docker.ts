@@ -5,7 +5,7 @@ import { parseImageReference, type ImageReference } from '../../../oci/image-ref
 import { DOCKER_MANIFEST } from '../../../oci/media-types.js';
 import { ImportError, parseJson } from './import-error.js';
 import { MAX_METADATA } from './limits.js';
-import { emptyPlan, type Plan, type PlanSource } from './plan.js';
+import { emptyPlan, type Plan, type PlanSource } from './plan-types.js';
 
 
 /**

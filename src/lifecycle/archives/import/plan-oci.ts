@@ -7,7 +7,7 @@ import type { EntryRecord } from './archive-contents.js';
 import { ImportError, parseJson } from './import-error.js';
 import { MAX_MANIFEST_BYTES } from '../../../oci/limits.js';
 import { MAX_METADATA } from './limits.js';
-import { emptyPlan, type Plan, type PlanSource, type PlannedImage } from './plan.js';
+import { emptyPlan, type Plan, type PlanSource, type PlannedImage } from './plan-types.js';
 
 const MAX_INDEX_DEPTH = 4;
 const REF_NAME = 'org.opencontainers.image.ref.name';
