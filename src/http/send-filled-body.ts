@@ -169,7 +169,14 @@ class Transfer {
    */
   private checkStall(): void {
     setImmediate(() => {
-      if (this.stopped || !this.pending || performance.now() - this.pendingSince < STALL_MS) return;
+      if (this.stopped || !this.pending) return;
+      // The timer counts from the loop's cached clock, which can be well behind the write's start on a busy
+      // loop, so it may fire early: look again when the rest has passed rather than never.
+      const left = STALL_MS - (performance.now() - this.pendingSince);
+      if (left > 0) {
+        setTimeout(() => this.checkStall(), Math.ceil(left)).unref();
+        return;
+      }
       this.stalled = true;
       this.rampBytes = 0;
       // The client is not reading: what was filled behind the stalled write goes back to the body and the pool.
