@@ -14,12 +14,13 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, isValidNamespace, parseUpstreamYaml } from '../config/upstreams.js';
+import { ConfigError, parseUpstreamYaml } from '../config/upstreams.js';
 import type { UpstreamConfig } from '../config/types.js';
+import { DOCKER_HUB, registryHostOf } from '../oci/docker-hub.js';
+import { isValidNamespace } from '../oci/namespace.js';
 import { parsePathHostPort, pathSegmentFor } from '../resolve/path-namespace.js';
+import { errorText } from '../error-text.js';
 
-export const DOCKER_HUB = 'docker.io';
-export const DOCKER_HUB_HOST = 'registry-1.docker.io';
 export const DEFAULT_CONTAINERD_DIR = '/etc/containerd/certs.d';
 
 /** A mirror address parsed from `--mirror`. */
@@ -76,11 +77,6 @@ export function parseNamespaceList(values: readonly string[]): string[] {
     }
   }
   return out;
-}
-
-/** What a client would contact without the mirror: docker.io is registry-1.docker.io, otherwise the namespace itself. */
-export function registryHostOf(namespace: string): string {
-  return namespace === DOCKER_HUB ? DOCKER_HUB_HOST : namespace;
 }
 
 /**
@@ -246,7 +242,7 @@ function readUpstreams(file: string | undefined): UpstreamConfig[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(`${file}: cannot read upstream config: ${(e as Error).message}`);
+    throw new ConfigError(`${file}: cannot read upstream config: ${errorText(e)}`);
   }
   return parseUpstreamYaml(text, file);
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/upstreams.js';
-import { VERSION } from '../upstream/upstream-client.js';
+import { VERSION } from '../version.js';
 import { LOG_LEVELS } from '../log.js';
+import { DOCKER_HUB } from '../oci/docker-hub.js';
 import { parseListenAddress } from './listen-address.js';
 import { registerAdminCommands } from './admin/index.js';
 import { addLifecycleOptions } from './lifecycle-options.js';
@@ -14,6 +15,7 @@ import { runServer } from './serve.js';
 import { redactUrlCredentials } from './redact.js';
 import { registerClientConfig } from './client-config.js';
 import type { StorageOptions } from '../storage/create-storage.js';
+import { errorText } from '../error-text.js';
 
 /** Flags compatible with the Rust oci-registry, each also read from an environment variable. */
 export function buildProgram(): Command {
@@ -28,7 +30,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: () => undefined })
     .addOption(new Option('--listen <host:port>', 'address to serve on').env('LISTEN').default('0.0.0.0:8080').argParser(listenArg))
     .addOption(new Option('--upstream-config-file <file>', 'YAML list of upstream registries (see example.yaml)').env('UPSTREAM_CONFIG_FILE'))
-    .addOption(new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)').env('DEFAULT_NAMESPACE').default('docker.io'))
+    .addOption(new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)').env('DEFAULT_NAMESPACE').default(DOCKER_HUB))
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info').choices(LOG_LEVELS))
     .addOption(
       new Option('--allow-unlisted-namespaces', 'with a config file, also mirror namespaces it does not list (public addresses only)')
@@ -150,7 +152,7 @@ export function describeFailure(e: unknown): { code: number; lines: string[] } {
   }
   // A configuration mistake: one line per problem, no stack trace.
   if (e instanceof ConfigError) return { code: 2, lines: [...e.problems] };
-  return { code: 1, lines: [e instanceof Error ? e.message : String(e)] };
+  return { code: 1, lines: [errorText(e)] };
 }
 
 async function main(): Promise<void> {

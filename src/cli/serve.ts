@@ -5,6 +5,7 @@ import { verifyCache } from '../lifecycle/collector/verify-cache.js';
 import { startPreload } from '../lifecycle/prefetch/preload.js';
 import { Resolver } from '../resolve/resolver.js';
 import { serverSettings, type ServerCommandOptions } from './server-settings.js';
+import { errorText } from '../error-text.js';
 
 /** Presigned URLs are checked when a download starts, so a short expiry does not cut long transfers. */
 const PRESIGNED_URL_SECONDS = 300;
@@ -65,7 +66,7 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     void server.close(graceMs).then(
       () => process.exit(0),
       (e: unknown) => {
-        log.error({ err: (e as Error).message }, 'shutdown failed');
+        log.error({ err: errorText(e) }, 'shutdown failed');
         process.exit(1);
       },
     );

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
-import { MAX_MANIFEST_BYTES } from '../upstream/upstream-client.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 import type { ClusterObserver, PeerRequestKind } from './events.js';
 import { HOP_HEADER } from './hop.js';
 import type { PeerHealth } from './peer-health.js';

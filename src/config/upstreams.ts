@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
+import { DOCKER_HUB, registryHostOf } from '../oci/docker-hub.js';
+import { isValidNamespace } from '../oci/namespace.js';
 import { parseDuration } from './duration.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -11,6 +13,7 @@ import {
   type MirrorConfig,
   type UpstreamConfig,
 } from './types.js';
+import { errorText } from '../error-text.js';
 
 /**
  * A configuration problem; the message names the file, the entry and the key. One error may carry
@@ -45,9 +48,6 @@ export interface LoadOptions {
   /** JSON `{"<namespace>":{"username":"...","password":"..."}}`, from UPSTREAM_CREDENTIALS. */
   credentialsJson?: string | undefined;
 }
-
-const DOCKER_HUB = 'docker.io';
-const DOCKER_HUB_HOST = 'registry-1.docker.io';
 
 const KNOWN_KEYS = new Set([
   'namespace',
@@ -87,14 +87,8 @@ const FALLBACK_KEYS = new Set([
   'token_realm_hosts',
 ]);
 
-const NAMESPACE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?$/;
-
 /** The `<name>` of a `docker-credential-<name>` program: no path separators, no leading dash. */
 const CREDENTIAL_HELPER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-export function isValidNamespace(ns: string): boolean {
-  return ns.length <= 255 && NAMESPACE.test(ns);
-}
 
 export function defaultUpstreamSettings(): MirrorConfig['defaults'] {
   return {
@@ -125,7 +119,7 @@ export function implicitUpstream(namespace: string, config: MirrorConfig): Upstr
   return {
     ...config.defaults,
     namespace,
-    host: namespace === DOCKER_HUB ? DOCKER_HUB_HOST : namespace,
+    host: registryHostOf(namespace),
     explicit: false,
   };
 }
@@ -141,7 +135,7 @@ export function loadMirrorConfig(options: LoadOptions = {}): MirrorConfig {
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      problems.push(`${file}: cannot read upstream config: ${(e as Error).message}`);
+      problems.push(`${file}: cannot read upstream config: ${errorText(e)}`);
     }
     const firstIndex = new Map<string, number>();
     const entries = text === undefined ? [] : (collecting(problems, () => parseUpstreamEntries(text, file, problems)) ?? []);
@@ -502,7 +496,7 @@ function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, 
     const base: UpstreamConfig = existing ?? {
       ...defaults,
       namespace,
-      host: namespace === DOCKER_HUB ? DOCKER_HUB_HOST : namespace,
+      host: registryHostOf(namespace),
       explicit: false,
     };
     // Explicit credentials override a credential_helper of the same entry.

@@ -11,6 +11,7 @@ import { registerResponseLimits, type ResponseLimits } from './response-limits.j
 import './request-context.js';
 import { ResponseProgress } from './response-progress.js';
 import { v2Routes } from './routes/v2.js';
+import { errorText } from '../error-text.js';
 
 export interface AppOptions {
   mirror: Mirror;
@@ -117,10 +118,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const oci = toOciError(error);
     if (statusOf(oci.code) >= 500) {
       const cause = oci.code === 'INTERNAL' ? error : (oci.cause ?? undefined);
-      request.log.warn({ code: oci.code, err: describe(cause ?? oci), path: request.url.split('?')[0] }, 'request failed');
+      request.log.warn({ code: oci.code, err: errorText(cause ?? oci), path: request.url.split('?')[0] }, 'request failed');
     } else if (oci.cause !== undefined) {
       // A refusal whose real reason the client must not see (an unlisted namespace's address) is logged here.
-      request.log.info({ code: oci.code, err: describe(oci.cause), path: request.url.split('?')[0] }, 'request refused');
+      request.log.info({ code: oci.code, err: errorText(oci.cause), path: request.url.split('?')[0] }, 'request refused');
     }
     return sendOciError(reply, oci);
   });
@@ -136,9 +137,4 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(v2Routes, { mirror: options.mirror, resolver: options.resolver, clientAuth: options.clientAuth });
   for (const plugin of options.plugins ?? []) await app.register(plugin);
   return app;
-}
-
-function describe(e: unknown): string {
-  const err = e as { code?: string; message?: string };
-  return [err.code, err.message].filter(Boolean).join(': ') || String(e);
 }

@@ -141,18 +141,3 @@ export function selectChildren(children: readonly Descriptor[], platforms: reado
   });
   return [...chosen, ...attestations];
 }
-
-/** A readable error message for anything thrown (OciError code included). */
-export function describeError(e: unknown): string {
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    const detail = (e as { detail?: unknown }).detail;
-    let text = typeof code === 'string' && /^[A-Z_]+$/.test(code) && !e.message.includes(code) ? `${e.message} (${code})` : e.message;
-    if (detail !== undefined && detail !== null) {
-      const json = JSON.stringify(detail);
-      if (json !== undefined && json !== '{}') text += ` ${json.length > 300 ? `${json.slice(0, 300)}...` : json}`;
-    }
-    return text;
-  }
-  return String(e);
-}

@@ -1,11 +1,27 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { AppOptions } from '../http/app.js';
 import type { EntryKind, ProxyObserver } from '../proxy/events.js';
 import type { UpstreamObserver } from '../upstream/upstream-client.js';
 import { ClusterMetrics } from './cluster-metrics.js';
 import { createMetricsRegistry, METRIC_PREFIX } from './registry.js';
 
-export type RequestDoneInfo = Parameters<NonNullable<AppOptions['onRequestDone']>>[0];
+/**
+ * One finished HTTP request, as the HTTP layer reports it (AppOptions.onRequestDone). Declared here, not
+ * imported from http/: metrics depends on no layer it observes; create-server.ts wires the two, and the
+ * compiler checks there that the shapes agree.
+ */
+export interface RequestDoneInfo {
+  /** The route name (`manifests`, `blobs`, `tags`, `referrers`, ...). */
+  route: string;
+  method: string;
+  status: number;
+  namespace: string | undefined;
+  /** The cache outcome (`hit`, `miss`, `stale`, ...), when the route has one. */
+  outcome: string | undefined;
+  bytes: number | undefined;
+  seconds: number;
+  /** The request came from a peer replica (the hop header). */
+  hop?: boolean;
+}
 
 /** Route names of the /v2 handlers (src/http/routes/v2.ts) -> the cache entry kind they look up. */
 const ROUTE_KIND: Record<string, EntryKind> = { manifests: 'manifest', blobs: 'blob', tags: 'tags', referrers: 'referrers' };

@@ -1,5 +1,6 @@
-import { isValidNamespace } from '../config/upstreams.js';
 import { tryParseDigest } from './digest.js';
+import { DOCKER_HUB, upstreamRepository } from './docker-hub.js';
+import { canonicalNamespace, isValidNamespace, looksLikeHost } from './namespace.js';
 import { isValidRepositoryName, isValidTag } from './names.js';
 
 /**
@@ -22,9 +23,6 @@ export class ImageReferenceError extends Error {
     this.name = 'ImageReferenceError';
   }
 }
-
-export const DOCKER_HUB = 'docker.io';
-const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 
 export interface ParseImageReferenceOptions {
   /** Tag to assume when the reference names neither a tag nor a digest; undefined leaves both unset. Default `latest`. */
@@ -56,13 +54,12 @@ export function parseImageReference(input: string, options: ParseImageReferenceO
   const slash = rest.indexOf('/');
   if (slash > 0) {
     const first = rest.slice(0, slash);
-    // docker's splitDockerDomain: a first component with a dot or a port, localhost, or upper case is a host.
-    if (first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first) {
+    if (looksLikeHost(first)) {
       namespace = canonicalNamespace(first);
       repository = rest.slice(slash + 1);
     }
   }
-  if (namespace === DOCKER_HUB && !repository.includes('/')) repository = `library/${repository}`;
+  repository = upstreamRepository(namespace, repository);
   if (!isValidNamespace(namespace)) throw new ImageReferenceError(`invalid registry host in ${JSON.stringify(input)}`);
   if (!isValidRepositoryName(repository)) {
     throw new ImageReferenceError(`invalid repository name in ${JSON.stringify(input)} (lower case letters, digits and . _ - separators)`);
@@ -74,11 +71,6 @@ export function parseImageReference(input: string, options: ParseImageReferenceO
 /** `docker.io/library/nginx:1.27`, `ghcr.io/org/app@sha256:...` (tag and digest when both are set). */
 export function formatImageReference(ref: ImageReference): string {
   return `${ref.namespace}/${ref.repository}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
-}
-
-export function canonicalNamespace(ns: string): string {
-  const lower = ns.trim().toLowerCase();
-  return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
 }
 
 /** Reads a list of image references: one per line, `#` starts a comment, blank lines ignored. */

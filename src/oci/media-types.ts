@@ -4,6 +4,10 @@ export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+
 export const DOCKER_MANIFEST_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 export const DOCKER_MANIFEST_V1_SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
 export const DOCKER_MANIFEST_V1 = 'application/vnd.docker.distribution.manifest.v1+json';
+/** The config and layers of a Docker schema2 image (what `docker save` archives are rebuilt into). */
+export const DOCKER_IMAGE_CONFIG = 'application/vnd.docker.container.image.v1+json';
+export const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar';
+export const DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 
 /** What we ask upstream for: every manifest type a client may want, so that one stored copy serves all clients. */
 export const UPSTREAM_MANIFEST_ACCEPT = [

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { LinkKind, RepositoryRef, Storage } from '../storage/storage.js';
-import { errMessage } from './blob-fill.js';
 import type { ProxyObserver } from './events.js';
 import { Lru } from './lru.js';
+import { errorText } from '../error-text.js';
 
 /**
  * Links known in memory. An entry is a key of about 150 characters and a number: 50,000 of them are a
@@ -122,7 +122,7 @@ export class RepositoryLinks {
 
   private storageFailed(operation: string, e: unknown): void {
     this.options.observer?.storageError?.(operation);
-    this.options.log.warn({ operation, err: errMessage(e) }, 'storage operation failed');
+    this.options.log.warn({ operation, err: errorText(e) }, 'storage operation failed');
   }
 }
 

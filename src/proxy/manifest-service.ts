@@ -5,12 +5,12 @@ import type { ResolvedRepository } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage, StoredManifest, TagRecord } from '../storage/storage.js';
 import { statusError } from '../upstream/errors.js';
 import { upstreamKey, type UpstreamPool } from '../upstream/upstream-pool.js';
-import { errMessage } from './blob-fill.js';
 import { STALE_WARNING } from './blob-handle.js';
 import { Coalescer } from './coalescer.js';
 import { Lru } from './lru.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import type { RepositoryLinks } from './links.js';
+import { errorText } from '../error-text.js';
 import { clusterKeys } from '../cluster/rendezvous.js';
 import { keepsPeerCopies, ownerAnswer, ownerToAsk, type PeerRouting, type RequestOrigin } from './peer-routing.js';
 
@@ -189,7 +189,7 @@ export class ManifestService {
         const stored = await this.readManifest(record.digest);
         if (stored) {
           this.options.log.warn(
-            { namespace: repo.namespace, repository: repo.repository, tag, digest: record.digest, err: e.message },
+            { namespace: repo.namespace, repository: repo.repository, tag, digest: record.digest, err: errorText(e) },
             'upstream unavailable; serving the last known tag mapping',
           );
           return { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'stale', warning: STALE_WARNING };
@@ -268,7 +268,7 @@ export class ManifestService {
 
   private storageFailed(operation: string, e: unknown): void {
     this.options.observer?.storageError?.(operation);
-    this.options.log.warn({ operation, err: errMessage(e) }, 'storage operation failed');
+    this.options.log.warn({ operation, err: errorText(e) }, 'storage operation failed');
   }
 }
 

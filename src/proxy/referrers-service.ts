@@ -9,6 +9,7 @@ import { STALE_WARNING } from './blob-handle.js';
 import type { CacheOutcome } from './events.js';
 import { Lru } from './lru.js';
 import type { ManifestResult, ManifestService } from './manifest-service.js';
+import { errorText } from '../error-text.js';
 
 export interface ReferrersResult {
   /** Always an OCI image index (schemaVersion 2, its mediaType in the body). */
@@ -93,7 +94,7 @@ export class ReferrersService {
       const last = this.answers.get(answerKey);
       if (last) {
         this.options.log.warn(
-          { namespace: repo.namespace, repository: repo.repository, subject: subject.value, err: e.message },
+          { namespace: repo.namespace, repository: repo.repository, subject: subject.value, err: errorText(e) },
           'upstream unavailable; serving the last referrers answer',
         );
         return { bytes: last.bytes, filtersApplied: last.filtersApplied, outcome: 'stale', warning: STALE_WARNING };

@@ -6,6 +6,7 @@ import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { STALE_WARNING } from './blob-handle.js';
 import type { CacheOutcome } from './events.js';
 import { repoRef } from './manifest-service.js';
+import { errorText } from '../error-text.js';
 
 export interface TagPageResult {
   tags: string[];
@@ -39,7 +40,7 @@ export class TagService {
       await this.written();
       const known = await this.storage.listTags(repoRef(repo)).catch(() => [] as string[]);
       if (known.length === 0) throw e;
-      this.log.warn({ namespace: repo.namespace, repository: repo.repository, err: e.message }, 'upstream unavailable; listing cached tags');
+      this.log.warn({ namespace: repo.namespace, repository: repo.repository, err: errorText(e) }, 'upstream unavailable; listing cached tags');
       const after = known.sort(compareTags).filter((t) => last === undefined || compareTags(t, last) > 0);
       const tags = n === undefined ? after : after.slice(0, n);
       return { tags, more: tags.length < after.length, outcome: 'stale', warning: STALE_WARNING };

@@ -1,7 +1,9 @@
 import { isIP } from 'node:net';
-import { implicitUpstream, isValidNamespace } from '../config/upstreams.js';
+import { implicitUpstream } from '../config/upstreams.js';
 import type { MirrorConfig, UpstreamConfig } from '../config/types.js';
+import { upstreamRepository } from '../oci/docker-hub.js';
 import { OciError } from '../oci/errors.js';
+import { canonicalNamespace, isValidNamespace, looksLikeHost } from '../oci/namespace.js';
 import { isValidRepositoryName } from '../oci/names.js';
 import { isLocalHostName, isPublicAddress } from '../upstream/address-policy.js';
 import { RefusedNamespaceError } from '../upstream/errors.js';
@@ -26,13 +28,10 @@ export interface ResolveInput {
   registryHeader: string | undefined;
 }
 
-const DOCKER_HUB = 'docker.io';
-const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
-
 /**
  * Decides which upstream serves a request: `ns` query parameter, then `X-Registry`, then a host-like
- * first path segment (cri-o/podman mirrors; `host_port` for a namespace with a port, see
- * path-namespace.ts), then the default namespace (Docker's registry-mirrors).
+ * first path segment (cri-o/podman mirrors; looksLikeHost in oci/namespace.ts; `host_port` for a
+ * namespace with a port, see path-namespace.ts), then the default namespace (Docker's registry-mirrors).
  */
 export class Resolver {
   constructor(private readonly config: MirrorConfig) {}
@@ -55,10 +54,10 @@ export class Resolver {
 
   /**
    * The namespace a first path segment names, or undefined when it is a repository component of the
-   * default namespace. `host_port` names `host:port` when the host has a dot or is localhost; a dotless
-   * `name_port` (`my_5000`, a legitimate repository component) only when `name:port` is configured, so
-   * that an in-cluster registry like `registry:5000` can be mirrored while unconfigured names stay
-   * repositories.
+   * default namespace. `host_port` names `host:port` when the host looks like one (a dot, localhost or
+   * upper case); a dotless lower-case `name_port` (`my_5000`, a legitimate repository component) only
+   * when `name:port` is configured, so that an in-cluster registry like `registry:5000` can be mirrored
+   * while unconfigured names stay repositories.
    */
   private pathNamespace(segment: string): string | undefined {
     const hostPort = parsePathHostPort(segment);
@@ -91,20 +90,8 @@ export class Resolver {
       throw new OciError('NAME_INVALID', 'invalid repository name', { detail: { name: repository.slice(0, 256) } });
     }
     const upstream = this.upstreamFor(namespace);
-    // Docker Hub's official images live under library/.
-    const repo = namespace === DOCKER_HUB && !repository.includes('/') ? `library/${repository}` : repository;
-    return { namespace, repository: repo, upstream, source };
+    return { namespace, repository: upstreamRepository(namespace, repository), upstream, source };
   }
-}
-
-/** A path segment that names a registry host: has a dot or a port, or is localhost. */
-export function looksLikeHost(segment: string): boolean {
-  return segment.includes('.') || segment.includes(':') || segment === 'localhost';
-}
-
-function canonicalNamespace(ns: string): string {
-  const lower = ns.trim().toLowerCase();
-  return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
 }
 
 function stripPort(namespace: string): string {

@@ -24,10 +24,10 @@ import { AccessTracker } from '../lifecycle/collector/access-tracker.js';
 import { Collector } from '../lifecycle/collector/collector.js';
 import type { CacheSizeLimit } from '../lifecycle/collector/cache-size.js';
 import { defaultReplicaId } from '../lifecycle/collector/replica-id.js';
-import { FilesystemStorage } from '../storage/filesystem/filesystem-storage.js';
 import { statusPageRoutes } from '../http/routes/status-page.js';
 import { MirrorStatus } from '../status/mirror-status.js';
 import { UpstreamHealth } from '../status/upstream-health.js';
+import { errorText } from '../error-text.js';
 
 export interface ServerOptions {
   config: MirrorConfig;
@@ -133,7 +133,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     : undefined;
   // One bucket is shared by every replica; a filesystem root belongs to its replica alone.
   const peers: PeerRouting | undefined = cluster
-    ? { cluster, storage: storage instanceof FilesystemStorage ? 'own' : 'shared', keepCopies: cluster.settings.peerCacheCopies }
+    ? { cluster, storage: storage.localRoot !== undefined ? 'own' : 'shared', keepCopies: cluster.settings.peerCacheCopies }
     : undefined;
   const mirror = new Mirror({
     storage,
@@ -159,7 +159,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     expiryMs: lifecycle.expiryMs,
     graceMs: lifecycle.graceMs,
     intervalMs: lifecycle.gcIntervalMs,
-    filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+    filesystemRoot: storage.localRoot,
     onCollected: metrics.cacheCollected,
     now: options.now,
   });
@@ -180,7 +180,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
         offline: options.offline,
         maxCacheSize: lifecycle.maxCacheSize,
         lowWaterPercent: lifecycle.lowWaterPercent,
-        filesystemRoot: storage instanceof FilesystemStorage ? storage.paths.root : undefined,
+        filesystemRoot: storage.localRoot,
         recentAccess: (digest) => tracker.lastAccess(digest),
         now: options.now,
       })
@@ -243,7 +243,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
       await within(cluster?.close(), left());
       // The last access times, so that a restart (or another replica) knows them.
       await within(
-        tracker.stop().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write access times at shutdown')),
+        tracker.stop().catch((e: unknown) => log.warn({ err: errorText(e) }, 'could not write access times at shutdown')),
         left(),
       );
       await within(storage.close(), left());

@@ -8,7 +8,7 @@ import { inventoryTag, manifestReader, repositoryKey, scanCache, scanTotals, typ
 import { METRIC_PREFIX } from '../metrics/registry.js';
 import type { Resolver } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage } from '../storage/storage.js';
-import { VERSION } from '../upstream/upstream-client.js';
+import { VERSION } from '../version.js';
 import { DownloadWatcher, type DownloadRegistry } from './downloads.js';
 import type { UpstreamHealth } from './upstream-health.js';
 import type {
@@ -22,6 +22,7 @@ import type {
   UpstreamEvent,
   UpstreamStatus,
 } from './types.js';
+import { errorText } from '../error-text.js';
 
 /** A listing of the whole cache is reused this long (the page refreshes itself every few seconds). */
 const SCAN_MAX_AGE_MS = 30_000;
@@ -102,7 +103,7 @@ export class MirrorStatus implements StatusSource {
         .then((value) => {
           this.scan = { value, at: started };
         })
-        .catch((e: unknown) => this.options.log.warn({ err: (e as Error).message }, 'status page: could not list the cache'))
+        .catch((e: unknown) => this.options.log.warn({ err: errorText(e) }, 'status page: could not list the cache'))
         .finally(() => {
           this.scanning = undefined;
         });
@@ -242,7 +243,7 @@ export class MirrorStatus implements StatusSource {
       entry = await inventoryTag(this.options.storage, scan ?? EMPTY_SCAN, readManifest, repo, tag);
     } catch (e) {
       // A damaged tag record must not take the page down: it is left out (and logged at debug).
-      this.options.log.debug({ namespace: repo.namespace, repository: repo.repository, tag, err: (e as Error).message }, 'status page: unreadable tag record');
+      this.options.log.debug({ namespace: repo.namespace, repository: repo.repository, tag, err: errorText(e) }, 'status page: unreadable tag record');
       return undefined;
     }
     if (!entry) return undefined;

@@ -103,12 +103,26 @@ export interface ManifestListing {
   fetchedAt: Date;
 }
 
+export interface InitOptions {
+  /**
+   * Another process (a running server) may be using this storage, as when an admin command opens it:
+   * prepare it without removing temp files, which may be that process's writes in flight.
+   */
+  shared?: boolean;
+}
+
 export interface Storage {
   /** A short name for logs and metrics: `filesystem` or `s3`. */
   readonly kind: string;
 
-  /** Prepares the backend (create directories, sweep temp files left by a crash). */
-  init(): Promise<void>;
+  /**
+   * The local directory the cache lives in, when it has one (filesystem): what free-space checks and a
+   * cache size given in percent measure. Undefined for remote backends.
+   */
+  readonly localRoot?: string | undefined;
+
+  /** Prepares the backend (create directories; unless `shared`, sweep temp files left by a crash). */
+  init(options?: InitOptions): Promise<void>;
 
   statBlob(digest: string): Promise<BlobStat | undefined>;
   /** Streams the blob (or a range of it); undefined when absent. */

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { DOCKER_HUB_CREDENTIALS_KEY, isDockerHubHost } from '../oci/docker-hub.js';
 import { OciError, type OciErrorCode } from '../oci/errors.js';
 
 /**
@@ -47,7 +48,7 @@ export interface CredentialHelperOptions {
  * docker stores under `https://index.docker.io/v1/`.
  */
 export function helperServerUrl(host: string): string {
-  return host === 'registry-1.docker.io' || host === 'index.docker.io' ? 'https://index.docker.io/v1/' : host;
+  return isDockerHubHost(host) ? DOCKER_HUB_CREDENTIALS_KEY : host;
 }
 
 /** One helper for one upstream: answers cached for ttlMs, concurrent lookups share one run. */

@@ -1,15 +1,14 @@
 import type { UpstreamConfig } from '../config/types.js';
+import { DOCKER_HUB_AUTH_HOST, isDockerHubHost } from '../oci/docker-hub.js';
 
 /**
  * Token realms on another host that are known to belong to an upstream host. Docker Hub's registry
  * (registry-1.docker.io) sends clients to auth.docker.io for tokens; without this the implicit docker.io
  * upstream could not use its credentials. Every other upstream lists its realm hosts in token_realm_hosts.
  */
-const KNOWN_REALM_HOSTS: Readonly<Record<string, readonly string[]>> = {
-  'registry-1.docker.io': ['auth.docker.io'],
-  'index.docker.io': ['auth.docker.io'],
-  'registry.hub.docker.com': ['auth.docker.io'],
-};
+function knownRealmHosts(upstreamHost: string): readonly string[] {
+  return isDockerHubHost(upstreamHost) ? [DOCKER_HUB_AUTH_HOST] : [];
+}
 
 /**
  * Whether the upstream's credentials may be sent to this token realm. A 401 challenge names the realm,
@@ -22,7 +21,7 @@ export function mayReceiveCredentials(config: UpstreamConfig, realm: URL): boole
   const upstreamHost = hostOf(config.host).name;
   if (realm.hostname === upstreamHost) return true;
   const port = realm.port || (realm.protocol === 'https:' ? '443' : '80');
-  return [...config.tokenRealmHosts, ...(KNOWN_REALM_HOSTS[upstreamHost] ?? [])].some((entry) => {
+  return [...config.tokenRealmHosts, ...knownRealmHosts(upstreamHost)].some((entry) => {
     const allowed = hostOf(entry);
     return allowed.name === realm.hostname && (allowed.port === undefined || Number(allowed.port) === Number(port));
   });

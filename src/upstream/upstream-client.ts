@@ -4,9 +4,10 @@ import { request, type Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
+import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
 import { DOCKER_MANIFEST_V1_SIGNED, UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { parseIndexManifests, type ReferrerDescriptor } from '../oci/referrers.js';
-import { discard, readLimited } from './body.js';
+import { discard } from './body.js';
 import { HostHealthTable, isFailoverError, isFailoverStatus } from './failover.js';
 import { parseChallenge } from './challenge.js';
 import { CredentialHelper, CredentialHelperError, helperServerUrl, type HelperCredentials } from './credential-helper.js';
@@ -14,11 +15,9 @@ import { statusError, transportError } from './errors.js';
 import { upstreamManifestType } from './manifest-type.js';
 import { TokenCache, type Token } from './token-cache.js';
 import { mayReceiveCredentials } from './token-realm.js';
+import { readCapped, TooLargeError } from '../read-capped.js';
+import { DEFAULT_USER_AGENT } from '../version.js';
 
-export const VERSION = '0.1.0';
-const DEFAULT_USER_AGENT = `oci-registry/${VERSION}`;
-/** Distribution refuses manifests above 4 MiB; so do we. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_SMALL_BODY = 4 * 1024 * 1024;
 /** Token responses are a few KiB; a token has to fit in a request header anyway. */
 const MAX_TOKEN_BODY = 256 * 1024;
@@ -176,7 +175,7 @@ export class UpstreamClient {
       reply.body.destroy();
       throw new OciError('UPSTREAM_ERROR', `upstream manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { detail: { namespace: this.namespace } });
     }
-    const bytes = await this.readBody(reply, MAX_MANIFEST_BYTES, 'manifest');
+    const bytes = await this.readBody(reply.body, MAX_MANIFEST_BYTES, 'manifest');
     // The digest is of the bytes: by-digest requests must match, by-tag ones use the header's algorithm.
     const requested = tryParseDigest(reference);
     const announced = tryParseDigest(header(reply.headers, 'docker-content-digest') ?? '');
@@ -243,7 +242,7 @@ export class UpstreamClient {
       await discard(reply.body);
       throw this.fail(reply, 'NAME_UNKNOWN');
     }
-    const doc = this.parseObject(await this.readBody(reply, MAX_SMALL_BODY, 'tag list'), 'tag list');
+    const doc = this.parseObject(await this.readBody(reply.body, MAX_SMALL_BODY, 'tag list'), 'tag list');
     // Some registries answer `"tags": null` for a repository without tags.
     if (doc['tags'] !== undefined && doc['tags'] !== null && !Array.isArray(doc['tags'])) {
       throw new OciError('UPSTREAM_ERROR', 'upstream tag list has no list of tags', { detail: { namespace: this.namespace } });
@@ -269,7 +268,7 @@ export class UpstreamClient {
       await discard(reply.body);
       throw this.fail(reply, 'MANIFEST_UNKNOWN');
     }
-    const manifests = parseIndexManifests(await this.readBody(reply, MAX_MANIFEST_BYTES, 'referrers index'));
+    const manifests = parseIndexManifests(await this.readBody(reply.body, MAX_MANIFEST_BYTES, 'referrers index'));
     if (!manifests) return undefined;
     return { manifests, filtersApplied: header(reply.headers, 'oci-filters-applied') };
   }
@@ -302,10 +301,12 @@ export class UpstreamClient {
     return doc as Record<string, unknown>;
   }
 
-  private async readBody(reply: UpstreamReply, limit: number, what: string): Promise<Buffer> {
+  /** A small body, capped (an upstream cannot make us buffer a blob); failures as OCI errors. */
+  private async readBody(body: Readable, limit: number, what: string): Promise<Buffer> {
     try {
-      return await readLimited(reply.body, limit, what);
+      return await readCapped(body, limit, what);
     } catch (e) {
+      if (e instanceof TooLargeError) throw new OciError('UPSTREAM_ERROR', `upstream ${e.message}`, { detail: { namespace: this.namespace } });
       throw transportError(this.namespace, e);
     }
   }
@@ -521,7 +522,7 @@ export class UpstreamClient {
       const err = statusError(this.namespace, res.statusCode === 404 ? 502 : res.statusCode, 'NAME_UNKNOWN', header(res.headers, 'retry-after'));
       throw this.withheldHint(err, withheld && this.hasCredentials ? url.host : undefined);
     }
-    const doc = this.parseObject(await readLimited(res.body, MAX_TOKEN_BODY, 'token response'), 'token response');
+    const doc = this.parseObject(await this.readBody(res.body, MAX_TOKEN_BODY, 'token response'), 'token response');
     const value = typeof doc['token'] === 'string' && doc['token'] ? doc['token'] : typeof doc['access_token'] === 'string' ? doc['access_token'] : '';
     if (!value) throw new OciError('UPSTREAM_ERROR', 'token endpoint answered without a token', { detail: { namespace: this.namespace } });
     if (value.length > MAX_TOKEN_LENGTH || !TOKEN_CHARS.test(value)) {

@@ -18,7 +18,7 @@ import {
   serverUrlFor,
   type ClientConfigIo,
 } from '../../src/cli/client-config.js';
-import { ConfigError, defaultUpstreamSettings } from '../../src/config/upstreams.js';
+import { ConfigError, defaultUpstreamSettings, implicitUpstream, loadMirrorConfig } from '../../src/config/upstreams.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
 
 const upstream = (namespace: string, host: string, tls = true): UpstreamConfig => ({
@@ -271,4 +271,11 @@ t.test('CLI: bad input is a ConfigError naming the flag', async (t) => {
     /cannot read upstream config/,
   );
   await t.rejects(program(captureIo()).parseAsync(['node', 'main', 'client-config', 'containerd']), /mirror/, '--mirror is mandatory');
+});
+
+t.test('the fallback server of a namespace is the host the mirror fetches it from without a config', async (t) => {
+  const config = loadMirrorConfig();
+  for (const ns of ['docker.io', 'ghcr.io', 'registry.local:5000']) {
+    t.equal(new URL(serverUrlFor(ns)).host, implicitUpstream(ns, config).host, ns);
+  }
 });

@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import t, { type Test } from 'tap';
-import { isValidNamespace } from '../../src/config/upstreams.js';
+import { isValidNamespace } from '../../src/oci/namespace.js';
 import { randomBytesSeeded } from '../fixtures/content.js';
 import { startFixtureUpstream, type AddedImage, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';

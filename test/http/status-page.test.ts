@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import t, { type Test } from 'tap';
+import { resolveCacheSize } from '../../src/lifecycle/collector/cache-size.js';
 import { OciError } from '../../src/oci/errors.js';
 import type { DownloadStatus, StatusSnapshot } from '../../src/status/types.js';
 import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
@@ -80,6 +81,12 @@ t.test('the page renders its sections as HTML after a pull', async (t) => {
   t.match(res.body, `http://${up.host}`, 'the upstream it came from');
   t.match(res.body, "document.getElementById('live')", 'the page\'s own script is inserted as it is');
   t.match(res.body, ':root { color-scheme: light dark;', 'so is its style');
+});
+
+t.test('a cache size in percent is measured on the filesystem cache directory the storage names (localRoot)', async (t) => {
+  const m = await withMirror(t, { lifecycle: { maxCacheSize: { kind: 'percent', percent: 50 }, gcIntervalMs: 0 } });
+  const s = await json(m);
+  t.equal(s.cache.limitBytes, await resolveCacheSize({ kind: 'percent', percent: 50 }, m.root));
 });
 
 t.test('the JSON twin reports a pull: tag, sizes, hit ratio, bytes by source, upstream success', async (t) => {

@@ -46,3 +46,12 @@ t.test('invalid references are refused with a reason', async (t) => {
 t.test('an image list has one reference per line, # comments and blank lines ignored', async (t) => {
   t.same(parseImageList('# mirror these\nnginx:1.27\n\n  ghcr.io/org/app:1   # trailing comment\r\nalpine\n'), ['nginx:1.27', 'ghcr.io/org/app:1', 'alpine']);
 });
+
+t.test('a host is case-insensitive: an upper-case registry host is its lower-case namespace', async (t) => {
+  t.equal(parseImageReference('GHCR.IO/org/app:1').namespace, 'ghcr.io');
+  t.equal(parseImageReference('LocalHost/app').namespace, 'localhost');
+});
+
+t.test('an upper-case dotless first component is not taken for a host: the repository name is refused', async (t) => {
+  t.throws(() => parseImageReference('Internal/app:1'), /repository name/);
+});

@@ -2,7 +2,8 @@ import t from 'tap';
 import { defaultUpstreamSettings, loadMirrorConfig } from '../../src/config/upstreams.js';
 import type { MirrorConfig, UpstreamConfig } from '../../src/config/types.js';
 import { OciError } from '../../src/oci/errors.js';
-import { looksLikeHost, Resolver, type ResolveInput } from '../../src/resolve/resolver.js';
+import { parseImageReference } from '../../src/oci/image-reference.js';
+import { Resolver, type ResolveInput } from '../../src/resolve/resolver.js';
 import { RefusedAddressError, transportError } from '../../src/upstream/errors.js';
 
 function upstream(namespace: string, host: string = namespace): UpstreamConfig {
@@ -218,15 +219,6 @@ t.test('a host-like segment alone (no repository after it) is a repository name 
   t.match(r, { namespace: 'docker.io', repository: 'library/ghcr.io', source: 'default' });
 });
 
-t.test('looksLikeHost: a dot, a port or localhost', async (t) => {
-  t.ok(looksLikeHost('ghcr.io'));
-  t.ok(looksLikeHost('registry:5000'));
-  t.ok(looksLikeHost('localhost'));
-  t.notOk(looksLikeHost('library'));
-  t.notOk(looksLikeHost('my-org'));
-  t.notOk(looksLikeHost('my_org'));
-});
-
 // ---- host_port: the path form of a namespace with a port (cri-o, podman and skopeo allow no ':' in a path)
 
 t.test('a host_port first segment names the namespace host:port, with its configured upstream', async (t) => {
@@ -322,4 +314,19 @@ t.test('abuse: without a config, a dotless name_port is a repository name, never
   const r = new Resolver(open()).resolve(input('internal_5000/app'));
   t.match(r, { namespace: 'docker.io', repository: 'internal_5000/app', source: 'default' });
   t.equal(r.upstream.host, 'registry-1.docker.io');
+});
+
+t.test('abuse: without a config, an upper-case dotless first segment is not a host to dial but an invalid name', async (t) => {
+  // docker's reference parser would take `Internal` for a host; the mirror would then look up "internal".
+  t.equal(codeOf(() => new Resolver(open()).resolve(input('Internal/app'))), 'NAME_INVALID');
+});
+
+t.test('a path and an image reference name the same namespace and repository (one host-like test, one library/ rule)', async (t) => {
+  const resolver = new Resolver(open());
+  for (const name of ['nginx', 'bitnami/redis', 'ghcr.io/org/app', 'GHCR.IO/org/app', 'index.docker.io/nginx', 'registry-1.docker.io/org/app', 'quay.io', 'a.b/c/d/e']) {
+    const viaPath = resolver.resolve(input(name));
+    const viaReference = parseImageReference(name);
+    t.same([viaPath.namespace, viaPath.repository], [viaReference.namespace, viaReference.repository], name);
+  }
+  t.throws(() => parseImageReference('Internal/app'), 'an upper-case dotless component is refused by both');
 });

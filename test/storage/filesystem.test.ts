@@ -28,6 +28,26 @@ t.test('init sweeps what a crash left in tmp/', async (t) => {
   t.same(await readdir(storage.paths.tmp), [], 'tmp/ is empty');
 });
 
+t.test('init shared (an admin command beside a running server) keeps tmp/, where the server writes', async (t) => {
+  const { storage, cleanup } = await makeFilesystemStorage();
+  t.teardown(cleanup);
+  await writeFile(join(storage.paths.tmp, 'in-flight.part'), 'a download in progress');
+  await storage.init({ shared: true });
+  t.same(await readdir(storage.paths.tmp), ['in-flight.part']);
+});
+
+t.test('init shared creates the layout of a new cache', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fs-storage-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const storage = new FilesystemStorage(join(dir, 'cache'));
+  await storage.init({ shared: true });
+  t.same((await readdir(storage.paths.root)).sort(), ['blobs', 'manifests', 'repositories', 'tmp']);
+});
+
+t.test('localRoot is the cache directory (what free-space checks measure)', async (t) => {
+  t.equal(new FilesystemStorage('/var/cache/mirror').localRoot, '/var/cache/mirror');
+});
+
 t.test('abort removes the temp file', async (t) => {
   const { storage, cleanup } = await makeFilesystemStorage();
   t.teardown(cleanup);

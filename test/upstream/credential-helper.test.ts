@@ -11,7 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { parseUpstreamYaml } from '../../src/config/upstreams.js';
-import { CredentialHelper } from '../../src/upstream/credential-helper.js';
+import { DOCKER_HUB_ALIASES } from '../../src/oci/docker-hub.js';
+import { CredentialHelper, helperServerUrl } from '../../src/upstream/credential-helper.js';
 import { startFixtureUpstream, type AuthMode, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
 
@@ -327,4 +328,9 @@ t.test('config: credential_helper excludes username/password and must be a plain
   );
   t.throws(() => parseUpstreamYaml('- namespace: a.example\n  host: a.example\n  credential_helper: ../evil\n', 'u.yaml'), /key "credential_helper" must be a helper name/);
   t.throws(() => parseUpstreamYaml('- namespace: a.example\n  host: a.example\n  credential_ttl: soon\n', 'u.yaml'), /key "credential_ttl" must be a duration/);
+});
+
+t.test('every Docker Hub registry host asks the helper about the key docker stores Hub credentials under', async (t) => {
+  for (const host of DOCKER_HUB_ALIASES) t.equal(helperServerUrl(host), 'https://index.docker.io/v1/', host);
+  t.equal(helperServerUrl('ghcr.io'), 'ghcr.io', 'other hosts are asked about by name');
 });

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { defaultUpstreamSettings } from '../../src/config/upstreams.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
+import { DOCKER_HUB_ALIASES } from '../../src/oci/docker-hub.js';
 import { mayReceiveCredentials } from '../../src/upstream/token-realm.js';
 
 function upstream(host: string, overrides: Partial<UpstreamConfig> = {}): UpstreamConfig {
@@ -44,4 +45,10 @@ t.test('a TLS upstream never sends its credentials to a plain-HTTP realm, even o
   t.notOk(may(upstream('ghcr.io'), 'http://ghcr.io/token'));
   t.notOk(may(upstream('registry-1.docker.io'), 'http://auth.docker.io/token'));
   t.ok(may(upstream('registry.local:5000', { tls: false }), 'http://registry.local:5000/token'), 'a plain-HTTP upstream may');
+});
+
+t.test('every Docker Hub registry host may send its credentials to auth.docker.io', async (t) => {
+  for (const host of DOCKER_HUB_ALIASES) {
+    t.ok(may({ ...defaultUpstreamSettings(), namespace: 'docker.io', host, explicit: true }, 'https://auth.docker.io/token'), host);
+  }
 });

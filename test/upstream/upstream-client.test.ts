@@ -1,4 +1,5 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { readAll, rejection } from '../helpers/upstream-results.js';
 import { defaultUpstreamSettings } from '../../src/config/upstreams.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
@@ -206,11 +207,12 @@ t.test('the configured user_agent is sent on every request, the token request in
   for (const r of up.requests) t.equal(r.headers['user-agent'], 'my-mirror/9.9', `${r.method} ${r.path}`);
 });
 
-t.test('without user_agent, oci-registry/<version> is sent', async (t) => {
+t.test('without user_agent, oci-registry/<version of package.json> is sent', async (t) => {
   const up = await fixture(t);
   up.addImage('org/app', { tag: 'v1' });
   await client(t, up).getManifest('org/app', 'v1');
-  t.match(String(up.requests[0]?.headers['user-agent']), /^oci-registry\/\d/);
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  t.equal(String(up.requests[0]?.headers['user-agent']), `oci-registry/${pkg.version}`);
 });
 
 t.test('the ns query parameter is never forwarded upstream by the mirror (manifest, blob, tags, referrers)', async (t) => {

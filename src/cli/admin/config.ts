@@ -8,6 +8,7 @@ import { resolveS3Options } from '../../storage/s3/options.js';
 import { REDACTED, redactUrlCredentials } from '../redact.js';
 import { serverSettings } from '../server-settings.js';
 import type { AdminCommandRegistrar, AdminContext } from './index.js';
+import { errorText } from '../../error-text.js';
 
 
 /** Flags whose value is a secret, by name: today --secret-key; a future --*-password or --*-token too. */
@@ -34,7 +35,7 @@ export const registerConfig: AdminCommandRegistrar = (storageCommand, context) =
         try {
           resolveS3Options({ ...ctx.storage, endpoint: ctx.storage.endpoint ?? '' });
         } catch (e) {
-          throw new ConfigError(e instanceof Error ? e.message : String(e));
+          throw new ConfigError(errorText(e));
         }
       }
       process.stdout.write(renderConfig(storageCommand, ctx, settings.config));

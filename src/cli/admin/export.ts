@@ -4,7 +4,8 @@ import { basename, dirname, join } from 'node:path';
 import { Option } from 'commander';
 import { ConfigError } from '../../config/upstreams.js';
 import { exportArchive } from '../../lifecycle/archives/export-archive.js';
-import { ImageReferenceError, parseImageReference, type ImageReference } from '../../oci/image-reference.js';
+import { errorText } from '../../error-text.js';
+import { parseImageReference, type ImageReference } from '../../oci/image-reference.js';
 import type { AdminCommandRegistrar } from './index.js';
 import { adminLogger, formatBytes, openAdminStorage, shortDigest } from './runtime.js';
 
@@ -29,7 +30,7 @@ export const registerExport: AdminCommandRegistrar = (storageCommand, context) =
       try {
         refs = images.map((i) => parseImageReference(i));
       } catch (e) {
-        throw new ConfigError(`export: ${e instanceof ImageReferenceError ? e.message : String(e)}`);
+        throw new ConfigError(`export: ${errorText(e)}`);
       }
       const ctx = context();
       const log = adminLogger(ctx);

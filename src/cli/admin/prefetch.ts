@@ -5,6 +5,7 @@ import { prefetchImages, readImageList, type PrefetchProgress, type PrefetchResu
 import { summarize } from '../../lifecycle/prefetch/prefetch-summary.js';
 import type { AdminCommandRegistrar } from './index.js';
 import { adminLogger, formatBytes, formatMs, openAdminMirror, shortDigest } from './runtime.js';
+import { errorText } from '../../error-text.js';
 
 interface PrefetchFlags {
   platform?: Platform[] | undefined;
@@ -105,7 +106,7 @@ function platformArg(value: string): Platform[] {
     if (list.length === 0) throw new Error('empty list');
     return list;
   } catch (e) {
-    throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+    throw new InvalidArgumentError(errorText(e));
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { ConfigError } from '../../config/upstreams.js';
 import type { Logger } from 'pino';
 import { createLogger } from '../../log.js';
@@ -6,7 +6,6 @@ import { Mirror } from '../../proxy/mirror.js';
 import { Resolver } from '../../resolve/resolver.js';
 import { createSpoolDir } from '../../server/spool-dir.js';
 import { createStorage } from '../../storage/create-storage.js';
-import { FilesystemStorage } from '../../storage/filesystem/filesystem-storage.js';
 import type { Storage } from '../../storage/storage.js';
 import { UpstreamPool } from '../../upstream/upstream-pool.js';
 import { loadConfig } from '../load-config.js';
@@ -27,8 +26,8 @@ export interface AdminStorageOptions {
 }
 
 /**
- * The storage of an admin command. A server may be running on the same cache: a filesystem cache only
- * gets its directories created (the server's init() would sweep tmp/, where a running server writes).
+ * The storage of an admin command. A server may be running on the same cache, so it is opened shared:
+ * a filesystem cache gets its directories created but tmp/, where a running server writes, is left alone.
  */
 export async function openAdminStorage(context: AdminContext, log: Logger, options: AdminStorageOptions = {}): Promise<Storage> {
   if (options.existing && context.storage.kind === 'filesystem') {
@@ -40,13 +39,7 @@ export async function openAdminStorage(context: AdminContext, log: Logger, optio
     if (!isDir) throw new ConfigError(`filesystem --root: ${JSON.stringify(root)} is not an existing directory (${options.existing.command} works on an existing cache)`);
   }
   const storage = await createStorage(context.storage, log);
-  if (storage instanceof FilesystemStorage) {
-    for (const dir of [storage.paths.root, storage.paths.tmp, storage.paths.blobs, storage.paths.manifests, storage.paths.repositories]) {
-      await mkdir(dir, { recursive: true });
-    }
-  } else {
-    await storage.init();
-  }
+  await storage.init({ shared: true });
   return storage;
 }
 

@@ -108,18 +108,3 @@ export async function gunzipDigest(stream: Readable): Promise<string | undefined
     hasher.destroy();
   }
 }
-
-/** Reads a small stream into memory; throws above `limit` bytes. */
-export async function readAll(stream: AsyncIterable<unknown> & { destroy?: () => unknown }, limit: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      stream.destroy?.();
-      throw new Error(`${what} is larger than ${limit} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks, size);
-}

@@ -1,3 +1,4 @@
+import { errorText } from '../../error-text.js';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import tar from 'tar-stream';
@@ -6,7 +7,7 @@ import { OCI_INDEX } from '../../oci/media-types.js';
 import { verifyingStream } from '../../proxy/verify-stream.js';
 import type { Storage, StoredManifest } from '../../storage/storage.js';
 import { layoutBlobPath } from './archive-entries.js';
-import { describeError, formatPlatform, manifestRefs } from '../manifest-refs.js';
+import { formatPlatform, manifestRefs } from '../manifest-refs.js';
 
 /**
  * Writes cached images as an OCI image-layout tarball (what `skopeo copy ... oci-archive:` writes and
@@ -108,7 +109,7 @@ export async function exportArchive(images: readonly ImageReference[], out: Writ
         }
       } catch (e) {
         stream.destroy();
-        throw new ExportError(`blob ${digest}: ${describeError(e)} (run --verify-cache, then prefetch the image again)`);
+        throw new ExportError(`blob ${digest}: ${errorText(e)} (run --verify-cache, then prefetch the image again)`);
       }
       entry.end(undefined);
       await Promise.race([done, failed]);
@@ -148,7 +149,7 @@ async function collect(images: readonly ImageReference[], storage: Storage): Pro
       try {
         refs = manifestRefs(m.mediaType, m.bytes);
       } catch (e) {
-        throw new ExportError(`${name}: manifest ${d}: ${describeError(e)}`);
+        throw new ExportError(`${name}: manifest ${d}: ${errorText(e)}`);
       }
       if (refs.kind === 'index') {
         if (depth >= MAX_INDEX_DEPTH) throw new ExportError(`${name}: indexes nested too deep`);

@@ -1,6 +1,6 @@
+import { errorText } from '../../error-text.js';
 import type { Logger } from 'pino';
 import type { Storage } from '../../storage/storage.js';
-import { describeError } from '../manifest-refs.js';
 import { ArchiveContents } from './import/archive-contents.js';
 import { parseAs } from './import/assign-names.js';
 import { commitPlan } from './import/commit-plan.js';
@@ -67,7 +67,7 @@ export async function importArchive(file: string, options: ImportArchiveOptions)
   } catch (e) {
     await ledger.rollback();
     if (e instanceof ImportError) throw e;
-    throw new ImportError(describeError(e), { cause: e });
+    throw new ImportError(errorText(e), { cause: e });
   } finally {
     await spool.cleanup();
   }

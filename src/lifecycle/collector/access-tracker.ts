@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { AccessRecorder } from '../../proxy/events.js';
 import type { Storage } from '../../storage/storage.js';
 import { accessStateName, decodeAccess, encodeAccess, mergeAccess } from './access-state.js';
+import { errorText } from '../../error-text.js';
 
 export interface AccessTrackerOptions {
   storage: Storage;
@@ -58,7 +59,7 @@ export class AccessTracker implements AccessRecorder {
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      this.flush().catch((e: unknown) => this.options.log.warn({ err: (e as Error).message, object: this.stateName }, 'could not write access times; retrying later'));
+      this.flush().catch((e: unknown) => this.options.log.warn({ err: errorText(e), object: this.stateName }, 'could not write access times; retrying later'));
     }, this.intervalMs);
     this.timer.unref();
   }

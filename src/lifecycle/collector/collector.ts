@@ -6,6 +6,7 @@ import { resolveCacheSize, type CacheSizeLimit } from './cache-size.js';
 import type { DeleteGuard } from './delete-guard.js';
 import { evict, type EvictionReport } from './eviction.js';
 import { collect, expire, type ExpiryReport } from './expiry.js';
+import { errorText } from '../../error-text.js';
 
 /**
  * The server's cache collector: every `--gc-interval`, evicts least-recently-used blobs when the cache
@@ -89,7 +90,7 @@ export class Collector {
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      this.run().catch((e: unknown) => this.options.log.warn({ err: (e as Error).message }, 'cache collection failed; retrying at the next interval'));
+      this.run().catch((e: unknown) => this.options.log.warn({ err: errorText(e) }, 'cache collection failed; retrying at the next interval'));
     }, this.options.intervalMs ?? DEFAULT_GC_INTERVAL_MS);
     this.timer.unref();
   }
@@ -112,7 +113,7 @@ export class Collector {
   private async collect(): Promise<CollectionReport> {
     const { storage, log, tracker } = this.options;
     if (tracker) {
-      await tracker.flush().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'could not write access times before collecting'));
+      await tracker.flush().catch((e: unknown) => log.warn({ err: errorText(e) }, 'could not write access times before collecting'));
     }
     const access = await readAccessTimes(storage);
     const lastAccess = (digest: string) => {
@@ -191,7 +192,7 @@ export class Collector {
         await storage.deleteState(name);
         log.info({ object: name, entries: doc.access.size }, 'took over the access times of a replica that stopped writing them');
       } catch (e) {
-        log.warn({ object: name, err: (e as Error).message }, 'could not take over a stale access object');
+        log.warn({ object: name, err: errorText(e) }, 'could not take over a stale access object');
       }
     }
   }

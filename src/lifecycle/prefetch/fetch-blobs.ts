@@ -1,6 +1,6 @@
+import { errorText } from '../../error-text.js';
 import type { CacheOutcome } from '../../proxy/events.js';
 import type { ResolvedRepository } from '../../resolve/resolver.js';
-import { describeError } from '../manifest-refs.js';
 import type { PrefetchContext, PrefetchOptions, PrefetchProgress, PrefetchResult } from './prefetch.js';
 
 const CACHED: ReadonlySet<CacheOutcome> = new Set<CacheOutcome>(['hit', 'revalidated', 'stale']);
@@ -45,7 +45,7 @@ export async function fetchBlobs(
         progress.blobsDone++;
         options.onProgress?.({ ...progress });
       } catch (e) {
-        failure ??= new Error(`blob ${digest}: ${describeError(e)}`);
+        failure ??= new Error(`blob ${digest}: ${errorText(e)}`);
       }
     }
   };

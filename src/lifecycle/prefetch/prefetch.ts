@@ -1,3 +1,4 @@
+import { errorText } from '../../error-text.js';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { parseDigest } from '../../oci/digest.js';
@@ -5,7 +6,7 @@ import { formatImageReference, parseImageList, parseImageReference } from '../..
 import type { Reference } from '../../oci/names.js';
 import type { Mirror } from '../../proxy/mirror.js';
 import type { ResolvedRepository, Resolver } from '../../resolve/resolver.js';
-import { describeError, formatPlatform, manifestRefs, selectChildren, type Platform } from '../manifest-refs.js';
+import { formatPlatform, manifestRefs, selectChildren, type Platform } from '../manifest-refs.js';
 import { fetchBlobs } from './fetch-blobs.js';
 
 /**
@@ -115,7 +116,7 @@ export async function prefetchImage(input: string, context: PrefetchContext, opt
     await fetchImage(repo, reference, context, options, result);
     result.ok = true;
   } catch (e) {
-    result.error = describeError(e);
+    result.error = errorText(e);
   }
   result.ms = Date.now() - started;
   return result;

@@ -1,5 +1,5 @@
+import { errorText } from '../../error-text.js';
 import type { Logger } from 'pino';
-import { describeError } from '../manifest-refs.js';
 import { prefetchImages, readImageList, type PrefetchContext, type PrefetchOptions, type PrefetchResult } from './prefetch.js';
 import { summarize } from './prefetch-summary.js';
 
@@ -26,7 +26,7 @@ export function startPreload(file: string, context: PrefetchContext & { log: Log
     try {
       images = await readImageList(file);
     } catch (e) {
-      log.error({ file, err: describeError(e) }, 'preload: cannot read the image list');
+      log.error({ file, err: errorText(e) }, 'preload: cannot read the image list');
       return [];
     }
     log.info({ file, images: images.length }, 'preload: prefetching images in the background');
@@ -39,7 +39,7 @@ export function startPreload(file: string, context: PrefetchContext & { log: Log
       log.info({ file, ...summarize(results), aborted: controller.signal.aborted || undefined }, 'preload: done');
       return results;
     } catch (e) {
-      log.error({ file, err: describeError(e) }, 'preload failed');
+      log.error({ file, err: errorText(e) }, 'preload failed');
       return [];
     }
   })();

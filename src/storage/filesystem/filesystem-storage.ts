@@ -7,6 +7,7 @@ import type {
   BlobStat,
   BlobWriter,
   ByteRange,
+  InitOptions,
   LinkKind,
   ManifestListing,
   RepositoryRef,
@@ -34,10 +35,15 @@ export class FilesystemStorage implements Storage {
     this.paths = new FilesystemPaths(root);
   }
 
-  async init(): Promise<void> {
+  get localRoot(): string {
+    return this.paths.root;
+  }
+
+  async init(options: InitOptions = {}): Promise<void> {
     await mkdir(this.paths.root, { recursive: true });
     // Whatever is in tmp/ was being written when a previous process died: never visible, safe to drop.
-    await rm(this.paths.tmp, { recursive: true, force: true });
+    // Not when shared: a running server writes there.
+    if (!options.shared) await rm(this.paths.tmp, { recursive: true, force: true });
     for (const dir of [this.paths.tmp, this.paths.blobs, this.paths.manifests, this.paths.repositories]) {
       await mkdir(dir, { recursive: true });
     }

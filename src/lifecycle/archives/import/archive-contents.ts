@@ -1,5 +1,6 @@
+import { readCapped } from '../../../read-capped.js';
 import type { Storage } from '../../../storage/storage.js';
-import { gunzipDigest, normalizeEntryName, readAll } from '../archive-entries.js';
+import { gunzipDigest, normalizeEntryName } from '../archive-entries.js';
 import { ImportError } from './import-error.js';
 
 /** One regular file of the archive. */
@@ -49,7 +50,7 @@ export class ArchiveContents {
     if (e.bytes) return e.bytes;
     const stream = await this.storage.readBlob(e.digest);
     if (!stream) throw new ImportError(`${e.name}: vanished from the cache during the import`);
-    return readAll(stream, limit, e.name);
+    return readCapped(stream, limit, e.name);
   }
 
   /** The sha256 of an entry's gunzipped bytes, computed from storage when reading did not. */

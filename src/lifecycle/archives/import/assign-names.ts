@@ -1,5 +1,5 @@
+import { errorText } from '../../../error-text.js';
 import { formatImageReference, parseImageReference, type ImageReference } from '../../../oci/image-reference.js';
-import { describeError } from '../../manifest-refs.js';
 import { ImportError } from './import-error.js';
 import type { Plan } from './plan.js';
 
@@ -9,7 +9,7 @@ export function parseAs(text: string): ImageReference {
   try {
     ref = parseImageReference(text, { defaultTag: undefined });
   } catch (e) {
-    throw new ImportError(`--as: ${describeError(e)}`);
+    throw new ImportError(`--as: ${errorText(e)}`);
   }
   if (ref.digest !== undefined) throw new ImportError('--as takes [NAMESPACE/]REPOSITORY[:TAG], not a digest');
   return ref;

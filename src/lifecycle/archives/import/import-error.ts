@@ -1,4 +1,4 @@
-import { describeError } from '../../manifest-refs.js';
+import { errorText } from '../../../error-text.js';
 
 /** Why an archive was refused or could not be stored; the message is for the operator. */
 export class ImportError extends Error {
@@ -14,7 +14,7 @@ export async function storing<T>(name: string, op: Promise<T>): Promise<T> {
     return await op;
   } catch (e) {
     if (e instanceof ImportError) throw e;
-    throw new ImportError(`cannot store ${name} in the cache: ${describeError(e)}`, { cause: e });
+    throw new ImportError(`cannot store ${name} in the cache: ${errorText(e)}`, { cause: e });
   }
 }
 

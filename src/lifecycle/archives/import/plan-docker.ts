@@ -1,14 +1,12 @@
+import { DOCKER_IMAGE_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP } from '../../../oci/media-types.js';
+import { errorText } from '../../../error-text.js';
 import { digestOf } from '../../../oci/digest.js';
 import { parseImageReference, type ImageReference } from '../../../oci/image-reference.js';
 import { DOCKER_MANIFEST } from '../../../oci/media-types.js';
-import { describeError } from '../../manifest-refs.js';
 import { ImportError, parseJson } from './import-error.js';
 import { MAX_METADATA } from './limits.js';
 import { emptyPlan, type Plan, type PlanSource } from './plan.js';
 
-const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
-const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar';
-const DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 
 /**
  * Plans a docker-archive: for each image of manifest.json, its config and layers, each layer checked
@@ -61,7 +59,7 @@ export async function planDocker(source: PlanSource): Promise<Plan> {
         {
           schemaVersion: 2,
           mediaType: DOCKER_MANIFEST,
-          config: { mediaType: DOCKER_CONFIG, size: configEntry.size, digest: configEntry.digest },
+          config: { mediaType: DOCKER_IMAGE_CONFIG, size: configEntry.size, digest: configEntry.digest },
           layers,
         },
         null,
@@ -76,7 +74,7 @@ export async function planDocker(source: PlanSource): Promise<Plan> {
       try {
         archiveNames.push(parseImageReference(tag, { defaultTag: undefined }));
       } catch (e) {
-        throw new ImportError(`${where}: RepoTags entry ${JSON.stringify(tag)}: ${describeError(e)}`);
+        throw new ImportError(`${where}: RepoTags entry ${JSON.stringify(tag)}: ${errorText(e)}`);
       }
     }
     const existing = plan.images.find((img) => img.digest === digest);

@@ -1,10 +1,12 @@
+import { errorText } from '../../../error-text.js';
 import { parseImageReference } from '../../../oci/image-reference.js';
 import { OCI_INDEX, detectManifestMediaType } from '../../../oci/media-types.js';
-import { describeError, manifestRefs, type Descriptor } from '../../manifest-refs.js';
+import { manifestRefs, type Descriptor } from '../../manifest-refs.js';
 import { layoutBlobPath } from '../archive-entries.js';
 import type { EntryRecord } from './archive-contents.js';
 import { ImportError, parseJson } from './import-error.js';
-import { MAX_MANIFEST, MAX_METADATA } from './limits.js';
+import { MAX_MANIFEST_BYTES } from '../../../oci/limits.js';
+import { MAX_METADATA } from './limits.js';
 import { emptyPlan, type Plan, type PlanSource, type PlannedImage } from './plan.js';
 
 const MAX_INDEX_DEPTH = 4;
@@ -37,7 +39,7 @@ class OciPlanner {
       if (refs.kind !== 'index') throw new Error('not an index');
       top = refs.children;
     } catch (e) {
-      throw new ImportError(`index.json: ${describeError(e)}`);
+      throw new ImportError(`index.json: ${errorText(e)}`);
     }
     if (top.length === 0) throw new ImportError('index.json lists no images');
     const byDigest = new Map<string, PlannedImage>();
@@ -63,7 +65,7 @@ class OciPlanner {
         try {
           image.archiveNames.push(parseImageReference(name, { defaultTag: undefined }));
         } catch (e) {
-          throw new ImportError(`index.json: image name ${JSON.stringify(name)}: ${describeError(e)}`);
+          throw new ImportError(`index.json: image name ${JSON.stringify(name)}: ${errorText(e)}`);
         }
       }
     }
@@ -77,7 +79,7 @@ class OciPlanner {
     let bytes: Buffer | undefined;
     let storedType: string | undefined;
     if (e) {
-      bytes = await contents.bytes(e, MAX_MANIFEST);
+      bytes = await contents.bytes(e, MAX_MANIFEST_BYTES);
     } else {
       const cached = await storage.getManifest(desc.digest);
       if (cached) {
@@ -101,7 +103,7 @@ class OciPlanner {
     try {
       refs = manifestRefs(manifest.mediaType, manifest.bytes);
     } catch (e) {
-      throw new ImportError(`manifest ${desc.digest}: ${describeError(e)}`);
+      throw new ImportError(`manifest ${desc.digest}: ${errorText(e)}`);
     }
     if (refs.kind === 'index') {
       if (depth >= MAX_INDEX_DEPTH) throw new ImportError(`manifest ${desc.digest}: indexes nested too deep`);

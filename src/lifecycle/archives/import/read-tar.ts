@@ -1,9 +1,9 @@
+import { errorText } from '../../../error-text.js';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { describeError } from '../../manifest-refs.js';
 import { isGzip } from '../archive-entries.js';
 import { ImportError } from './import-error.js';
 
@@ -17,7 +17,7 @@ export type TarEntry = AsyncIterable<unknown> & { header: tar.Header };
 export async function readTar(file: string, take: (entry: TarEntry) => Promise<void>): Promise<void> {
   const head = Buffer.alloc(2);
   const fh = await open(file, 'r').catch((e: unknown) => {
-    throw new ImportError(`cannot open ${file}: ${describeError(e)}`);
+    throw new ImportError(`cannot open ${file}: ${errorText(e)}`);
   });
   try {
     await fh.read(head, 0, 2, 0);
@@ -39,7 +39,7 @@ export async function readTar(file: string, take: (entry: TarEntry) => Promise<v
   } catch (e) {
     source.destroy();
     if (e instanceof ImportError) throw e;
-    throw new ImportError(`${file}: not a readable tar archive (${describeError(e)})`, { cause: e });
+    throw new ImportError(`${file}: not a readable tar archive (${errorText(e)})`, { cause: e });
   }
   if (entries === 0) throw new ImportError(`${file}: empty archive`);
 }

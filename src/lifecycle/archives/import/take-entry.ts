@@ -1,7 +1,9 @@
+import { readCapped } from '../../../read-capped.js';
 import { digestOf } from '../../../oci/digest.js';
-import { isGzip, layoutBlobDigest, linkTarget, looksLikeJson, namedDigest, normalizeEntryName, readAll } from '../archive-entries.js';
+import { isGzip, layoutBlobDigest, linkTarget, looksLikeJson, namedDigest, normalizeEntryName } from '../archive-entries.js';
 import { ImportError } from './import-error.js';
-import { MAX_MANIFEST, MAX_METADATA } from './limits.js';
+import { MAX_MANIFEST_BYTES } from '../../../oci/limits.js';
+import { MAX_METADATA } from './limits.js';
 import type { TarEntry } from './read-tar.js';
 import { storeClaimed, storeSpooled, type EntrySink } from './stream-entry.js';
 
@@ -47,9 +49,9 @@ export class EntryIntake {
     const layoutDigest = layoutBlobDigest(name);
     const claimed = layoutDigest ?? namedDigest(name);
     const metadata = METADATA_FILES.has(name);
-    if (metadata || (looksLikeJson(firstChunk) && size <= MAX_MANIFEST && this.buffered + size <= MAX_BUFFERED)) {
+    if (metadata || (looksLikeJson(firstChunk) && size <= MAX_MANIFEST_BYTES && this.buffered + size <= MAX_BUFFERED)) {
       if (size > MAX_METADATA) throw new ImportError(`${name}: ${size} bytes, too large for a metadata file`);
-      const bytes = await readAll(chunks(), MAX_METADATA, name);
+      const bytes = await readCapped(chunks(), MAX_METADATA, name);
       this.buffered += bytes.length;
       const digest = digestOf(bytes, claimed?.algorithm ?? 'sha256');
       if (claimed && !metadata && digest !== claimed.value) {
