@@ -85,6 +85,9 @@ export class ManifestService {
     // same digest, and a fetch or a HEAD through one repository proves nothing for another.
     const key = `d\0${upstreamKey(repo.upstream)}\0${repo.repository}\0${digest}`;
     return this.fetches.run(key, async () => {
+      // A fetch through this repository that ended while this request read storage: no second fetch.
+      const landed = links.peek(ref, 'manifest', digest) !== undefined ? this.hotManifests.get(digest) : undefined;
+      if (landed) return { digest, mediaType: landed.mediaType, bytes: landed.bytes, outcome: 'coalesced', warning: undefined };
       const owner = ownerToAsk(this.options.peers, clusterKeys.digest(digest), origin);
       const fromOwner = owner === undefined ? undefined : await this.fromOwner(repo, digest, owner, origin);
       return fromOwner ?? (linked === undefined ? this.confirmDigest(repo, digest) : this.fetch(repo, digest));
@@ -112,6 +115,12 @@ export class ManifestService {
     if (this.options.offline) throw manifestUnknown(tag);
     const key = `t\0${repo.namespace}\0${repo.repository}\0${tag}`;
     return this.fetches.run(key, async () => {
+      // A fetch that ended while this request read storage left its answer in memory: no second fetch.
+      const landed = this.hotTags.get(tagKey(ref, tag));
+      if (landed && landed !== record && this.now() - landed.checkedAt.getTime() < repo.upstream.manifestInvalidationMs) {
+        const stored = this.hotManifests.get(landed.digest);
+        if (stored) return { digest: landed.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'coalesced', warning: undefined };
+      }
       // A missing or expired tag record is the owner's to fetch or re-check: one upstream request per cluster.
       const owner = ownerToAsk(this.options.peers, clusterKeys.tag(repo.namespace, repo.repository, tag), origin);
       const fromOwner = owner === undefined ? undefined : await this.fromOwner(repo, tag, owner, origin);
