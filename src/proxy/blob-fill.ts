@@ -29,6 +29,8 @@ export interface FillOptions {
   maxBytes: number;
   /** The bound of every download's local files together (--max-spool-size). */
   spool: SpoolBudget;
+  /** False: stream the blob to its readers through a spool of its own, store nothing (what an owner replica stores). */
+  store?: boolean | undefined;
 }
 
 /** No local spool file could be created (disk full, unwritable temp dir); carries the unread upstream body. */
@@ -276,7 +278,7 @@ export class BlobFill extends EventEmitter {
     const { storage, digest, log, observer } = this.options;
     let writer: BlobWriter | undefined;
     try {
-      writer = await storage.createBlobWriter(digest);
+      if (this.options.store !== false) writer = await storage.createBlobWriter(digest);
     } catch (e) {
       observer?.storageError?.('create_blob');
       log.warn({ digest, err: errMessage(e) }, 'storage cannot take the blob; serving it uncached');

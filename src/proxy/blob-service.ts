@@ -14,6 +14,9 @@ import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import type { RepositoryLinks } from './links.js';
 import { repoRef } from './manifest-service.js';
 import { verifyingStream } from './verify-stream.js';
+import { clusterKeys } from '../cluster/rendezvous.js';
+import { askOwnerForBlob } from './peer-blob.js';
+import { keepsPeerCopies, ownerToAsk, type PeerRouting, type RequestOrigin } from './peer-routing.js';
 
 /** How long blobs stream uncached after the local disk refused a write. */
 const STORAGE_BYPASS_MS = 30_000;
@@ -36,6 +39,8 @@ export interface BlobServiceOptions {
   limits?: Partial<DownloadLimits> | undefined;
   /** Which repository may serve which digest (shared with the manifest service). */
   links: RepositoryLinks;
+  /** With --peers: a cold blob is streamed from the replica that owns its digest. */
+  peers?: PeerRouting | undefined;
   now?: () => number;
 }
 
@@ -75,6 +80,8 @@ export class BlobService {
   /** Cached blobs with an open handle or stream, by digest: the collector must not delete them. */
   private readonly readers = new Map<string, number>();
   private readonly now: () => number;
+  /** Downloads whose source is the owner replica (their first request is a `peer` outcome, not a `miss`). */
+  private readonly ownerSourced = new WeakSet<BlobFill>();
 
   constructor(private readonly options: BlobServiceOptions) {
     this.now = options.now ?? Date.now;
@@ -115,18 +122,18 @@ export class BlobService {
   }
 
   /** `expectedSize`: the size a manifest's descriptor gives the blob, when the caller knows it; more is refused. */
-  async open(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+  async open(repo: ResolvedRepository, digest: string, expectedSize?: number, origin?: RequestOrigin): Promise<BlobHandle> {
     const ref = repoRef(repo);
     const links = this.options.links;
     const linkedAt = links.peek(ref, 'blob', digest) ?? (await links.get(ref, 'blob', digest));
     if (linkedAt === undefined) {
-      const led = await links.prove(ref, 'blob', digest, () => this.openUnlinked(repo, digest, expectedSize));
+      const led = await links.prove(ref, 'blob', digest, () => this.openUnlinked(repo, digest, expectedSize, origin));
       // Undefined: another request of this repository showed access meanwhile; it is linked now.
-      return led ?? this.open(repo, digest, expectedSize);
+      return led ?? this.open(repo, digest, expectedSize, origin);
     }
     const cached = await this.cached(repo, digest, linkedAt, 'GET');
     if (cached) return this.cachedHandle(repo, digest, cached);
-    return this.openUncached(repo, digest, expectedSize);
+    return this.openUncached(repo, digest, expectedSize, origin);
   }
 
   /**
@@ -134,14 +141,14 @@ export class BlobService {
    * decides. Not cached: the download through this repository is the proof, and links it; joining a
    * download another repository started needs the HEAD too. A 404 is the very error a true miss gets.
    */
-  private async openUnlinked(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+  private async openUnlinked(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
     if (this.options.offline) throw blobUnknown(digest);
     const stat = await this.statOrMiss(digest);
     if (stat) {
       await this.confirmUpstream(repo, digest);
       return this.cachedHandle(repo, digest, { stat, outcome: 'hit', warning: undefined, linked: true });
     }
-    const handle = await this.openUncached(repo, digest, expectedSize);
+    const handle = await this.openUncached(repo, digest, expectedSize, origin);
     if (handle.outcome === 'coalesced') {
       try {
         await this.confirmUpstream(repo, digest);
@@ -151,7 +158,7 @@ export class BlobService {
       }
       return { ...handle, linked: true };
     }
-    // This repository's upstream answered the GET (a fill or an uncached stream): linked.
+    // This repository's upstream (or the owner replica, for this repository) answered the GET: linked.
     this.options.links.record(repoRef(repo), 'blob', digest);
     return handle;
   }
@@ -188,12 +195,12 @@ export class BlobService {
   }
 
   /** Joins the running fill of the digest from this request's upstream, or starts one. */
-  private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+  private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number, origin?: RequestOrigin): Promise<BlobHandle> {
     const running = this.inflight.get(repo.upstream, digest);
-    if (running) return this.joinOrBypass(repo, digest, running, expectedSize);
+    if (running) return this.joinOrBypass(repo, digest, running, expectedSize, origin);
     if (this.options.offline) throw blobUnknown(digest);
     if (this.now() < this.bypassUntil || !this.spool.admits) return this.bypass(repo, digest, expectedSize);
-    return this.startFill(repo, digest, expectedSize);
+    return this.startFill(repo, digest, expectedSize, origin);
   }
 
   /** The most bytes a download may bring: --max-blob-size, or the descriptor's size when smaller. */
@@ -214,16 +221,11 @@ export class BlobService {
     };
   }
 
-  private async startFill(repo: ResolvedRepository, digest: string, expectedSize: number | undefined): Promise<BlobHandle> {
-    const { storage, spoolDir, log, observer } = this.options;
-    const client = this.options.upstreams.client(repo.upstream);
+  private async startFill(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
+    const { log, observer } = this.options;
     const maxBytes = this.maxBytes(expectedSize);
-    const request = client.getBlob(repo.repository, digest, { maxBytes }).then((source) => {
-      observer?.fillStarted?.(repo.namespace);
-      return source;
-    });
-    const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool };
-    const starting = BlobFill.start(options, request);
+    const owner = ownerToAsk(this.options.peers, clusterKeys.digest(digest), origin);
+    const starting = owner === undefined ? this.fillFromUpstream(repo, digest, maxBytes) : this.fillFromOwner(owner, repo, digest, maxBytes, origin);
     this.inflight.set(repo.upstream, digest, starting);
     let fill: BlobFill;
     try {
@@ -250,17 +252,58 @@ export class BlobService {
       // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
       if (fill.stored) this.options.access?.record(digest);
     });
-    return fillHandle(fill, 'miss');
+    return fillHandle(fill, this.ownerSourced.has(fill) ? 'peer' : 'miss');
+  }
+
+  private fillFromUpstream(repo: ResolvedRepository, digest: string, maxBytes: number): Promise<BlobFill> {
+    const { storage, spoolDir, log, observer } = this.options;
+    const request = this.options.upstreams
+      .client(repo.upstream)
+      .getBlob(repo.repository, digest, { maxBytes })
+      .then((source) => {
+        observer?.fillStarted?.(repo.namespace);
+        return source;
+      });
+    return BlobFill.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool }, request);
+  }
+
+  /**
+   * The blob streamed from the replica that owns it, verified here as any download. The owner stores it:
+   * this replica keeps nothing (shared storage: the owner's upload is everyone's copy; own root: unless
+   * --peer-cache-copies). An owner that cannot answer leaves the download to this replica's upstream.
+   */
+  private async fillFromOwner(peer: string, repo: ResolvedRepository, digest: string, maxBytes: number, origin: RequestOrigin | undefined): Promise<BlobFill> {
+    const peers = this.options.peers as PeerRouting;
+    const { storage, spoolDir, log, observer } = this.options;
+    const body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
+    if (!body) return this.fillFromUpstream(repo, digest, maxBytes);
+    // Not an upstream download for the metrics; a body that does not hash to its digest marks the owner down.
+    const watch: ProxyObserver = {
+      fillFinished: (_namespace, result) => {
+        if (result === 'digest_mismatch') peers.cluster.peerFailed(peer, 'blob', 'digest_mismatch');
+      },
+      storageError: (operation) => observer?.storageError?.(operation),
+    };
+    const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer: watch, maxBytes, spool: this.spool, store: keepsPeerCopies(peers) };
+    const fill = await BlobFill.start(options, Promise.resolve(body));
+    this.ownerSourced.add(fill);
+    return fill;
   }
 
   /** A follower whose leader could not spool fetches its own uncached stream. */
-  private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobFill>, expectedSize: number | undefined): Promise<BlobHandle> {
+  private async joinOrBypass(
+    repo: ResolvedRepository,
+    digest: string,
+    running: Promise<BlobFill>,
+    expectedSize: number | undefined,
+    origin: RequestOrigin | undefined,
+  ): Promise<BlobHandle> {
     try {
       const fill = await running;
       if (fill.failure) {
         // Already failed, and only not yet cleaned up: this request starts afresh instead of sharing the failure.
         this.inflight.delete(repo.upstream, digest, running);
-        return this.openUncached(repo, digest, expectedSize);
+        return this.openUncached(repo, digest, expectedSize, origin);
       }
       return fillHandle(fill, 'coalesced');
     } catch (e) {

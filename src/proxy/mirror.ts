@@ -58,6 +58,7 @@ export class Mirror {
       access,
       limits: options.downloads,
       links,
+      peers,
       ...(now ? { now } : {}),
     });
     const tagsWritten = () => this.manifests.drain();
