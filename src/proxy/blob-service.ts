@@ -272,11 +272,19 @@ export class BlobService {
    * this replica keeps nothing (shared storage: the owner's upload is everyone's copy; own root: unless
    * --peer-cache-copies). An owner that cannot answer leaves the download to this replica's upstream.
    */
-  private async fillFromOwner(peer: string, repo: ResolvedRepository, digest: string, maxBytes: number, origin: RequestOrigin | undefined): Promise<BlobFill> {
+  private async fillFromOwner(owner: string, repo: ResolvedRepository, digest: string, maxBytes: number, origin: RequestOrigin | undefined): Promise<BlobFill> {
     const peers = this.options.peers as PeerRouting;
     const { storage, spoolDir, log, observer } = this.options;
-    const body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
-    if (!body) return this.fillFromUpstream(repo, digest, maxBytes);
+    let peer = owner;
+    let body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
+    if (!body) {
+      // The owner is marked down now: its keys went to their runner-up, the same on every replica that saw it fail.
+      const next = ownerToAsk(peers, clusterKeys.digest(digest), origin);
+      if (next === undefined || next === peer) return this.fillFromUpstream(repo, digest, maxBytes);
+      peer = next;
+      body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
+      if (!body) return this.fillFromUpstream(repo, digest, maxBytes);
+    }
     // Not an upstream download for the metrics; a body that does not hash to its digest marks the owner down.
     const watch: ProxyObserver = {
       fillFinished: (_namespace, result) => {
