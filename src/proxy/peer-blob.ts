@@ -38,10 +38,39 @@ export async function askOwnerForBlob(
       log.warn({ peer, digest, announced: answer.digest }, 'owner replica announced another digest; downloading the blob here');
       return undefined;
     }
+    // Headers alone are no promise: an owner that dies before its first byte is skipped like one that refused.
+    if (!(await firstBytes(answer.body))) {
+      answer.body.destroy();
+      log.warn({ peer, digest }, 'owner replica failed before sending the blob; downloading it here');
+      return undefined;
+    }
     return { size: answer.size, body: answer.body };
   }
   const forClient = ownerAnswer(answer, repo.namespace);
   if (forClient) throw forClient;
   log.warn({ peer, digest, namespace: repo.namespace, code: answer.code, err: answer.message }, 'owner replica failed; downloading the blob here');
   return undefined;
+}
+
+/**
+ * Resolves true once the body has bytes to read (or ends: an empty body is the download's to judge),
+ * false when it fails first. Reads nothing: the download consumes the body from its start.
+ */
+function firstBytes(body: Readable): Promise<boolean> {
+  if (body.readableLength > 0 || body.readableEnded) return Promise.resolve(true);
+  if (body.errored || body.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const settle = (ok: boolean): void => {
+      body.off('readable', onReadable);
+      body.off('error', onError);
+      body.off('close', onClose);
+      resolve(ok);
+    };
+    const onReadable = (): void => settle(true);
+    const onError = (): void => settle(false);
+    const onClose = (): void => settle(body.readableEnded);
+    body.on('readable', onReadable);
+    body.on('error', onError);
+    body.on('close', onClose);
+  });
 }

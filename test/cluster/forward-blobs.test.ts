@@ -159,3 +159,36 @@ t.test('an owner sending bytes that do not match the digest: transfers cut, owne
   const metrics = await (await fetch(`${m.url}/metrics`)).text();
   t.match(metrics, /oci_registry_peer_errors_total\{kind="blob",code="digest_mismatch"\} 1/);
 });
+
+t.test('an owner that dies after its headers, before any byte: the blob is downloaded here, the client never notices', async (t) => {
+  const up = await startFixtureUpstream();
+  t.teardown(() => up.close());
+  const probe = await startMirror({ upstreams: [] });
+  const port = Number(new URL(probe.url).port);
+  await probe.close();
+  const urls = [`http://127.0.0.1:${port}`, `http://127.0.0.2:${port}`];
+  let content = randomBytesSeeded(2 * MiB, 100);
+  for (let i = 101; rendezvousOwner(clusterKeys.digest(sha256(content)), urls) !== urls[1]; i++) content = randomBytesSeeded(2 * MiB, i);
+  const digest = up.addBlob(content);
+  let asked = 0;
+  const dying = createServer((_req, res) => {
+    asked++;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': content.length });
+    res.flushHeaders();
+    setTimeout(() => res.socket?.destroy(), 50);
+  });
+  await new Promise<void>((r) => dying.listen(port, '127.0.0.2', () => r()));
+  t.teardown(() => new Promise<void>((r) => dying.close(() => r())));
+  const m = await startMirror({
+    upstreams: [{ namespace: up.host, host: up.host }],
+    listen: { host: '127.0.0.1', port },
+    cluster: { peers: { kind: 'static', urls }, advertise: urls[0] as string, peerCacheCopies: false },
+  });
+  t.teardown(() => m.close());
+  const got = await get(blobUrl(m.url, up, digest));
+  t.equal(got.status, 200);
+  t.equal(got.digest, digest, 'the whole blob, from upstream');
+  t.equal(asked, 1);
+  t.equal(up.blobGets(digest), 1);
+  t.notOk(m.server.cluster?.membership.live().includes(urls[1] as string), 'the owner is marked down');
+});
