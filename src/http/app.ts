@@ -9,6 +9,7 @@ import { sendOciError, statusOf, toOciError } from './errors.js';
 import { addSecurityHeaders, SECURITY_HEADERS } from './security-headers.js';
 import { registerResponseLimits, type ResponseLimits } from './response-limits.js';
 import './request-context.js';
+import { lazyChildLoggerFactory } from './request-logger.js';
 import { ResponseProgress } from './response-progress.js';
 import { v2Routes } from './routes/v2.js';
 import { errorText } from '../error-text.js';
@@ -36,6 +37,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
     loggerInstance: options.log as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLoggerFactory(options.log),
     routerOptions: { maxParamLength: 1024 },
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     // Clients may send any Accept-Encoding; we never encode bodies (digests are of the raw bytes).
@@ -59,7 +61,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   addSecurityHeaders(app.server);
   app.decorateRequest('ctx', null as never);
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: an async hook costs a promise and a microtask turn per request.
+  app.addHook('onRequest', (request, reply, done) => {
     const progress = new ResponseProgress(request.raw, reply.raw);
     request.ctx = { route: 'other', progress };
     if (request.url.startsWith('/v2')) reply.header('docker-distribution-api-version', 'registry/2.0');
@@ -67,8 +70,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.raw.once('close', () => {
       if (progress.aborted) requestDone(request, reply);
     });
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => requestDone(request, reply));
+  app.addHook('onResponse', (request, reply, done) => {
+    requestDone(request, reply);
+    done();
+  });
   registerResponseLimits(app, options.limits ?? {}, app.log);
 
   /**
@@ -93,7 +100,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       seconds,
       ...(ctx.hop ? { hop: true } : {}),
     });
-    if (ctx.route === 'health' || ctx.route === 'metrics') return;
+    if (ctx.route === 'health' || ctx.route === 'metrics' || !options.log.isLevelEnabled('info')) return;
     request.log.info(
       {
         method: request.method,

@@ -31,8 +31,9 @@ export function registerResponseLimits(app: FastifyInstance, limits: ResponseLim
       log.warn({ ...stalled, sendTimeoutMs }, 'client took no bytes for the send timeout: connection closed');
       limits.onSendTimeout?.();
     });
-    app.addHook('onRequest', async (request, reply) => {
-      watchdog.watch(reply.raw, request.socket.remoteAddress, request.method, request.url.split('?')[0]);
+    app.addHook('onRequest', (request, reply, done) => {
+      watchdog.watch(reply.raw, request.socket.remoteAddress, request.method, request.url);
+      done();
     });
     app.addHook('onClose', async () => watchdog.close());
   }

@@ -9,7 +9,8 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = { 'x-content-t
 
 /** Sets SECURITY_HEADERS on each response before any other 'request' listener (Fastify's) runs. */
 export function addSecurityHeaders(server: Server): void {
+  const entries = Object.entries(SECURITY_HEADERS);
   server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+    for (const [name, value] of entries) res.setHeader(name, value);
   });
 }

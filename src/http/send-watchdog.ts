@@ -13,7 +13,8 @@ export interface StalledResponse {
 
 interface Watched {
   res: ServerResponse;
-  info: { client: string | undefined; method: string | undefined; path: string | undefined };
+  /** `url` with its query: cut only for a stalled response's log record. */
+  info: { client: string | undefined; method: string | undefined; url: string | undefined };
   /** Bytes whose socket writes completed, when last looked at. */
   taken: number;
   /** The libuv write queue, when last looked at: it shrinks as the kernel takes part of a large write. */
@@ -47,9 +48,9 @@ export class SendWatchdog {
     this.intervalMs = Math.min(1000, Math.max(10, Math.floor(timeoutMs / 4)));
   }
 
-  /** Watches `res` until it closes (finished or aborted). */
-  watch(res: ServerResponse, client: string | undefined, method: string | undefined, path: string | undefined): void {
-    const entry: Watched = { res, info: { client, method, path }, taken: 0, queued: undefined, progressAt: performance.now() };
+  /** Watches `res` until it closes (finished or aborted); `url` is the request's (its query is not logged). */
+  watch(res: ServerResponse, client: string | undefined, method: string | undefined, url: string | undefined): void {
+    const entry: Watched = { res, info: { client, method, url }, taken: 0, queued: undefined, progressAt: performance.now() };
     this.watched.add(entry);
     res.once('close', () => {
       this.watched.delete(entry);
@@ -90,7 +91,8 @@ export class SendWatchdog {
       const stalledMs = now - entry.progressAt;
       if (stalledMs < this.timeoutMs) continue;
       this.watched.delete(entry);
-      this.onStalled({ ...entry.info, pendingBytes: waiting, stalledMs: Math.round(stalledMs) });
+      const { client, method, url } = entry.info;
+      this.onStalled({ client, method, path: url?.split('?')[0], pendingBytes: waiting, stalledMs: Math.round(stalledMs) });
       // A reset, not a FIN queued behind bytes the client will not read: the kernel drops the socket's
       // buffers now (up to a few MiB per connection) instead of keeping them for the orphan's lifetime.
       if (typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy();

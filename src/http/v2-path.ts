@@ -33,3 +33,21 @@ export function parseV2Path(rawPath: string): V2Request | undefined {
   }
   return undefined;
 }
+
+/** Parsed paths kept: clients ask for the same few paths again and again. At the limit the map starts over. */
+const parsedPaths = new Map<string, V2Request | undefined>();
+const MAX_PARSED_PATHS = 4096;
+/** Longer paths (client-chosen, up to the header limit) are parsed each time, never kept. */
+const MAX_KEPT_PATH_LENGTH = 512;
+
+/** parseV2Path, remembered; callers must not change the returned value (it is shared). */
+export function parseV2PathCached(rawPath: string): V2Request | undefined {
+  const kept = parsedPaths.get(rawPath);
+  if (kept !== undefined) return kept;
+  const parsed = parseV2Path(rawPath);
+  if (parsed !== undefined && rawPath.length <= MAX_KEPT_PATH_LENGTH) {
+    if (parsedPaths.size >= MAX_PARSED_PATHS) parsedPaths.clear();
+    parsedPaths.set(rawPath, parsed);
+  }
+  return parsed;
+}

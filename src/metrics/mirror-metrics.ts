@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { EntryKind, ProxyObserver } from '../proxy/events.js';
 import type { UpstreamObserver } from '../upstream/upstream-client.js';
 import { ClusterMetrics } from './cluster-metrics.js';
+import { CounterTally } from './counter-tally.js';
 import { createMetricsRegistry, METRIC_PREFIX } from './registry.js';
 
 /**
@@ -65,22 +66,27 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
   private readonly clientLimited: Counter;
   private readonly cacheSize: Gauge;
   private readonly cacheSizeLimit: Gauge;
+  /** What requestDone counts, per request: tallied, handed to the counters when they are read. */
+  private readonly requestTally = new CounterTally(['route', 'method', 'status'] as const);
+  private readonly cacheTally = new CounterTally(['namespace', 'kind', 'outcome'] as const);
+  private readonly bytesTally = new CounterTally(['namespace', 'source'] as const);
+  private readonly coalescedTally = new CounterTally(['namespace'] as const);
 
   constructor(registry: Registry = createMetricsRegistry()) {
     this.registry = registry;
     const registers = [registry];
     const p = METRIC_PREFIX;
-    this.requests = new Counter({ name: `${p}requests_total`, help: 'HTTP requests answered, by route, method and status', labelNames: ['route', 'method', 'status'], registers });
+    this.requests = new Counter({ name: `${p}requests_total`, help: 'HTTP requests answered, by route, method and status', labelNames: ['route', 'method', 'status'], registers, collect: () => this.requestTally.flush(this.requests) });
     this.requestDuration = new Histogram({ name: `${p}request_duration_seconds`, help: 'Time from request to the end of the response, by route', labelNames: ['route'], buckets: DURATION_BUCKETS, registers });
-    this.cacheRequests = new Counter({ name: `${p}cache_requests_total`, help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass, peer)', labelNames: ['namespace', 'kind', 'outcome'], registers });
-    this.servedBytes = new Counter({ name: `${p}bytes_served_total`, help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache, upstream or the owner replica (peer)', labelNames: ['namespace', 'source'], registers });
+    this.cacheRequests = new Counter({ name: `${p}cache_requests_total`, help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass, peer)', labelNames: ['namespace', 'kind', 'outcome'], registers, collect: () => this.cacheTally.flush(this.cacheRequests) });
+    this.servedBytes = new Counter({ name: `${p}bytes_served_total`, help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache, upstream or the owner replica (peer)', labelNames: ['namespace', 'source'], registers, collect: () => this.bytesTally.flush(this.servedBytes) });
     this.upstreamRequests = new Counter({ name: `${p}upstream_requests_total`, help: 'Upstream responses by namespace, host (primary or fallback), request kind and HTTP status', labelNames: ['namespace', 'host', 'kind', 'status'], registers });
     this.upstreamDuration = new Histogram({ name: `${p}upstream_request_duration_seconds`, help: 'Time until the upstream response headers (auth round trips included), by namespace and host', labelNames: ['namespace', 'host', 'kind'], buckets: DURATION_BUCKETS, registers });
     this.upstreamErrors = new Counter({ name: `${p}upstream_errors_total`, help: 'Upstream exchanges that failed without a response, by host and error code', labelNames: ['namespace', 'host', 'kind', 'code'], registers });
     this.upstreamFailovers = new Counter({ name: `${p}upstream_failovers_total`, help: 'Requests moved from a failing upstream host to the next configured one', labelNames: ['namespace', 'from', 'to'], registers });
     this.downloadsInFlight = new Gauge({ name: `${p}blob_downloads_in_flight`, help: 'Blob downloads from upstream running now', registers });
     this.downloads = new Counter({ name: `${p}blob_downloads_total`, help: 'Finished blob downloads from upstream, by result (stored, uncached, failed, digest_mismatch)', labelNames: ['namespace', 'result'], registers });
-    this.coalesced = new Counter({ name: `${p}coalesced_requests_total`, help: 'Requests that joined a download already running instead of starting one', labelNames: ['namespace'], registers });
+    this.coalesced = new Counter({ name: `${p}coalesced_requests_total`, help: 'Requests that joined a download already running instead of starting one', labelNames: ['namespace'], registers, collect: () => this.coalescedTally.flush(this.coalesced) });
     this.storageErrors = new Counter({ name: `${p}storage_errors_total`, help: 'Storage operations that failed, by operation', labelNames: ['operation'], registers });
     this.corruptDropped = new Counter({ name: `${p}corrupt_blobs_dropped_total`, help: 'Cached blobs found corrupt while served (--check-cache-digest) and deleted', registers });
     this.sendTimeouts = new Counter({ name: `${p}send_timeouts_total`, help: 'Responses closed because the client took no bytes for --send-timeout', registers });
@@ -99,19 +105,19 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
 
   /** For AppOptions.onRequestDone. */
   readonly requestDone = (info: RequestDoneInfo): void => {
-    this.requests.inc({ route: info.route, method: info.method, status: String(info.status) });
-    this.requestDuration.observe({ route: info.route }, info.seconds);
+    this.requestTally.inc(1, info.route, info.method, String(info.status));
+    this.requestDuration.observe(this.routeLabels(info.route), info.seconds);
     if (info.hop === true) this.cluster.answered(info.route, info.status);
     if (info.namespace === undefined) return;
     const namespace = this.ns(info.namespace);
     const kind = ROUTE_KIND[info.route];
     if (kind !== undefined && info.outcome !== undefined) {
-      this.cacheRequests.inc({ namespace, kind, outcome: info.outcome });
-      if (info.outcome === 'coalesced') this.coalesced.inc({ namespace });
+      this.cacheTally.inc(1, namespace, kind, info.outcome);
+      if (info.outcome === 'coalesced') this.coalescedTally.inc(1, namespace);
     }
     if (info.bytes !== undefined && info.bytes > 0) {
       const source = info.outcome === 'peer' ? 'peer' : info.outcome !== undefined && FROM_CACHE.has(info.outcome) ? 'cache' : 'upstream';
-      this.servedBytes.inc({ namespace, source }, info.bytes);
+      this.bytesTally.inc(info.bytes, namespace, source);
     }
   };
 
@@ -132,11 +138,11 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.upstreamFailovers.inc({ namespace: this.ns(namespace), from, to });
   }
 
-  fillStarted(): void {
+  downloadStarted(): void {
     this.downloadsInFlight.inc();
   }
 
-  fillFinished(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void {
+  downloadFinished(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void {
     this.downloadsInFlight.dec();
     this.downloads.inc({ namespace: this.ns(namespace), result });
   }
@@ -155,6 +161,14 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     if (report.limitBytes === undefined) this.cacheSizeLimit.remove();
     else this.cacheSizeLimit.set(report.limitBytes);
   };
+
+  /** One label object per route (routes are the app's own names), not one per request. */
+  private readonly routeLabelCache = new Map<string, { route: string }>();
+  private routeLabels(route: string): { route: string } {
+    let labels = this.routeLabelCache.get(route);
+    if (labels === undefined) this.routeLabelCache.set(route, (labels = { route }));
+    return labels;
+  }
 
   private ns(namespace: string): string {
     if (this.namespaces.has(namespace)) return namespace;

@@ -7,8 +7,8 @@ export type MirrorObserver = ProxyObserver & UpstreamObserver;
 export function combineObservers(...observers: MirrorObserver[]): MirrorObserver {
   if (observers.length === 1) return observers[0] as MirrorObserver;
   return {
-    fillStarted: (...a) => observers.forEach((o) => o.fillStarted?.(...a)),
-    fillFinished: (...a) => observers.forEach((o) => o.fillFinished?.(...a)),
+    downloadStarted: (...a) => observers.forEach((o) => o.downloadStarted?.(...a)),
+    downloadFinished: (...a) => observers.forEach((o) => o.downloadFinished?.(...a)),
     storageError: (...a) => observers.forEach((o) => o.storageError?.(...a)),
     corruptBlobDropped: () => observers.forEach((o) => o.corruptBlobDropped?.()),
     onResponse: (...a) => observers.forEach((o) => o.onResponse(...a)),

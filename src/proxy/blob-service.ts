@@ -1,3 +1,4 @@
+import { errorText } from '../error-text.js';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { OciError, isOciError } from '../oci/errors.js';
@@ -6,10 +7,13 @@ import type { BlobStat, ByteRange, Storage } from '../storage/storage.js';
 import { statusError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import { pipeline } from 'node:stream';
-import { BlobFill, errMessage, SpoolFullError, SpoolUnavailableError, type FillSource } from './blob-fill.js';
+import { BlobDownload } from './download/blob-download.js';
+import type { SourceBody } from './download/download-source.js';
+import { InflightDownloads } from './download/inflight-downloads.js';
+import { readDownload } from './download/spool-reader.js';
+import { SpoolFullError, SpoolUnavailableError } from './download/spool-unavailable.js';
 import { STALE_WARNING, type BlobHandle } from './blob-handle.js';
 import { DEFAULT_MAX_BLOB_SIZE, DEFAULT_MAX_SPOOL_SIZE, SpoolBudget, type DownloadLimits } from './download-limits.js';
-import { InflightFills } from './inflight-fills.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import type { RepositoryLinks } from './links.js';
 import { repoRef } from './manifest-service.js';
@@ -62,7 +66,7 @@ export interface BlobHead {
 
 /**
  * Blob cache policy: serve from storage when present (re-checking upstream after blob_invalidation_time),
- * otherwise join or start the single fill for that digest from this request's upstream.
+ * otherwise join or start the single download of that digest from this request's upstream.
  *
  * Access is per repository: a digest is served through `namespace/repository` only when linked to it
  * (RepositoryLinks). Without a link, this repository's upstream is asked first (a HEAD, or the download
@@ -71,7 +75,7 @@ export interface BlobHead {
  * repository's link; the bytes are the collector's to delete.
  */
 export class BlobService {
-  private readonly inflight = new InflightFills();
+  private readonly inflight = new InflightDownloads();
   private readonly maxBlobSize: number;
   /** Past it, new uncached pulls stream to their client without spooling (and are not cached). */
   private readonly spool: SpoolBudget;
@@ -81,7 +85,7 @@ export class BlobService {
   private readonly readers = new Map<string, number>();
   private readonly now: () => number;
   /** Downloads whose source is the owner replica (their first request is a `peer` outcome, not a `miss`). */
-  private readonly ownerSourced = new WeakSet<BlobFill>();
+  private readonly ownerSourced = new WeakSet<BlobDownload>();
 
   constructor(private readonly options: BlobServiceOptions) {
     this.now = options.now ?? Date.now;
@@ -110,8 +114,8 @@ export class BlobService {
     }
     const running = this.inflight.get(repo.upstream, digest);
     if (running) {
-      const fill = await running;
-      return { size: fill.size, outcome: 'coalesced', warning: undefined };
+      const download = await running;
+      return { size: download.size, outcome: 'coalesced', warning: undefined };
     }
     if (this.options.offline) throw blobUnknown(digest);
     if (found) return { size: found.size, outcome: 'miss', warning: undefined };
@@ -190,17 +194,17 @@ export class BlobService {
   }
 
   /** The downloads running now, for the status page to read; a pending promise is still waiting for upstream's answer. */
-  inflightDownloads(): Iterable<Promise<BlobFill>> {
+  inflightDownloads(): Iterable<Promise<BlobDownload>> {
     return this.inflight.all();
   }
 
-  /** Joins the running fill of the digest from this request's upstream, or starts one. */
+  /** Joins the running download of the digest from this request's upstream, or starts one. */
   private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number, origin?: RequestOrigin): Promise<BlobHandle> {
     const running = this.inflight.get(repo.upstream, digest);
     if (running) return this.joinOrBypass(repo, digest, running, expectedSize, origin);
     if (this.options.offline) throw blobUnknown(digest);
     if (this.now() < this.bypassUntil || !this.spool.admits) return this.bypass(repo, digest, expectedSize);
-    return this.startFill(repo, digest, expectedSize, origin);
+    return this.startDownload(repo, digest, expectedSize, origin);
   }
 
   /** The most bytes a download may bring: --max-blob-size, or the descriptor's size when smaller. */
@@ -221,15 +225,15 @@ export class BlobService {
     };
   }
 
-  private async startFill(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
+  private async startDownload(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
     const { log, observer } = this.options;
     const maxBytes = this.maxBytes(expectedSize);
     const owner = ownerToAsk(this.options.peers, clusterKeys.digest(digest), origin);
-    const starting = owner === undefined ? this.fillFromUpstream(repo, digest, maxBytes) : this.fillFromOwner(owner, repo, digest, maxBytes, origin);
+    const starting = owner === undefined ? this.fromUpstream(repo, digest, maxBytes) : this.fromOwner(owner, repo, digest, maxBytes, origin);
     this.inflight.set(repo.upstream, digest, starting);
-    let fill: BlobFill;
+    let download: BlobDownload;
     try {
-      fill = await starting;
+      download = await starting;
     } catch (e) {
       this.inflight.delete(repo.upstream, digest, starting);
       if (!(e instanceof SpoolUnavailableError)) throw e;
@@ -242,78 +246,78 @@ export class BlobService {
       }
       return directHandle(digest, e.source, maxBytes);
     }
-    void fill.settled().then(() => {
+    void download.settled().then(() => {
       this.inflight.delete(repo.upstream, digest, starting);
-      if (fill.localWriteFailed) {
+      if (download.localWriteFailed) {
         // The disk is full or refuses writes: for a while, stream blobs straight from upstream.
         this.bypassUntil = this.now() + STORAGE_BYPASS_MS;
         log.warn({ digest, seconds: STORAGE_BYPASS_MS / 1000 }, 'local disk refused a write; serving blobs uncached for a while');
       }
       // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
-      if (fill.stored) this.options.access?.record(digest);
+      if (download.stored) this.options.access?.record(digest);
     });
-    return fillHandle(fill, this.ownerSourced.has(fill) ? 'peer' : 'miss');
+    return downloadHandle(download, this.ownerSourced.has(download) ? 'peer' : 'miss');
   }
 
-  private fillFromUpstream(repo: ResolvedRepository, digest: string, maxBytes: number): Promise<BlobFill> {
+  private fromUpstream(repo: ResolvedRepository, digest: string, maxBytes: number): Promise<BlobDownload> {
     const { storage, spoolDir, log, observer } = this.options;
-    const request = this.options.upstreams
-      .client(repo.upstream)
-      .getBlob(repo.repository, digest, { maxBytes })
-      .then((source) => {
-        observer?.fillStarted?.(repo.namespace);
-        return source;
+    const client = this.options.upstreams.client(repo.upstream);
+    const source = () =>
+      client.getBlob(repo.repository, digest, { maxBytes }).then((body) => {
+        observer?.downloadStarted?.(repo.namespace);
+        return body;
       });
-    return BlobFill.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool }, request);
+    return BlobDownload.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool }, source);
   }
 
   /**
    * The blob streamed from the replica that owns it, verified here as any download. The owner stores it:
    * this replica keeps nothing (shared storage: the owner's upload is everyone's copy; own root: unless
-   * --peer-cache-copies). An owner that cannot answer leaves the download to this replica's upstream.
+   * --peer-cache-copies). An owner that cannot answer before its first byte leaves the download to its
+   * runner-up (the owner is marked down by then), else to this replica's upstream.
    */
-  private async fillFromOwner(owner: string, repo: ResolvedRepository, digest: string, maxBytes: number, origin: RequestOrigin | undefined): Promise<BlobFill> {
+  private async fromOwner(owner: string, repo: ResolvedRepository, digest: string, maxBytes: number, origin: RequestOrigin | undefined): Promise<BlobDownload> {
     const peers = this.options.peers as PeerRouting;
     const { storage, spoolDir, log, observer } = this.options;
     let peer = owner;
     let body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
     if (!body) {
-      // The owner is marked down now: its keys went to their runner-up, the same on every replica that saw it fail.
       const next = ownerToAsk(peers, clusterKeys.digest(digest), origin);
-      if (next === undefined || next === peer) return this.fillFromUpstream(repo, digest, maxBytes);
+      if (next === undefined || next === peer) return this.fromUpstream(repo, digest, maxBytes);
       peer = next;
       body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
-      if (!body) return this.fillFromUpstream(repo, digest, maxBytes);
+      if (!body) return this.fromUpstream(repo, digest, maxBytes);
     }
+    const answer = body;
     // Not an upstream download for the metrics; a body that does not hash to its digest marks the owner down.
     const watch: ProxyObserver = {
-      fillFinished: (_namespace, result) => {
+      downloadFinished: (_namespace, result) => {
         if (result === 'digest_mismatch') peers.cluster.peerFailed(peer, 'blob', 'digest_mismatch');
       },
       storageError: (operation) => observer?.storageError?.(operation),
     };
     const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer: watch, maxBytes, spool: this.spool, store: keepsPeerCopies(peers) };
-    const fill = await BlobFill.start(options, Promise.resolve(body));
-    this.ownerSourced.add(fill);
-    return fill;
+    const download = await BlobDownload.start(options, async () => answer);
+    this.ownerSourced.add(download);
+    return download;
   }
 
   /** A follower whose leader could not spool fetches its own uncached stream. */
   private async joinOrBypass(
     repo: ResolvedRepository,
     digest: string,
-    running: Promise<BlobFill>,
+    running: Promise<BlobDownload>,
     expectedSize: number | undefined,
     origin: RequestOrigin | undefined,
   ): Promise<BlobHandle> {
     try {
-      const fill = await running;
-      if (fill.failure) {
+      const download = await running;
+      if (download.failure) {
         // Already failed, and only not yet cleaned up: this request starts afresh instead of sharing the failure.
         this.inflight.delete(repo.upstream, digest, running);
         return this.openUncached(repo, digest, expectedSize, origin);
       }
-      return fillHandle(fill, 'coalesced');
+      return downloadHandle(download, 'coalesced');
     } catch (e) {
       if (!(e instanceof SpoolUnavailableError)) throw e;
       return this.bypass(repo, digest, expectedSize);
@@ -329,7 +333,7 @@ export class BlobService {
 
   private async cachedHandle(repo: ResolvedRepository, digest: string, entry: CachedEntry): Promise<BlobHandle> {
     const { storage } = this.options;
-    // Served from the cache: its last access (a download counts when it is stored, see startFill).
+    // Served from the cache: its last access (a download counts when it is stored, see startDownload).
     this.options.access?.record(digest);
     let redirect: string | undefined;
     if (this.options.redirectSeconds && storage.blobUrl) {
@@ -384,7 +388,7 @@ export class BlobService {
       return await this.options.storage.statBlob(digest);
     } catch (e) {
       this.options.observer?.storageError?.('stat_blob');
-      this.options.log.warn({ digest, err: errMessage(e) }, 'storage stat failed; treating as a miss');
+      this.options.log.warn({ digest, err: errorText(e) }, 'storage stat failed; treating as a miss');
       return undefined;
     }
   }
@@ -424,16 +428,16 @@ function blobUnknown(digest: string): OciError {
   return new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
 }
 
-async function settleAll(running: Promise<BlobFill>[]): Promise<void> {
-  const fills = await Promise.allSettled(running);
-  await Promise.all(fills.map((f) => (f.status === 'fulfilled' ? f.value.settled() : undefined)));
+async function settleAll(running: Promise<BlobDownload>[]): Promise<void> {
+  const downloads = await Promise.allSettled(running);
+  await Promise.all(downloads.map((d) => (d.status === 'fulfilled' ? d.value.settled() : undefined)));
 }
 
 /**
  * One uncached upstream stream for one client; the digest is still verified before the last byte, and the
  * body is cut past `maxBytes` (or its Content-Length).
  */
-function directHandle(digest: string, source: FillSource, maxBytes: number): BlobHandle {
+function directHandle(digest: string, source: SourceBody, maxBytes: number): BlobHandle {
   let used = false;
   return {
     size: source.size,
@@ -452,24 +456,17 @@ function directHandle(digest: string, source: FillSource, maxBytes: number): Blo
   };
 }
 
-function fillHandle(fill: BlobFill, outcome: CacheOutcome): BlobHandle {
+function downloadHandle(download: BlobDownload, outcome: CacheOutcome): BlobHandle {
   // Hold the spool open until the handle is opened or disposed.
-  fill.retain();
-  let released = false;
-  const release = () => {
-    if (!released) {
-      released = true;
-      fill.releaseRef();
-    }
-  };
+  const release = download.hold();
   return {
-    size: fill.size,
+    size: download.size,
     outcome,
     warning: undefined,
-    rangeable: fill.size !== undefined,
+    rangeable: download.size !== undefined,
     redirect: undefined,
     open: async (range?: ByteRange): Promise<Readable> => {
-      const reader = fill.reader(range?.start ?? 0, range ? range.end + 1 : undefined);
+      const reader = readDownload(download, range?.start ?? 0, range ? range.end + 1 : undefined);
       release();
       return reader;
     },

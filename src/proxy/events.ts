@@ -7,8 +7,8 @@ export type EntryKind = 'manifest' | 'blob' | 'tags' | 'referrers';
 export type CacheOutcome = 'hit' | 'miss' | 'stale' | 'coalesced' | 'revalidated' | 'bypass' | 'peer';
 
 export interface ProxyObserver {
-  fillStarted?(namespace: string): void;
-  fillFinished?(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void;
+  downloadStarted?(namespace: string): void;
+  downloadFinished?(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void;
   storageError?(operation: string): void;
   corruptBlobDropped?(): void;
 }

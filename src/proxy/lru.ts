@@ -1,6 +1,7 @@
 /**
- * A small LRU bounded by total weight (bytes for manifests, 1 per entry for tag records). Map keeps
- * insertion order, so re-inserting on access makes the first key the least recently used.
+ * A small LRU bounded by total weight (bytes for manifests, 1 per entry for tag records). Entries sit
+ * in a Map for lookup and in a doubly linked list for recency, oldest first: a hit moves its node to
+ * the end by relinking it, without the delete and re-insert in the Map (whose holes make it rehash).
  * It has no dependencies, so upstream/ uses it too (agents and tokens of client-chosen upstreams).
  */
 export interface LruOptions<V> {
@@ -11,8 +12,19 @@ export interface LruOptions<V> {
   now?: () => number;
 }
 
+interface Node<V> {
+  key: string;
+  value: V;
+  weight: number;
+  usedAt: number;
+  older: Node<V> | undefined;
+  newer: Node<V> | undefined;
+}
+
 export class Lru<V> {
-  private readonly entries = new Map<string, { value: V; weight: number; usedAt: number }>();
+  private readonly entries = new Map<string, Node<V>>();
+  private oldest: Node<V> | undefined;
+  private newest: Node<V> | undefined;
   private total = 0;
   private readonly now: () => number;
 
@@ -28,9 +40,11 @@ export class Lru<V> {
     this.prune();
     const e = this.entries.get(key);
     if (!e) return undefined;
-    this.entries.delete(key);
-    e.usedAt = this.now();
-    this.entries.set(key, e);
+    if (this.options.idleMs !== undefined) e.usedAt = this.now();
+    if (e !== this.newest) {
+      this.unlink(e);
+      this.append(e);
+    }
     return e.value;
   }
 
@@ -39,19 +53,18 @@ export class Lru<V> {
     const weight = this.weigh(value);
     if (weight > this.maxWeight) return;
     this.delete(key);
-    this.entries.set(key, { value, weight, usedAt: this.now() });
+    const e: Node<V> = { key, value, weight, usedAt: this.now(), older: undefined, newer: undefined };
+    this.entries.set(key, e);
+    this.append(e);
     this.total += weight;
-    while (this.total > this.maxWeight) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done) break;
-      this.evict(oldest.value);
-    }
+    while (this.total > this.maxWeight && this.oldest) this.evict(this.oldest.key);
   }
 
   delete(key: string): void {
     const e = this.entries.get(key);
     if (!e) return;
     this.entries.delete(key);
+    this.unlink(e);
     this.total -= e.weight;
   }
 
@@ -60,10 +73,7 @@ export class Lru<V> {
     const idleMs = this.options.idleMs;
     if (idleMs === undefined) return;
     const cutoff = this.now() - idleMs;
-    for (const [key, e] of this.entries) {
-      if (e.usedAt > cutoff) break;
-      this.evict(key);
-    }
+    while (this.oldest && this.oldest.usedAt <= cutoff) this.evict(this.oldest.key);
   }
 
   /** How many entries are held. */
@@ -73,8 +83,10 @@ export class Lru<V> {
 
   /** Removes every entry (without onEvict) and returns their values. */
   clear(): V[] {
-    const values = [...this.entries.values()].map((e) => e.value);
+    const values: V[] = [];
+    for (let e = this.oldest; e; e = e.newer) values.push(e.value);
     this.entries.clear();
+    this.oldest = this.newest = undefined;
     this.total = 0;
     return values;
   }
@@ -84,5 +96,21 @@ export class Lru<V> {
     if (!e) return;
     this.delete(key);
     this.options.onEvict?.(key, e.value);
+  }
+
+  private append(e: Node<V>): void {
+    e.older = this.newest;
+    e.newer = undefined;
+    if (this.newest) this.newest.newer = e;
+    else this.oldest = e;
+    this.newest = e;
+  }
+
+  private unlink(e: Node<V>): void {
+    if (e.older) e.older.newer = e.newer;
+    else this.oldest = e.newer;
+    if (e.newer) e.newer.older = e.older;
+    else this.newest = e.older;
+    e.older = e.newer = undefined;
   }
 }

@@ -64,12 +64,37 @@ export class ManifestService {
     this.now = options.now ?? Date.now;
   }
 
-  async get(repo: ResolvedRepository, reference: Reference, origin?: RequestOrigin): Promise<ManifestResult> {
+  get(repo: ResolvedRepository, reference: Reference, origin?: RequestOrigin): Promise<ManifestResult> {
+    // A warm request is answered from memory without a chain of awaits (each one a promise and a turn).
+    const hot = reference.kind === 'digest' ? this.hotByDigest(repo, reference.digest.value) : this.hotByTag(repo, reference.tag);
+    if (hot !== undefined) {
+      this.options.access?.record(hot.digest);
+      return Promise.resolve(hot);
+    }
+    return this.getFromStorageOrUpstream(repo, reference, origin);
+  }
+
+  private async getFromStorageOrUpstream(repo: ResolvedRepository, reference: Reference, origin: RequestOrigin | undefined): Promise<ManifestResult> {
     const result =
       reference.kind === 'digest' ? await this.byDigest(repo, reference.digest.value, origin) : await this.byTag(repo, reference.tag, origin);
     // Served from the cache: its last access (a fetch's time is the tag's checkedAt, the manifest's fetchedAt).
     if (result.outcome !== 'miss') this.options.access?.record(result.digest);
     return result;
+  }
+
+  /** byDigest's answer when memory holds the link and the manifest; else undefined (no I/O). */
+  private hotByDigest(repo: ResolvedRepository, digest: string): ManifestResult | undefined {
+    if (this.options.links.peek(repoRef(repo), 'manifest', digest) === undefined) return undefined;
+    const stored = this.hotManifests.get(digest);
+    return stored && { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
+  }
+
+  /** byTag's answer when memory holds a fresh tag record and its manifest; else undefined (no I/O). */
+  private hotByTag(repo: ResolvedRepository, tag: string): ManifestResult | undefined {
+    const record = this.hotTags.get(tagKey(repoRef(repo), tag));
+    if (!record || !(this.options.offline || this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs)) return undefined;
+    const stored = this.hotManifests.get(record.digest);
+    return stored && { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
   }
 
   private async byDigest(repo: ResolvedRepository, digest: string, origin: RequestOrigin | undefined): Promise<ManifestResult> {
@@ -86,8 +111,8 @@ export class ManifestService {
     const key = `d\0${upstreamKey(repo.upstream)}\0${repo.repository}\0${digest}`;
     return this.fetches.run(key, async () => {
       // A fetch through this repository that ended while this request read storage: no second fetch.
-      const landed = links.peek(ref, 'manifest', digest) !== undefined ? this.hotManifests.get(digest) : undefined;
-      if (landed) return { digest, mediaType: landed.mediaType, bytes: landed.bytes, outcome: 'coalesced', warning: undefined };
+      const landed = this.hotByDigest(repo, digest);
+      if (landed) return { ...landed, outcome: 'coalesced' };
       const owner = ownerToAsk(this.options.peers, clusterKeys.digest(digest), origin);
       const fromOwner = owner === undefined ? undefined : await this.fromOwner(repo, digest, owner, origin);
       return fromOwner ?? (linked === undefined ? this.confirmDigest(repo, digest) : this.fetch(repo, digest));
@@ -116,11 +141,8 @@ export class ManifestService {
     const key = `t\0${repo.namespace}\0${repo.repository}\0${tag}`;
     return this.fetches.run(key, async () => {
       // A fetch that ended while this request read storage left its answer in memory: no second fetch.
-      const landed = this.hotTags.get(tagKey(ref, tag));
-      if (landed && landed !== record && this.now() - landed.checkedAt.getTime() < repo.upstream.manifestInvalidationMs) {
-        const stored = this.hotManifests.get(landed.digest);
-        if (stored) return { digest: landed.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'coalesced', warning: undefined };
-      }
+      const landed = this.hotByTag(repo, tag);
+      if (landed) return { ...landed, outcome: 'coalesced' };
       // A missing or expired tag record is the owner's to fetch or re-check: one upstream request per cluster.
       const owner = ownerToAsk(this.options.peers, clusterKeys.tag(repo.namespace, repo.repository, tag), origin);
       const fromOwner = owner === undefined ? undefined : await this.fromOwner(repo, tag, owner, origin);

@@ -1,18 +1,18 @@
-import type { BlobFill } from '../proxy/blob-fill.js';
+import type { BlobDownload } from '../proxy/download/blob-download.js';
 import type { DownloadsStatus } from './types.js';
 
 /** Where the running downloads live (BlobService): each a promise that resolves once upstream answered. */
 export interface DownloadRegistry {
-  inflightDownloads(): Iterable<Promise<BlobFill>>;
+  inflightDownloads(): Iterable<Promise<BlobDownload>>;
 }
 
 /**
  * Reads the running blob downloads without touching them: a download's promise is watched once (a
- * `then` that only notes the fill), so a download still waiting for upstream is counted, not awaited.
+ * `then` that only notes the download), so a download still waiting for upstream is counted, not awaited.
  */
 export class DownloadWatcher {
-  private readonly watched = new WeakSet<Promise<BlobFill>>();
-  private readonly started = new WeakMap<Promise<BlobFill>, BlobFill>();
+  private readonly watched = new WeakSet<Promise<BlobDownload>>();
+  private readonly started = new WeakMap<Promise<BlobDownload>, BlobDownload>();
 
   constructor(private readonly registry: DownloadRegistry) {}
 
@@ -22,7 +22,7 @@ export class DownloadWatcher {
       if (this.watched.has(p)) continue;
       this.watched.add(p);
       p.then(
-        (fill) => this.started.set(p, fill),
+        (download) => this.started.set(p, download),
         () => undefined,
       );
     }
@@ -31,19 +31,19 @@ export class DownloadWatcher {
     const running: DownloadsStatus['running'] = [];
     let waiting = 0;
     for (const p of pending) {
-      const fill = this.started.get(p);
-      if (!fill) {
+      const download = this.started.get(p);
+      if (!download) {
         waiting++;
         continue;
       }
-      if (!(await visible(fill.namespace))) continue;
+      if (!(await visible(download.namespace))) continue;
       running.push({
-        namespace: fill.namespace,
-        digest: fill.digest,
-        receivedBytes: fill.received,
-        sizeBytes: fill.size ?? null,
-        clients: fill.readers,
-        state: fill.failure ? 'failed' : fill.verified ? 'storing' : 'downloading',
+        namespace: download.namespace,
+        digest: download.digest,
+        receivedBytes: download.received,
+        sizeBytes: download.size ?? null,
+        clients: download.readers,
+        state: download.failure ? 'failed' : download.verified ? 'storing' : 'downloading',
       });
     }
     running.sort((a, b) => (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));

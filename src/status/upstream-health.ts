@@ -46,7 +46,7 @@ export class UpstreamHealth implements UpstreamObserver, ProxyObserver {
     this.error(namespace, `${kind}: ${error ? describe(error) : code}`);
   }
 
-  fillFinished(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void {
+  downloadFinished(namespace: string, result: 'stored' | 'uncached' | 'failed' | 'digest_mismatch'): void {
     if (result === 'digest_mismatch') this.error(namespace, 'blob: the body did not match its digest (nothing stored)');
     else if (result === 'failed') this.error(namespace, 'blob: the download failed before its end (nothing stored; see the log)');
   }

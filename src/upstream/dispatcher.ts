@@ -2,10 +2,11 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { readFileSync } from 'node:fs';
 import { isIP, type LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { Agent, buildConnector } from 'undici';
+import type { Agent, buildConnector } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { isLocalHostName, isPublicAddress } from './address-policy.js';
 import { RefusedAddressError } from './errors.js';
+import { undici } from './undici.js';
 
 /**
  * One undici Agent (keep-alive pools per origin) for one upstream, with its TLS settings.
@@ -20,7 +21,8 @@ export function createUpstreamDispatcher(config: UpstreamConfig): Agent {
     ...(config.clientCertFile ? { cert: readFileSync(config.clientCertFile) } : {}),
     ...(config.clientKeyFile ? { key: readFileSync(config.clientKeyFile) } : {}),
   };
-  const base = buildConnector({
+  const lib = undici();
+  const base = lib.buildConnector({
     ...tls,
     timeout: config.connectTimeoutMs,
     ...(guard ? { lookup: publicOnlyLookup } : {}),
@@ -35,7 +37,7 @@ export function createUpstreamDispatcher(config: UpstreamConfig): Agent {
         base(opts, callback);
       }
     : base;
-  return new Agent({
+  return new lib.Agent({
     connect,
     connections: 64,
     keepAliveTimeout: 30_000,

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../config/types.js';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
@@ -17,6 +17,7 @@ import { TokenCache, type Token } from './token-cache.js';
 import { mayReceiveCredentials } from './token-realm.js';
 import { readCapped, TooLargeError } from '../read-capped.js';
 import { DEFAULT_USER_AGENT } from '../version.js';
+import { undici } from './undici.js';
 
 const MAX_SMALL_BODY = 4 * 1024 * 1024;
 /** Token responses are a few KiB; a token has to fit in a request header anyway. */
@@ -428,7 +429,7 @@ export class UpstreamClient {
       const headers: Record<string, string> = { 'user-agent': this.userAgent };
       if (opts.accept) headers['accept'] = opts.accept;
       if (authorization && current.origin === origin) headers['authorization'] = authorization;
-      const res = await request(current, { method, headers, dispatcher: this.dispatcher, signal: opts.signal });
+      const res = await undici().request(current, { method, headers, dispatcher: this.dispatcher, signal: opts.signal });
       const location = header(res.headers, 'location');
       if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && location) {
         await discard(res.body);
@@ -510,12 +511,12 @@ export class UpstreamClient {
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.secret, client_id: 'oci-registry', scope });
       if (service) form.set('service', service);
       headers['content-type'] = 'application/x-www-form-urlencoded';
-      res = await request(url, { method: 'POST', headers, body: form.toString(), dispatcher: this.dispatcher });
+      res = await undici().request(url, { method: 'POST', headers, body: form.toString(), dispatcher: this.dispatcher });
     } else {
       if (service) url.searchParams.set('service', service);
       url.searchParams.set('scope', scope);
       if (creds) headers['authorization'] = basicHeader(creds);
-      res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher });
+      res = await undici().request(url, { method: 'GET', headers, dispatcher: this.dispatcher });
     }
     if (res.statusCode !== 200) {
       await discard(res.body);

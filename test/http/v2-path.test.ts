@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseV2Path } from '../../src/http/v2-path.js';
+import { parseV2Path, parseV2PathCached } from '../../src/http/v2-path.js';
 
 const D = `sha256:${'d'.repeat(64)}`;
 
@@ -41,4 +41,12 @@ t.test('percent-encoded characters, backslashes and NUL are NAME_INVALID', async
 
 t.test('an empty name yields an empty string (refused later by the name grammar)', async (t) => {
   t.same(parseV2Path('/v2//manifests/latest'), { kind: 'manifests', name: '', reference: 'latest' });
+});
+
+t.test('the remembered parse answers as the parse does, and still refuses encoded paths', async (t) => {
+  t.same(parseV2PathCached('/v2/nginx/manifests/latest'), { kind: 'manifests', name: 'nginx', reference: 'latest' });
+  t.equal(parseV2PathCached('/v2/nginx/manifests/latest'), parseV2PathCached('/v2/nginx/manifests/latest'));
+  t.equal(parseV2PathCached('/v2/nginx/other/x'), undefined);
+  t.throws(() => parseV2PathCached('/v2/a%2fb/manifests/latest'));
+  t.throws(() => parseV2PathCached('/v2/a%2fb/manifests/latest'));
 });

@@ -4,7 +4,7 @@
  * (rewind) instead of holding it; the bytes are read again from the spool when the client reads again.
  */
 import t from 'tap';
-import { FillingSpoolReader } from '../../src/proxy/spool-reader.js';
+import { FillingSpoolReader } from '../../src/proxy/download/spool-reader.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { startFixtureUpstream } from '../fixtures/upstream.js';
 import { eventually } from '../helpers/eventually.js';

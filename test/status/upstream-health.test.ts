@@ -22,9 +22,9 @@ t.test('a transport error shows its message and reason, a failed download its re
   const h = new UpstreamHealth(() => true, () => 1000);
   h.onError('ns', 'tags', 'UPSTREAM_TIMEOUT', 'ns.example', new OciError('UPSTREAM_TIMEOUT', 'upstream timed out', { detail: { namespace: 'ns', reason: 'UND_ERR_HEADERS_TIMEOUT' } }));
   t.equal(h.get('ns')?.lastError?.message, 'tags: upstream timed out (UND_ERR_HEADERS_TIMEOUT)');
-  h.fillFinished('ns', 'digest_mismatch');
+  h.downloadFinished('ns', 'digest_mismatch');
   t.match(h.get('ns')?.lastError?.message, /did not match its digest/);
-  h.fillFinished('ns', 'stored');
+  h.downloadFinished('ns', 'stored');
   t.match(h.get('ns')?.lastError?.message, /did not match its digest/, 'a stored download changes nothing');
 });
 

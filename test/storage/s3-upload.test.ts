@@ -1,12 +1,15 @@
 /**
- * The S3 blob writer (src/storage/s3/blob-upload.ts): how a written blob is cut into requests, that
- * the caller may reuse a chunk once write() resolved, and that no more than queueSize parts are in
- * flight (its memory bound is partSize * (queueSize + 1)). Against s3rver; which S3 commands are
- * sent is recorded with a middleware on the storage's client.
+ * The S3 blob writer (src/storage/s3/blob-writer.ts, lib-storage's Upload fed by write()): how a
+ * written blob is cut into requests, that nothing is visible before commit, that the caller may reuse
+ * a chunk once write() resolved, that no more than queueSize parts are in flight and write() waits
+ * meanwhile, and that abort leaves no multipart upload. Against s3rver; which S3 commands are sent is
+ * recorded with a middleware on the storage's client.
  */
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
 import { createS3Storage, type S3Storage } from '../../src/storage/s3/index.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
+import { eventually } from '../helpers/eventually.js';
 import { startS3Server } from '../helpers/s3-server.js';
 
 const MiB = 1024 * 1024;
@@ -126,13 +129,45 @@ t.test('no more than queueSize parts are uploaded at once', async (t) => {
   t.equal(sha256(await readBack(storage, digest)), digest);
 });
 
+t.test('nothing is sent for a small blob, and nothing is visible, before commit', async (t) => {
+  const { storage, commands } = await makeStorage();
+  t.teardown(() => storage.close());
+  const data = randomBytesSeeded(PART - 1, 47);
+  const digest = sha256(data);
+  const writer = await storage.createBlobWriter(digest);
+  for (let i = 0; i < data.length; i += MiB) await writer.write(data.subarray(i, i + MiB));
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(commands, [], 'no request before commit');
+  t.equal(await storage.statBlob(digest), undefined, 'not visible');
+  const before = commands.length;
+  await writer.commit();
+  t.same(commands.slice(before), ['PutObjectCommand'], 'one PutObject at commit');
+  t.equal(sha256(await readBack(storage, digest)), digest);
+});
+
+t.test('a multipart blob is not visible before commit', async (t) => {
+  const { storage, commands } = await makeStorage();
+  t.teardown(() => storage.close());
+  const data = randomBytesSeeded(3 * PART, 48);
+  const digest = sha256(data);
+  const writer = await storage.createBlobWriter(digest);
+  for (let i = 0; i < data.length; i += MiB) await writer.write(data.subarray(i, i + MiB));
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(commands.filter((c) => c === 'UploadPartCommand').length >= 2, 'parts went out while writing');
+  t.notOk(commands.includes('CompleteMultipartUploadCommand'), 'not completed');
+  t.equal(await storage.statBlob(digest), undefined, 'not visible');
+  await writer.commit();
+  t.equal(commands.at(-1), 'CompleteMultipartUploadCommand', 'completed at commit');
+  t.equal(sha256(await readBack(storage, digest)), digest);
+});
+
 t.test('abort while a write waits for a free part leaves nothing behind', async (t) => {
-  const { storage, commands } = await makeStorage(1, 500);
+  const { storage, commands } = await makeStorage(1, 1500);
   t.teardown(() => storage.close());
   const data = randomBytesSeeded(4 * PART, 46);
   const digest = sha256(data);
   const writer = await storage.createBlobWriter(digest);
-  // Part 1 takes 500 ms to go out: with a queue of one, the write that completes part 2 waits for it.
+  // Part 1 takes 1.5 s to go out: with a queue of one, the writes after it wait.
   let written = 0;
   const writing = (async () => {
     for (let i = 0; i < data.length; i += MiB) {
@@ -144,12 +179,34 @@ t.test('abort while a write waits for a free part leaves nothing behind', async 
     () => undefined,
     (e: unknown) => e as Error,
   );
-  await new Promise((r) => setTimeout(r, 200));
-  t.equal(written, 2 * PART, 'the writer is held back after filling part 2');
+  t.ok(await eventually(() => commands.includes('UploadPartCommand')), 'part 1 is on its way');
+  await new Promise((r) => setTimeout(r, 100));
+  const held = written;
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(written, held, 'the writer is held back while part 1 uploads');
+  t.ok(held > PART && held < 2 * PART, `held at ${held / MiB} MiB: part 1 and at most the next part's start`);
   t.equal(commands.filter((c) => c === 'UploadPartCommand').length, 1, 'one part sent');
   await writer.abort();
   t.match((await outcome)?.message, /aborted/, 'the waiting write rejects');
   await t.rejects(writer.commit(), 'commit after abort rejects');
+  await t.rejects(writer.write(Buffer.from('x')), 'write after abort rejects');
   t.equal(await storage.statBlob(digest), undefined, 'nothing visible');
-  t.same(await s3.pendingUploads(storage.keys.prefix), [], 'no multipart upload pending');
+  t.ok(commands.includes('AbortMultipartUploadCommand'), 'the multipart upload was aborted');
+  const listed = await storage.client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: storage.keys.prefix }));
+  t.same(listed.Uploads ?? [], [], 'ListMultipartUploads shows none pending');
+  t.same(await s3.pendingUploads(storage.keys.prefix), [], 'and none is left in the server');
+  await writer.abort();
+  t.pass('a second abort is harmless');
+});
+
+t.test('abort of a small blob sends nothing', async (t) => {
+  const { storage, commands } = await makeStorage();
+  t.teardown(() => storage.close());
+  const data = randomBytesSeeded(300_000, 49);
+  const writer = await storage.createBlobWriter(sha256(data));
+  await writer.write(data);
+  await writer.abort();
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(commands, [], 'no PutObject, no multipart upload');
+  t.equal(await storage.statBlob(sha256(data)), undefined, 'nothing visible');
 });

@@ -49,7 +49,7 @@ t.test('options', async (t) => {
   t.equal(resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569/' }).endpoint, 'http://127.0.0.1:4569', 'scheme kept, trailing slash dropped');
   t.equal(resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569' }).forcePathStyle, true, 'path style with an endpoint');
   t.equal(resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569', forcePathStyle: false }).forcePathStyle, false, 'unless told otherwise');
-  t.equal(resolveS3Options(base).partSizeBytes, 8 * MIB, 'part size defaults to 8 MiB');
+  t.equal(resolveS3Options(base).partSizeBytes, 5 * MIB, 'part size defaults to 5 MiB');
   t.equal(resolveS3Options(base).queueSize, 1, 'queue size defaults to 1');
   t.throws(() => resolveS3Options({ ...base, partSizeBytes: 5 * MIB - 1 }), /partSizeBytes/, 'parts under 5 MiB refused');
   t.throws(() => resolveS3Options({ ...base, queueSize: 0 }), /queueSize/);

@@ -6,6 +6,31 @@ import type { Mirror } from '../../proxy/mirror.js';
 import type { ResolvedRepository } from '../../resolve/resolver.js';
 import { requestOrigin } from '../request-origin.js';
 
+/** Verdicts per Accept header and media type: clients send a handful of distinct Accept values. */
+const verdicts = new Map<string, Map<string, boolean>>();
+const MAX_VERDICT_HEADERS = 256;
+const MAX_VERDICT_TYPES = 32;
+/** Longer Accept values (client-chosen, up to the header limit) are judged each time, never kept. */
+const MAX_KEPT_ACCEPT_LENGTH = 1024;
+
+function acceptable(mediaType: string, accept: string | undefined): boolean {
+  if (accept === undefined) return true;
+  if (accept.length > MAX_KEPT_ACCEPT_LENGTH) return isAcceptable(mediaType, [accept]);
+  let byType = verdicts.get(accept);
+  if (byType === undefined) {
+    if (verdicts.size >= MAX_VERDICT_HEADERS) verdicts.clear();
+    byType = new Map();
+    verdicts.set(accept, byType);
+  }
+  let verdict = byType.get(mediaType);
+  if (verdict === undefined) {
+    verdict = isAcceptable(mediaType, [accept]);
+    if (byType.size >= MAX_VERDICT_TYPES) byType.clear();
+    byType.set(mediaType, verdict);
+  }
+  return verdict;
+}
+
 export async function serveManifest(
   mirror: Mirror,
   repo: ResolvedRepository,
@@ -17,9 +42,8 @@ export async function serveManifest(
   const result = await mirror.manifests.get(repo, reference, requestOrigin(request));
   request.ctx.outcome = result.outcome;
   if (result.linked) request.ctx.linked = true;
-  const accept = request.headers.accept;
   // Never convert: a stored type the client did not ask for is "unknown" to it, as in distribution.
-  if (!isAcceptable(result.mediaType, accept === undefined ? [] : [accept])) {
+  if (!acceptable(result.mediaType, request.headers.accept)) {
     throw new OciError('MANIFEST_UNKNOWN', 'manifest not available in an accepted media type', {
       detail: { mediaType: result.mediaType },
     });

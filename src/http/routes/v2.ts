@@ -5,7 +5,8 @@ import type { Mirror } from '../../proxy/mirror.js';
 import type { Resolver } from '../../resolve/resolver.js';
 import type { ClientAuth } from '../client-auth.js';
 import { sendOciError } from '../errors.js';
-import { parseV2Path } from '../v2-path.js';
+import { ResolveCache } from '../resolve-cache.js';
+import { parseV2PathCached } from '../v2-path.js';
 import { serveBlob } from './blobs.js';
 import { serveCatalog } from './catalog.js';
 import { serveManifest } from './manifests.js';
@@ -22,7 +23,8 @@ const WRITE_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 /** The pull API. One wildcard route; the path is parsed by us, so names of any depth route the same way. */
 export async function v2Routes(app: FastifyInstance, deps: V2Deps): Promise<void> {
-  const handler = (request: FastifyRequest, reply: FastifyReply) => handleV2(deps, request, reply);
+  const names = new ResolveCache(deps.resolver);
+  const handler = (request: FastifyRequest, reply: FastifyReply) => handleV2(deps, names, request, reply);
   app.route({ method: ['GET', 'HEAD'], url: '/v2', handler });
   app.route({ method: ['GET', 'HEAD'], url: '/v2/', handler });
   app.route({ method: ['GET', 'HEAD'], url: '/v2/*', handler });
@@ -38,12 +40,12 @@ export async function v2Routes(app: FastifyInstance, deps: V2Deps): Promise<void
   app.route({ method: [...WRITE_METHODS], url: '/v2/*', handler: unsupported });
 }
 
-async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function handleV2(deps: V2Deps, names: ResolveCache, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const rawUrl = request.raw.url ?? '/';
   const q = rawUrl.indexOf('?');
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
   if (path === '/v2/_catalog') return serveCatalog(deps, request, reply);
-  const parsed = parseV2Path(path);
+  const parsed = parseV2PathCached(path);
   if (!parsed) {
     request.ctx.route = 'unknown';
     throw new OciError('NOT_FOUND', 'unknown endpoint', { detail: { path: path.slice(0, 200) } });
@@ -64,7 +66,7 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
   const registryHeader = request.headers['x-registry'];
   let repo;
   try {
-    repo = deps.resolver.resolve({
+    repo = names.resolve({
       name: parsed.name,
       ns,
       registryHeader: Array.isArray(registryHeader) ? registryHeader[0] : registryHeader,
@@ -76,7 +78,10 @@ async function handleV2(deps: V2Deps, request: FastifyRequest, reply: FastifyRep
     }
     throw e;
   }
-  await deps.clientAuth.check(repo.upstream.clientAuthFile, repo.namespace, request.headers.authorization, request.ip);
+  // Only namespaces with client_auth check anything: the others skip the await (a promise and a turn).
+  if (repo.upstream.clientAuthFile !== undefined) {
+    await deps.clientAuth.check(repo.upstream.clientAuthFile, repo.namespace, request.headers.authorization, request.ip);
+  }
   request.ctx.namespace = repo.namespace;
   request.ctx.repository = repo.repository;
   request.ctx.source = repo.source;

@@ -1,11 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-
-/** A unique temp path in `tmpDir`; the sweep at start removes whatever a crash left there. */
-export function tempPath(tmpDir: string): string {
-  return join(tmpDir, `${Date.now().toString(36)}-${process.pid}-${randomBytes(6).toString('hex')}.part`);
-}
+import { dirname } from 'node:path';
+import { tempPath } from '../../fs/temp-path.js';
 
 /**
  * Moves a fully written, synced temp file into place: rename is the atomic point of visibility.

@@ -1,7 +1,8 @@
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { BlobWriter } from '../storage.js';
-import { publish, tempPath } from './atomic-file.js';
-import { writeAllAt } from './write-all.js';
+import { tempPath } from '../../fs/temp-path.js';
+import { writeAllAt } from '../../fs/write-all.js';
+import { publish } from './atomic-file.js';
 
 /** Writes a blob to a temp file under tmp/; commit syncs and renames it to its digest path. */
 export class FilesystemBlobWriter implements BlobWriter {

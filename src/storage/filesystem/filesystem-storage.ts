@@ -15,7 +15,8 @@ import type {
   StoredManifest,
   TagRecord,
 } from '../storage.js';
-import { writeFileAtomic, tempPath } from './atomic-file.js';
+import { tempPath } from '../../fs/temp-path.js';
+import { writeFileAtomic } from './atomic-file.js';
 import { FilesystemBlobWriter } from './blob-writer.js';
 import { FileRegionStream } from './file-region-stream.js';
 import { FilesystemPaths } from './paths.js';

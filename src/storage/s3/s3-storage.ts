@@ -28,7 +28,7 @@ import type {
   StoredManifest,
   TagRecord,
 } from '../storage.js';
-import { S3BlobUpload } from './blob-upload.js';
+import { S3BlobWriter } from './blob-writer.js';
 import { createS3Client } from './client.js';
 import { describeError, httpStatusOf, isInvalidRange, isNotFound } from './errors.js';
 import { S3Keys } from './keys.js';
@@ -181,7 +181,7 @@ export class S3Storage implements Storage {
   }
 
   async createBlobWriter(digest: string): Promise<BlobWriter> {
-    return new S3BlobUpload({
+    return new S3BlobWriter({
       client: this.client,
       bucket: this.bucket,
       key: this.keys.blob(digest),

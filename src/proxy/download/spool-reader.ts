@@ -1,10 +1,29 @@
 import { Readable } from 'node:stream';
-import type { BufferFiller } from '../storage/storage.js';
-import type { BlobFill } from './blob-fill.js';
+import type { BufferFiller } from '../../storage/storage.js';
 
-// Reads are thread-pool round trips, so large ones are much faster (one client: 64 KiB ~0.9 GB/s,
-// 512 KiB ~2 GB/s); but each reader holds about two of them. The fill's readers share a budget, so one
-// client reads 512 KiB at a time and a herd of 50 reads 64 KiB each.
+/** What a reader needs of the download it follows (BlobDownload). */
+export interface FollowedDownload {
+  /** The blob's size, when announced or known. */
+  readonly size: number | undefined;
+  /** Bytes received so far: readable from memory or the spool. */
+  readonly received: number;
+  /** Every byte is received and matched the digest: the last byte may be handed out. */
+  readonly verified: boolean;
+  /** Why the download failed, once it has. */
+  readonly failure: Error | undefined;
+  /** How many readers follow it now. */
+  readonly readers: number;
+  /** Counts this reader and calls `onChange` on progress until the returned leave() is called. */
+  follow(onChange: () => void): () => void;
+  /** Received bytes at `position`, possibly fewer than `length`. */
+  read(position: number, length: number): Promise<Buffer>;
+  /** Copies received bytes at `position` into `into`; how many (at least one). */
+  copyTo(position: number, length: number, into: Buffer): Promise<number>;
+}
+
+// Reads are thread-pool round trips, so large ones are much faster; but each reader holds about two of
+// them. A download's readers share a budget, so a lone client reads large chunks and a herd small ones
+// (bench/: cold and herd tests).
 const MIN_CHUNK = 64 * 1024;
 const MAX_CHUNK = 512 * 1024;
 const SHARED_BUDGET = 1024 * 1024;
@@ -14,7 +33,16 @@ function chunkFor(readers: number): number {
 }
 
 /**
- * Streams one client's view of a fill: bytes as they arrive, at this client's pace - from memory near
+ * A stream of bytes [start, end) of a download for one client: a reader that fills the sender's buffers
+ * when others already read it (herds keep a flat memory), the plain stream for the first one (its views of
+ * the arriving chunks need no copy).
+ */
+export function readDownload(download: FollowedDownload, start = 0, end?: number): Readable {
+  return download.readers > 0 ? new FillingSpoolReader(download, start, end) : new SpoolReader(download, start, end);
+}
+
+/**
+ * Streams one client's view of a download: bytes as they arrive, at this client's pace - from memory near
  * the head of the download, else positional reads of the spool file; nothing buffered beyond one chunk.
  * The last byte of the requested range is held back until the whole blob is verified, so a client never
  * completes a response whose blob failed its digest.
@@ -30,7 +58,7 @@ export class SpoolReader extends Readable {
   private reading = false;
   /** Set by _read, cleared when push() reports a full buffer: backpressure from the client socket. */
   private wanted = false;
-  private released = false;
+  private readonly leave: () => void;
   private readonly onChange = () => {
     this.wake();
     this.pump();
@@ -38,15 +66,13 @@ export class SpoolReader extends Readable {
 
   /** `end` is exclusive; undefined reads to the end of the blob. */
   constructor(
-    private readonly download: BlobFill,
+    private readonly download: FollowedDownload,
     start: number,
     private readonly end: number | undefined,
   ) {
     super({ highWaterMark: MIN_CHUNK });
     this.pos = start;
-    download.retain();
-    download.readers++;
-    download.on('change', this.onChange);
+    this.leave = download.follow(this.onChange);
     this.bufferSize = chunkFor(download.readers);
   }
 
@@ -82,10 +108,10 @@ export class SpoolReader extends Readable {
    * range's final byte is kept back (or, with unknown size, the end of the stream).
    */
   private window(): { limit: number; done: boolean } {
-    const fill = this.download;
-    const target = this.end ?? fill.size ?? Number.POSITIVE_INFINITY;
-    const available = Math.min(target, fill.received);
-    if (!fill.verified) return { limit: Math.min(target - 1, fill.received), done: false };
+    const download = this.download;
+    const target = this.end ?? download.size ?? Number.POSITIVE_INFINITY;
+    const available = Math.min(target, download.received);
+    if (!download.verified) return { limit: Math.min(target - 1, download.received), done: false };
     return { limit: available, done: this.pos >= available };
   }
 
@@ -103,17 +129,17 @@ export class SpoolReader extends Readable {
 
   private pump(): void {
     if (this.destroyed || this.filling) return;
-    const fill = this.download;
-    if (fill.failure) {
-      this.destroy(fill.failure);
+    const download = this.download;
+    if (download.failure) {
+      this.destroy(download.failure);
       return;
     }
     if (this.reading || !this.wanted) return;
     const { limit, done } = this.window();
     if (this.pos < limit) {
       this.reading = true;
-      const length = Math.min(chunkFor(fill.readers), limit - this.pos);
-      fill.read(this.pos, length).then(
+      const length = Math.min(chunkFor(download.readers), limit - this.pos);
+      download.read(this.pos, length).then(
         (buf) => {
           this.reading = false;
           if (this.destroyed) return;
@@ -132,7 +158,7 @@ export class SpoolReader extends Readable {
       this.release();
       this.push(null);
     }
-    // Otherwise wait for the fill's next 'change'.
+    // Otherwise wait for the download's next change.
   }
 
   private wake(): void {
@@ -142,20 +168,15 @@ export class SpoolReader extends Readable {
   }
 
   private release(): void {
-    if (this.released) return;
-    this.released = true;
-    this.download.readers--;
-    this.download.off('change', this.onChange);
-    this.download.releaseRef();
+    this.leave();
   }
 }
 
 /**
  * A spool reader that also fills the sender's buffers (BufferFiller). For clients joining a download
  * others already read: each then holds two pooled buffers instead of allocating per chunk, which keeps a
- * herd's memory flat (50 clients: RSS growth 38-40 MiB against 46-78 MiB). A lone client keeps the plain
- * stream, whose views of the arriving chunks need no copy: measured faster for one cold 256 MiB pull
- * (0.60 s against 0.73 s, npm run bench -- --tests=cold).
+ * herd's memory flat. A lone client keeps the plain stream, whose views of the arriving chunks need no
+ * copy, which is faster for one cold pull (bench/: herd and cold tests).
  */
 export class FillingSpoolReader extends SpoolReader implements BufferFiller {
   fill(buffer: Buffer): Promise<number> {
