@@ -270,7 +270,7 @@ async function runRep(peer: PeerDef, ctx: PeerContext, images: Images, sizes: Si
   } catch (e) {
     const dead = crashed();
     const tail = dead.length > 0 ? `\n${dead.map((p) => `${p.name} exited; last output:\n${p.lines.slice(-20).join('\n')}`).join('\n')}` : '';
-    throw new Error(`${(e as Error).message}${tail}`);
+    throw new Error(`${(e as Error).message}${tail}`, { cause: e });
   } finally {
     sampler?.stop();
     for (const line of problemLines(inst)) if (result.logs.length < 50) result.logs.push(line);

@@ -13,7 +13,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, parseUpstreamYaml } from '../config/upstreams.js';
 import type { UpstreamConfig } from '../config/types.js';
 import { DOCKER_HUB, registryHostOf } from '../oci/docker-hub.js';

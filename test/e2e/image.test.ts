@@ -107,6 +107,7 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
 
   const containers: string[] = [];
   let dockerd: Dockerd | undefined;
+  // eslint-disable-next-line prefer-const -- assigned below, after the teardown that reads it is registered
   let upstream: DockerRegistry | undefined;
   const work = await makeTempDir('image-test');
   t.teardown(async () => {

@@ -138,7 +138,7 @@ export function ensureMirrorBuilt(): Promise<void> {
         } catch {
           // released meanwhile
         }
-        if (Date.now() > deadline) throw new Error(`timed out waiting for the build lock ${BUILD_LOCK}`);
+        if (Date.now() > deadline) throw new Error(`timed out waiting for the build lock ${BUILD_LOCK}`, { cause: e });
         await new Promise((r) => setTimeout(r, 200));
       }
     }
@@ -239,7 +239,7 @@ export async function startMirrorProcess(options: MirrorProcessOptions): Promise
   } catch (e) {
     killOnExit();
     await exited;
-    throw new Error(`${(e as Error).message}\ncommand: node ${cliArgs.join(' ')}\noutput:\n${logLines.join('\n')}`);
+    throw new Error(`${(e as Error).message}\ncommand: node ${cliArgs.join(' ')}\noutput:\n${logLines.join('\n')}`, { cause: e });
   } finally {
     onLine = undefined;
   }

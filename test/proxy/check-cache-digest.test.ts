@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import t from 'tap';
-import { FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
+import { type FilesystemStorage } from '../../src/storage/filesystem/filesystem-storage.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { startFixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror } from '../helpers/mirror.js';

@@ -1,4 +1,4 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ByteRange } from '../storage.js';
 
 /** `bytes a-b/size` (size may be `*`). */

@@ -128,7 +128,7 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
         await ctrRaw(['version'], 5_000);
         break;
       } catch (e) {
-        if (Date.now() > deadline) throw new Error(`containerd did not answer on ${address} within 30 s: ${(e as Error).message}\n${logTail()}`);
+        if (Date.now() > deadline) throw new Error(`containerd did not answer on ${address} within 30 s: ${(e as Error).message}\n${logTail()}`, { cause: e });
         await sleep(100);
       }
     }

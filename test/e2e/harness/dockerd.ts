@@ -66,7 +66,7 @@ async function reapManagedContainerd(execRoot: string): Promise<void> {
     return;
   }
   if (!Number.isInteger(pid) || pid <= 1 || !pidAlive(pid)) return;
-  let cmdline = '';
+  let cmdline: string;
   try {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
   } catch {
