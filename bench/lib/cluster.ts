@@ -42,7 +42,19 @@ async function startReplicas(ctx: PeerContext, variant: ClusterVariant): Promise
       const proc = startProcess(
         `mirror-${i}`,
         ctx.bins.node,
-        [ctx.bins.mirrorMain, '--listen', `127.0.0.${i + 1}:${port}`, '--upstream-config-file', configFile, '--log-level', 'warn', ...peers, 'filesystem', '--root', root],
+        [
+          ctx.bins.mirrorMain,
+          '--listen',
+          `127.0.0.${i + 1}:${port}`,
+          '--upstream-config-file',
+          configFile,
+          '--log-level',
+          'warn',
+          ...peers,
+          'filesystem',
+          '--root',
+          root,
+        ],
         { env },
       );
       procs.push(proc);
@@ -57,7 +69,13 @@ async function startReplicas(ctx: PeerContext, variant: ClusterVariant): Promise
 }
 
 /** One herd of `clients` GETs of the cold `blob`, spread evenly over three fresh replicas. */
-export async function clusterHerd(ctx: PeerContext, name: string, blob: Blob, clients: number, variant: ClusterVariant): Promise<ClusterSample> {
+export async function clusterHerd(
+  ctx: PeerContext,
+  name: string,
+  blob: Blob,
+  clients: number,
+  variant: ClusterVariant,
+): Promise<ClusterSample> {
   const { urls, procs, dir } = await startReplicas(ctx, variant);
   try {
     await ctx.upstream.quiesce(300, 10_000);

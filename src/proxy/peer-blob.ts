@@ -48,7 +48,10 @@ export async function askOwnerForBlob(
   }
   const forClient = ownerAnswer(answer, repo.namespace);
   if (forClient) throw forClient;
-  log.warn({ peer, digest, namespace: repo.namespace, code: answer.code, err: answer.message }, 'owner replica failed; downloading the blob here');
+  log.warn(
+    { peer, digest, namespace: repo.namespace, code: answer.code, err: answer.message },
+    'owner replica failed; downloading the blob here',
+  );
   return undefined;
 }
 

@@ -41,7 +41,11 @@ t.test('client_auth is checked on the replica the client reached and again on th
   t.equal(allowed.headers.get('docker-content-digest'), img.digest);
   await allowed.arrayBuffer();
   const ownerMetrics = await (await fetch(`${owner.url}/metrics`)).text();
-  t.match(ownerMetrics, /oci_registry_peer_requests_answered_total\{kind="manifest",status="200"\} 1\b/, 'the owner accepted the forwarded credentials');
+  t.match(
+    ownerMetrics,
+    /oci_registry_peer_requests_answered_total\{kind="manifest",status="200"\} 1\b/,
+    'the owner accepted the forwarded credentials',
+  );
   t.notMatch(ownerMetrics, /oci_registry_peer_requests_answered_total\{kind="manifest",status="401"\}/);
   t.equal(up.countRequests({ method: 'GET', pathIncludes: '/manifests/' }), 1);
 });

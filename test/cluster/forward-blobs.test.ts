@@ -57,12 +57,17 @@ t.test('24 concurrent GETs of a cold blob over three replicas: one upstream down
   const blob = randomBytesSeeded(16 * MiB, 1);
   const digest = up.addBlob(blob);
   const got = await Promise.all(Array.from({ length: 24 }, (_, i) => get(blobUrl(cluster.urls[i % 3] as string, up, digest))));
-  t.same(got.filter((g) => g.status !== 200 || g.digest !== digest || g.bytes !== blob.length), [], 'every response is the verified blob');
+  t.same(
+    got.filter((g) => g.status !== 200 || g.digest !== digest || g.bytes !== blob.length),
+    [],
+    'every response is the verified blob',
+  );
   t.equal(up.blobGets(digest), 1, 'one upstream download for the cluster');
   await Promise.all(cluster.replicas.map((r) => r.settled()));
   const owner = cluster.ownerOf(clusterKeys.digest(digest));
   t.ok(await owner.storage.statBlob(digest), 'the owner stored it');
-  for (const r of cluster.othersOf(clusterKeys.digest(digest))) t.equal(await r.storage.statBlob(digest), undefined, `${r.url} keeps no copy`);
+  for (const r of cluster.othersOf(clusterKeys.digest(digest)))
+    t.equal(await r.storage.statBlob(digest), undefined, `${r.url} keeps no copy`);
   const metrics = await (await fetch(`${cluster.othersOf(clusterKeys.digest(digest))[0]?.url}/metrics`)).text();
   t.match(metrics, /oci_registry_peer_requests_forwarded_total\{kind="blob"\} 1\b/, 'a non-owner asked its owner once for its 8 clients');
   t.match(metrics, /outcome="peer"/);
@@ -72,7 +77,11 @@ t.test('24 concurrent GETs of a cold blob over three replicas: one upstream down
     const again = await get(blobUrl(r.url, up, digest));
     t.equal(again.digest, digest, `${r.url} serves it again from its owner`);
   }
-  t.same(up.requests.slice(mark).map((q) => `${q.method} ${q.path}`), [], 'with no upstream request');
+  t.same(
+    up.requests.slice(mark).map((q) => `${q.method} ${q.path}`),
+    [],
+    'with no upstream request',
+  );
 });
 
 t.test('--peer-cache-copies: a non-owner keeps the blob the owner streamed', async (t) => {

@@ -55,7 +55,11 @@ t.test('24 concurrent GETs of a cold tag over three replicas: one upstream manif
   t.match(metrics, /oci_registry_peer_requests_forwarded_total\{kind="manifest"\} 1\b/, 'a non-owner asked its owner once');
   t.match(metrics, /outcome="peer"/);
   const ownerMetrics = await (await fetch(`${owner.url}/metrics`)).text();
-  t.match(ownerMetrics, /oci_registry_peer_requests_answered_total\{kind="manifest",status="200"\} 2\b/, 'the owner answered each of the two peers once');
+  t.match(
+    ownerMetrics,
+    /oci_registry_peer_requests_answered_total\{kind="manifest",status="200"\} 2\b/,
+    'the owner answered each of the two peers once',
+  );
 });
 
 t.test('a manifest by digest through a non-owner, then with the owner gone', async (t) => {
@@ -104,7 +108,12 @@ t.test('the owner answers for the client: a 404 there is a 404 here, without ask
 });
 
 /** A "replica" that answers every manifest GET with these bytes and this digest header. */
-async function lyingPeer(host: string, port: number, bytes: Buffer, digest: string): Promise<{ server: Server; hits: () => number; hops: () => number }> {
+async function lyingPeer(
+  host: string,
+  port: number,
+  bytes: Buffer,
+  digest: string,
+): Promise<{ server: Server; hits: () => number; hops: () => number }> {
   let hits = 0;
   let hops = 0;
   const server = createServer((req, res) => {

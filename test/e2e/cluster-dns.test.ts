@@ -7,14 +7,27 @@
 import t from 'tap';
 import { requireBinaries } from './harness/binaries.js';
 import { startMirrorCluster, type ClusterReplica, type MirrorCluster } from './harness/cluster.js';
-import { assertAllVerified, bigBlob, blobGets, blobUrl, getAndHash, MiB, until, upstreamConfig, type Got } from './harness/cluster-scenarios.js';
+import {
+  assertAllVerified,
+  bigBlob,
+  blobGets,
+  blobUrl,
+  getAndHash,
+  MiB,
+  until,
+  upstreamConfig,
+  type Got,
+} from './harness/cluster-scenarios.js';
 import { pushBlob } from './harness/push.js';
 import { startDockerRegistry, type DockerRegistry } from './harness/registry.js';
 
 const REPO = 'dns/app';
 
 function members(r: ClusterReplica): string[] | undefined {
-  const line = r.process?.logs().filter((l) => l['msg'] === 'cluster membership').pop();
+  const line = r.process
+    ?.logs()
+    .filter((l) => l['msg'] === 'cluster membership')
+    .pop();
   return line ? (line['members'] as string[]) : undefined;
 }
 
@@ -26,7 +39,11 @@ async function everyoneSees(cluster: MirrorCluster, urls: string[]): Promise<boo
 async function herd(registry: DockerRegistry, replicas: ClusterReplica[], size: number): Promise<{ digest: string; got: Got[] }> {
   const blob = bigBlob(size);
   const digest = await pushBlob(registry, REPO, blob);
-  const got = await Promise.all(Array.from({ length: 24 }, (_, i) => getAndHash(blobUrl(replicas[i % replicas.length]!, registry, REPO, digest), replicas[i % replicas.length]!.index)));
+  const got = await Promise.all(
+    Array.from({ length: 24 }, (_, i) =>
+      getAndHash(blobUrl(replicas[i % replicas.length]!, registry, REPO, digest), replicas[i % replicas.length]!.index),
+    ),
+  );
   return { digest, got };
 }
 

@@ -78,7 +78,9 @@ export function clusterSuite(t: Test, mode: { s3?: () => Promise<S3TestServer> }
     const digest = await pushBlob(registry, repo, blob);
     const replicas = cluster.running();
     const t0 = Date.now();
-    const got = await Promise.all(Array.from({ length: HERD }, (_, i) => getAndHash(blobUrl(replicas[i % 3]!, registry, repo, digest), i % 3)));
+    const got = await Promise.all(
+      Array.from({ length: HERD }, (_, i) => getAndHash(blobUrl(replicas[i % 3]!, registry, repo, digest), i % 3)),
+    );
     const wall = Date.now() - t0;
     t.comment(`herd of ${HERD} x ${BLOB_MIB} MiB: ${wall} ms wall, slowest client ${Math.max(...got.map((g) => g.ms))} ms`);
     assertAllVerified(t, got, digest, blob.length);
@@ -86,12 +88,21 @@ export function clusterSuite(t: Test, mode: { s3?: () => Promise<S3TestServer> }
     const owner = ownerOf(cluster, clusterKeys.digest(digest));
     if (s3) {
       const key = s3BlobKey(digest);
-      t.ok(await until(async () => (await bucketBlobs()).some((b) => b.digest === digest && b.intact), 30_000), 'the bucket holds the blob');
+      t.ok(
+        await until(async () => (await bucketBlobs()).some((b) => b.digest === digest && b.intact), 30_000),
+        'the bucket holds the blob',
+      );
       t.equal(await s3.uploadsOf(key), 1, 'the bucket saw one upload of it');
     } else {
-      t.ok(await until(async () => (await storedBlobsFs(owner.root)).some((b) => b.digest === digest && b.intact), 30_000), 'its owner keeps it');
+      t.ok(
+        await until(async () => (await storedBlobsFs(owner.root)).some((b) => b.digest === digest && b.intact), 30_000),
+        'its owner keeps it',
+      );
       for (const r of replicas.filter((r) => r !== owner)) {
-        t.notOk((await storedBlobsFs(r.root)).some((b) => b.digest === digest), `${r.url} (not the owner) keeps no copy`);
+        t.notOk(
+          (await storedBlobsFs(r.root)).some((b) => b.digest === digest),
+          `${r.url} (not the owner) keeps no copy`,
+        );
       }
     }
   });
@@ -101,10 +112,14 @@ export function clusterSuite(t: Test, mode: { s3?: () => Promise<S3TestServer> }
     const image = await pushImage(registry, repo, 'v1', bigBlob(64 * 1024));
     const replicas = cluster.running();
     const got = await Promise.all(
-      Array.from({ length: HERD }, (_, i) => getAndHash(`${replicas[i % 3]!.url}/v2/${repo}/manifests/v1?ns=${registry.host}`, i % 3, undefined, OCI_ACCEPT)),
+      Array.from({ length: HERD }, (_, i) =>
+        getAndHash(`${replicas[i % 3]!.url}/v2/${repo}/manifests/v1?ns=${registry.host}`, i % 3, undefined, OCI_ACCEPT),
+      ),
     );
     assertAllVerified(t, got, image.digest, image.bytes.length);
-    t.equal(manifestGets(registry, repo), 1, 'one upstream manifest GET for the cluster', { upstream: upstreamRequestsSince(registry, 0, repo) });
+    t.equal(manifestGets(registry, repo), 1, 'one upstream manifest GET for the cluster', {
+      upstream: upstreamRequestsSince(registry, 0, repo),
+    });
   });
 
   t.test('a blob cached through one replica is served by each of the others with no upstream request', async (t) => {
@@ -117,7 +132,13 @@ export function clusterSuite(t: Test, mode: { s3?: () => Promise<S3TestServer> }
     t.equal(blobGets(registry, digest), 1);
     // Stored behind the response (the commit, the link): wait for it, as a later pull would.
     const owner = ownerOf(cluster, clusterKeys.digest(digest));
-    if (s3) t.ok(await until(async () => (await s3!.uploadsOf(s3BlobKey(digest))) === 1 && (await bucketBlobs()).some((b) => b.digest === digest), 30_000));
+    if (s3)
+      t.ok(
+        await until(
+          async () => (await s3!.uploadsOf(s3BlobKey(digest))) === 1 && (await bucketBlobs()).some((b) => b.digest === digest),
+          30_000,
+        ),
+      );
     else t.ok(await until(async () => (await storedBlobsFs(owner.root)).some((b) => b.digest === digest), 30_000));
     await new Promise((r) => setTimeout(r, 500));
     const mark = registry.accessLog().length;
@@ -141,12 +162,16 @@ export function clusterSuite(t: Test, mode: { s3?: () => Promise<S3TestServer> }
     const onBytes = (n: number): void => {
       if (n > 0 && !killing) killing = cluster.kill(owner.index);
     };
-    const got: Got[] = await Promise.all(Array.from({ length: HERD }, (_, i) => getAndHash(blobUrl(others[i % 2]!, registry, repo, digest), others[i % 2]!.index, onBytes)));
+    const got: Got[] = await Promise.all(
+      Array.from({ length: HERD }, (_, i) => getAndHash(blobUrl(others[i % 2]!, registry, repo, digest), others[i % 2]!.index, onBytes)),
+    );
     await killing;
     t.ok(killing, 'the owner was killed mid-herd');
     const complete = got.filter((g) => g.status === 200 && g.error === undefined);
     const failed = got.filter((g) => !(g.status === 200 && g.error === undefined));
-    t.comment(`${complete.length} completed, ${failed.length} failed cleanly: ${[...new Set(failed.map((g) => `${g.status} ${g.error ?? ''}`))].join('; ')}`);
+    t.comment(
+      `${complete.length} completed, ${failed.length} failed cleanly: ${[...new Set(failed.map((g) => `${g.status} ${g.error ?? ''}`))].join('; ')}`,
+    );
     t.ok(failed.length > 0, 'the kill cut transfers that were relying on the owner');
     t.same(
       complete.filter((g) => g.digest !== digest || g.bytes !== size).map((g) => ({ replica: g.replica, bytes: g.bytes })),
@@ -164,4 +189,3 @@ export function clusterSuite(t: Test, mode: { s3?: () => Promise<S3TestServer> }
     await cluster.start(owner.index);
   });
 }
-

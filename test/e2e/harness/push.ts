@@ -20,8 +20,15 @@ export async function pushBlob(registry: DockerRegistry, repo: string, bytes: Bu
 }
 
 /** An OCI image of one layer at `repo:tag`; returns the manifest's digest and bytes. */
-export async function pushImage(registry: DockerRegistry, repo: string, tag: string, layer: Buffer): Promise<{ digest: string; bytes: Buffer }> {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256Of(layer)] } }));
+export async function pushImage(
+  registry: DockerRegistry,
+  repo: string,
+  tag: string,
+  layer: Buffer,
+): Promise<{ digest: string; bytes: Buffer }> {
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256Of(layer)] } }),
+  );
   const configDigest = await pushBlob(registry, repo, config);
   const layerDigest = await pushBlob(registry, repo, layer);
   const bytes = Buffer.from(
