@@ -2,7 +2,8 @@
  * Benchmark of oci-registry against its peers: CNCF distribution in proxy mode, nginx proxy_cache,
  * nginx serving the blob statically (the warm-throughput reference) and the upstream itself ("direct",
  * the cold-pull reference). All on 127.0.0.1, one peer at a time, against one real upstream
- * (docker-registry) seeded with generated images.
+ * (docker-registry) seeded with generated images. Then the cluster scenario (lib/cluster.ts): the herd
+ * spread over three replicas, alone and cooperating (--peers).
  *
  *   npm run bench                      # full run (about 10-15 min on 2 cores)
  *   BENCH_QUICK=1 npm run bench        # 1 repetition, small sizes
@@ -12,11 +13,13 @@
  * Environment: BENCH_MIRROR_MAIN (default dist/cli/main.js), BENCH_TMPDIR, BENCH_REGISTRY_BIN,
  * BENCH_NGINX_BIN, BENCH_NO_WRITE=1 (print only).
  */
+import { existsSync } from 'node:fs';
 import { link, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, release } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { clusterHerd, renderCluster, type ClusterSample } from './lib/cluster.js';
 import { abHead, coldBlob, coldPull, curlFanOut, RssSampler, settledRss, wrkGet } from './lib/measure.js';
 import { findBins, OPT_IN, PEERS, type PeerContext, type PeerDef, type PeerInstance } from './lib/peers.js';
 import { emptyResult, renderMarkdown, type PeerResult, type RunInfo } from './lib/report.js';
@@ -44,7 +47,7 @@ interface Options {
   quick: boolean;
   s3: boolean;
   peers: Set<string> | undefined;
-  /** Only these measurements (cold, warm, manifest, herd, resources); all by default. */
+  /** Only these measurements (cold, warm, manifest, herd, resources, cluster); all by default. */
   tests: Set<string> | undefined;
   reps: number;
 }
@@ -63,7 +66,7 @@ function parseArgs(argv: string[]): Options {
     else if (a.startsWith('--tests=')) tests = new Set(a.slice(8).split(',').filter(Boolean));
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
-        'usage: npm run bench -- [--quick] [--s3] [--reps=N] [--tests=cold,warm,manifest,herd,resources] [--peers=' +
+        'usage: npm run bench -- [--quick] [--s3] [--reps=N] [--tests=cold,warm,manifest,herd,resources,cluster] [--peers=' +
           PEERS.map((p) => p.id).join(',') +
           ']\n  default: every peer except ' +
           [...OPT_IN].join(' and ') +
@@ -321,6 +324,8 @@ async function main(): Promise<void> {
   let authUpstream: Upstream | undefined;
   let tokenServer: TokenServer | undefined;
   const results: PeerResult[] = [];
+  const cluster: ClusterSample[] = [];
+  let herdBlob: Image['layers'][number] | undefined;
   try {
     log(`temp dir ${tmp}; ${opts.quick ? 'QUICK' : 'full'} mode, ${opts.reps} repetition(s)`);
     upstream = await startUpstream(await tempDir(tmp, 'upstream-'), bins.registry);
@@ -377,6 +382,23 @@ async function main(): Promise<void> {
         if (!upstream.proc.alive()) throw new Error('the upstream docker-registry exited');
       }
     }
+    // The cluster scenario: three replicas alone, then three that cooperate, with the herd spread over them.
+    herdBlob = images.herd.layers[0];
+    const runCluster = opts.peers ? opts.peers.has('mirror-fs') : true;
+    if (runCluster && (!opts.tests || opts.tests.has('cluster')) && herdBlob && existsSync(bins.mirrorMain)) {
+      for (let rep = 1; rep <= opts.reps; rep++) {
+        for (const variant of ['independent', 'cooperating'] as const) {
+          try {
+            const sample = await clusterHerd(ctx, images.herd.name, herdBlob, sizes.herdClients, variant);
+            cluster.push(sample);
+            log(`  cluster ${variant} #${rep}: ${sample.downloads} upstream downloads (${sample.upstreamMiB.toFixed(0)} MiB), ${sample.wallSeconds.toFixed(2)} s${sample.failures.length ? `, ${sample.failures.length} FAILED` : ''}`);
+          } catch (e) {
+            notes.push(`cluster ${variant} repetition ${rep}: ${(e as Error).message}`);
+            log(`  cluster ${variant} #${rep} ERROR: ${(e as Error).message}`);
+          }
+        }
+      }
+    }
     loads.push(`end: load average ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}`);
     if (!bins.nginx) notes.push('nginx is not installed: nginx-static and nginx-cache were skipped');
   } finally {
@@ -398,14 +420,14 @@ async function main(): Promise<void> {
     totalSeconds: (Date.now() - started) / 1000,
     notes: [`machine load (other work shares these cores): ${loads.join('; ')}`, ...notes],
   };
-  const md = renderMarkdown(info, results);
+  const md = renderMarkdown(info, results) + (herdBlob ? `\n${renderCluster(cluster, sizes.herdClients, herdBlob)}` : '');
   process.stdout.write(`\n${md}\n`);
   if (process.env['BENCH_NO_WRITE'] !== '1') {
     const dir = join(repoRoot, 'bench', 'results');
     await mkdir(dir, { recursive: true });
     const base = `${stamp}${opts.quick ? '-quick' : ''}${opts.peers || opts.tests ? '-partial' : ''}`;
     await writeFile(join(dir, `${base}.md`), md);
-    await writeFile(join(dir, `${base}.json`), `${JSON.stringify({ info, results }, null, 2)}\n`);
+    await writeFile(join(dir, `${base}.json`), `${JSON.stringify({ info, results, cluster }, null, 2)}\n`);
     // latest.md is the last full run over the default peer set (not a quick or a --peers run).
     const latest = !opts.quick && !opts.peers && !opts.tests;
     if (latest) await writeFile(join(dir, 'latest.md'), md);

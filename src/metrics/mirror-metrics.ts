@@ -78,8 +78,8 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     const p = METRIC_PREFIX;
     this.requests = new Counter({ name: `${p}requests_total`, help: 'HTTP requests answered, by route, method and status', labelNames: ['route', 'method', 'status'], registers, collect: () => this.requestTally.flush(this.requests) });
     this.requestDuration = new Histogram({ name: `${p}request_duration_seconds`, help: 'Time from request to the end of the response, by route', labelNames: ['route'], buckets: DURATION_BUCKETS, registers });
-    this.cacheRequests = new Counter({ name: `${p}cache_requests_total`, help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass)', labelNames: ['namespace', 'kind', 'outcome'], registers, collect: () => this.cacheTally.flush(this.cacheRequests) });
-    this.servedBytes = new Counter({ name: `${p}bytes_served_total`, help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache or upstream', labelNames: ['namespace', 'source'], registers, collect: () => this.bytesTally.flush(this.servedBytes) });
+    this.cacheRequests = new Counter({ name: `${p}cache_requests_total`, help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass, peer)', labelNames: ['namespace', 'kind', 'outcome'], registers, collect: () => this.cacheTally.flush(this.cacheRequests) });
+    this.servedBytes = new Counter({ name: `${p}bytes_served_total`, help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache, upstream or the owner replica (peer)', labelNames: ['namespace', 'source'], registers, collect: () => this.bytesTally.flush(this.servedBytes) });
     this.upstreamRequests = new Counter({ name: `${p}upstream_requests_total`, help: 'Upstream responses by namespace, host (primary or fallback), request kind and HTTP status', labelNames: ['namespace', 'host', 'kind', 'status'], registers });
     this.upstreamDuration = new Histogram({ name: `${p}upstream_request_duration_seconds`, help: 'Time until the upstream response headers (auth round trips included), by namespace and host', labelNames: ['namespace', 'host', 'kind'], buckets: DURATION_BUCKETS, registers });
     this.upstreamErrors = new Counter({ name: `${p}upstream_errors_total`, help: 'Upstream exchanges that failed without a response, by host and error code', labelNames: ['namespace', 'host', 'kind', 'code'], registers });
@@ -116,7 +116,7 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
       if (info.outcome === 'coalesced') this.coalescedTally.inc(1, namespace);
     }
     if (info.bytes !== undefined && info.bytes > 0) {
-      const source = info.outcome !== undefined && FROM_CACHE.has(info.outcome) ? 'cache' : 'upstream';
+      const source = info.outcome === 'peer' ? 'peer' : info.outcome !== undefined && FROM_CACHE.has(info.outcome) ? 'cache' : 'upstream';
       this.bytesTally.inc(info.bytes, namespace, source);
     }
   };

@@ -18,6 +18,9 @@ import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import type { RepositoryLinks } from './links.js';
 import { repoRef } from './manifest-service.js';
 import { verifyingStream } from './verify-stream.js';
+import { clusterKeys } from '../cluster/rendezvous.js';
+import { askOwnerForBlob } from './peer-blob.js';
+import { keepsPeerCopies, ownerToAsk, type PeerRouting, type RequestOrigin } from './peer-routing.js';
 
 /** How long blobs stream uncached after the local disk refused a write. */
 const STORAGE_BYPASS_MS = 30_000;
@@ -40,6 +43,8 @@ export interface BlobServiceOptions {
   limits?: Partial<DownloadLimits> | undefined;
   /** Which repository may serve which digest (shared with the manifest service). */
   links: RepositoryLinks;
+  /** With --peers: a cold blob is streamed from the replica that owns its digest. */
+  peers?: PeerRouting | undefined;
   now?: () => number;
 }
 
@@ -79,6 +84,8 @@ export class BlobService {
   /** Cached blobs with an open handle or stream, by digest: the collector must not delete them. */
   private readonly readers = new Map<string, number>();
   private readonly now: () => number;
+  /** Downloads whose source is the owner replica (their first request is a `peer` outcome, not a `miss`). */
+  private readonly ownerSourced = new WeakSet<BlobDownload>();
 
   constructor(private readonly options: BlobServiceOptions) {
     this.now = options.now ?? Date.now;
@@ -119,18 +126,18 @@ export class BlobService {
   }
 
   /** `expectedSize`: the size a manifest's descriptor gives the blob, when the caller knows it; more is refused. */
-  async open(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+  async open(repo: ResolvedRepository, digest: string, expectedSize?: number, origin?: RequestOrigin): Promise<BlobHandle> {
     const ref = repoRef(repo);
     const links = this.options.links;
     const linkedAt = links.peek(ref, 'blob', digest) ?? (await links.get(ref, 'blob', digest));
     if (linkedAt === undefined) {
-      const led = await links.prove(ref, 'blob', digest, () => this.openUnlinked(repo, digest, expectedSize));
+      const led = await links.prove(ref, 'blob', digest, () => this.openUnlinked(repo, digest, expectedSize, origin));
       // Undefined: another request of this repository showed access meanwhile; it is linked now.
-      return led ?? this.open(repo, digest, expectedSize);
+      return led ?? this.open(repo, digest, expectedSize, origin);
     }
     const cached = await this.cached(repo, digest, linkedAt, 'GET');
     if (cached) return this.cachedHandle(repo, digest, cached);
-    return this.openUncached(repo, digest, expectedSize);
+    return this.openUncached(repo, digest, expectedSize, origin);
   }
 
   /**
@@ -138,14 +145,14 @@ export class BlobService {
    * decides. Not cached: the download through this repository is the proof, and links it; joining a
    * download another repository started needs the HEAD too. A 404 is the very error a true miss gets.
    */
-  private async openUnlinked(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+  private async openUnlinked(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
     if (this.options.offline) throw blobUnknown(digest);
     const stat = await this.statOrMiss(digest);
     if (stat) {
       await this.confirmUpstream(repo, digest);
       return this.cachedHandle(repo, digest, { stat, outcome: 'hit', warning: undefined, linked: true });
     }
-    const handle = await this.openUncached(repo, digest, expectedSize);
+    const handle = await this.openUncached(repo, digest, expectedSize, origin);
     if (handle.outcome === 'coalesced') {
       try {
         await this.confirmUpstream(repo, digest);
@@ -155,7 +162,7 @@ export class BlobService {
       }
       return { ...handle, linked: true };
     }
-    // This repository's upstream answered the GET (a download or an uncached stream): linked.
+    // This repository's upstream (or the owner replica, for this repository) answered the GET: linked.
     this.options.links.record(repoRef(repo), 'blob', digest);
     return handle;
   }
@@ -192,12 +199,12 @@ export class BlobService {
   }
 
   /** Joins the running download of the digest from this request's upstream, or starts one. */
-  private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number): Promise<BlobHandle> {
+  private async openUncached(repo: ResolvedRepository, digest: string, expectedSize?: number, origin?: RequestOrigin): Promise<BlobHandle> {
     const running = this.inflight.get(repo.upstream, digest);
-    if (running) return this.joinOrBypass(repo, digest, running, expectedSize);
+    if (running) return this.joinOrBypass(repo, digest, running, expectedSize, origin);
     if (this.options.offline) throw blobUnknown(digest);
     if (this.now() < this.bypassUntil || !this.spool.admits) return this.bypass(repo, digest, expectedSize);
-    return this.startDownload(repo, digest, expectedSize);
+    return this.startDownload(repo, digest, expectedSize, origin);
   }
 
   /** The most bytes a download may bring: --max-blob-size, or the descriptor's size when smaller. */
@@ -218,17 +225,11 @@ export class BlobService {
     };
   }
 
-  private async startDownload(repo: ResolvedRepository, digest: string, expectedSize: number | undefined): Promise<BlobHandle> {
-    const { storage, spoolDir, log, observer } = this.options;
-    const client = this.options.upstreams.client(repo.upstream);
+  private async startDownload(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
+    const { log, observer } = this.options;
     const maxBytes = this.maxBytes(expectedSize);
-    const source = () =>
-      client.getBlob(repo.repository, digest, { maxBytes }).then((body) => {
-        observer?.downloadStarted?.(repo.namespace);
-        return body;
-      });
-    const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool };
-    const starting = BlobDownload.start(options, source);
+    const owner = ownerToAsk(this.options.peers, clusterKeys.digest(digest), origin);
+    const starting = owner === undefined ? this.fromUpstream(repo, digest, maxBytes) : this.fromOwner(owner, repo, digest, maxBytes, origin);
     this.inflight.set(repo.upstream, digest, starting);
     let download: BlobDownload;
     try {
@@ -255,17 +256,66 @@ export class BlobService {
       // Stored now: the blob's last use (to the millisecond; S3 LastModified has whole seconds).
       if (download.stored) this.options.access?.record(digest);
     });
-    return downloadHandle(download, 'miss');
+    return downloadHandle(download, this.ownerSourced.has(download) ? 'peer' : 'miss');
+  }
+
+  private fromUpstream(repo: ResolvedRepository, digest: string, maxBytes: number): Promise<BlobDownload> {
+    const { storage, spoolDir, log, observer } = this.options;
+    const client = this.options.upstreams.client(repo.upstream);
+    const source = () =>
+      client.getBlob(repo.repository, digest, { maxBytes }).then((body) => {
+        observer?.downloadStarted?.(repo.namespace);
+        return body;
+      });
+    return BlobDownload.start({ digest, namespace: repo.namespace, storage, spoolDir, log, observer, maxBytes, spool: this.spool }, source);
+  }
+
+  /**
+   * The blob streamed from the replica that owns it, verified here as any download. The owner stores it:
+   * this replica keeps nothing (shared storage: the owner's upload is everyone's copy; own root: unless
+   * --peer-cache-copies). An owner that cannot answer before its first byte leaves the download to its
+   * runner-up (the owner is marked down by then), else to this replica's upstream.
+   */
+  private async fromOwner(owner: string, repo: ResolvedRepository, digest: string, maxBytes: number, origin: RequestOrigin | undefined): Promise<BlobDownload> {
+    const peers = this.options.peers as PeerRouting;
+    const { storage, spoolDir, log, observer } = this.options;
+    let peer = owner;
+    let body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
+    if (!body) {
+      const next = ownerToAsk(peers, clusterKeys.digest(digest), origin);
+      if (next === undefined || next === peer) return this.fromUpstream(repo, digest, maxBytes);
+      peer = next;
+      body = await askOwnerForBlob(peers, peer, repo, digest, origin, log);
+      if (!body) return this.fromUpstream(repo, digest, maxBytes);
+    }
+    const answer = body;
+    // Not an upstream download for the metrics; a body that does not hash to its digest marks the owner down.
+    const watch: ProxyObserver = {
+      downloadFinished: (_namespace, result) => {
+        if (result === 'digest_mismatch') peers.cluster.peerFailed(peer, 'blob', 'digest_mismatch');
+      },
+      storageError: (operation) => observer?.storageError?.(operation),
+    };
+    const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer: watch, maxBytes, spool: this.spool, store: keepsPeerCopies(peers) };
+    const download = await BlobDownload.start(options, async () => answer);
+    this.ownerSourced.add(download);
+    return download;
   }
 
   /** A follower whose leader could not spool fetches its own uncached stream. */
-  private async joinOrBypass(repo: ResolvedRepository, digest: string, running: Promise<BlobDownload>, expectedSize: number | undefined): Promise<BlobHandle> {
+  private async joinOrBypass(
+    repo: ResolvedRepository,
+    digest: string,
+    running: Promise<BlobDownload>,
+    expectedSize: number | undefined,
+    origin: RequestOrigin | undefined,
+  ): Promise<BlobHandle> {
     try {
       const download = await running;
       if (download.failure) {
         // Already failed, and only not yet cleaned up: this request starts afresh instead of sharing the failure.
         this.inflight.delete(repo.upstream, digest, running);
-        return this.openUncached(repo, digest, expectedSize);
+        return this.openUncached(repo, digest, expectedSize, origin);
       }
       return downloadHandle(download, 'coalesced');
     } catch (e) {

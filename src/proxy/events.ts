@@ -3,7 +3,8 @@
  * Every method is optional; an absent observer costs nothing on the hot path.
  */
 export type EntryKind = 'manifest' | 'blob' | 'tags' | 'referrers';
-export type CacheOutcome = 'hit' | 'miss' | 'stale' | 'coalesced' | 'revalidated' | 'bypass';
+/** `peer`: answered by the replica that owns the digest or tag (--peers); nothing was cached here. */
+export type CacheOutcome = 'hit' | 'miss' | 'stale' | 'coalesced' | 'revalidated' | 'bypass' | 'peer';
 
 export interface ProxyObserver {
   downloadStarted?(namespace: string): void;

@@ -11,6 +11,8 @@ import { Lru } from './lru.js';
 import type { AccessRecorder, CacheOutcome, ProxyObserver } from './events.js';
 import type { RepositoryLinks } from './links.js';
 import { errorText } from '../error-text.js';
+import { clusterKeys } from '../cluster/rendezvous.js';
+import { keepsPeerCopies, ownerAnswer, ownerToAsk, type PeerRouting, type RequestOrigin } from './peer-routing.js';
 
 export interface ManifestResult {
   digest: string;
@@ -33,6 +35,8 @@ export interface ManifestServiceOptions {
   access?: AccessRecorder | undefined;
   /** Which repository may serve which digest (shared with the blob service). */
   links: RepositoryLinks;
+  /** With --peers: cold manifests and tags come from their owner replica. */
+  peers?: PeerRouting | undefined;
   now?: () => number;
 }
 
@@ -60,18 +64,19 @@ export class ManifestService {
     this.now = options.now ?? Date.now;
   }
 
-  get(repo: ResolvedRepository, reference: Reference): Promise<ManifestResult> {
+  get(repo: ResolvedRepository, reference: Reference, origin?: RequestOrigin): Promise<ManifestResult> {
     // A warm request is answered from memory without a chain of awaits (each one a promise and a turn).
     const hot = reference.kind === 'digest' ? this.hotByDigest(repo, reference.digest.value) : this.hotByTag(repo, reference.tag);
     if (hot !== undefined) {
       this.options.access?.record(hot.digest);
       return Promise.resolve(hot);
     }
-    return this.getFromStorageOrUpstream(repo, reference);
+    return this.getFromStorageOrUpstream(repo, reference, origin);
   }
 
-  private async getFromStorageOrUpstream(repo: ResolvedRepository, reference: Reference): Promise<ManifestResult> {
-    const result = reference.kind === 'digest' ? await this.byDigest(repo, reference.digest.value) : await this.byTag(repo, reference.tag);
+  private async getFromStorageOrUpstream(repo: ResolvedRepository, reference: Reference, origin: RequestOrigin | undefined): Promise<ManifestResult> {
+    const result =
+      reference.kind === 'digest' ? await this.byDigest(repo, reference.digest.value, origin) : await this.byTag(repo, reference.tag, origin);
     // Served from the cache: its last access (a fetch's time is the tag's checkedAt, the manifest's fetchedAt).
     if (result.outcome !== 'miss') this.options.access?.record(result.digest);
     return result;
@@ -92,7 +97,7 @@ export class ManifestService {
     return stored && { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
   }
 
-  private async byDigest(repo: ResolvedRepository, digest: string): Promise<ManifestResult> {
+  private async byDigest(repo: ResolvedRepository, digest: string, origin: RequestOrigin | undefined): Promise<ManifestResult> {
     const ref = repoRef(repo);
     const links = this.options.links;
     const linked = links.peek(ref, 'manifest', digest) ?? (await links.get(ref, 'manifest', digest));
@@ -104,7 +109,14 @@ export class ManifestService {
     // Per upstream and repository: a request never waits on (or fails with) another upstream's fetch of the
     // same digest, and a fetch or a HEAD through one repository proves nothing for another.
     const key = `d\0${upstreamKey(repo.upstream)}\0${repo.repository}\0${digest}`;
-    return this.fetches.run(key, () => (linked === undefined ? this.confirmDigest(repo, digest) : this.fetch(repo, digest)));
+    return this.fetches.run(key, async () => {
+      // A fetch through this repository that ended while this request read storage: no second fetch.
+      const landed = this.hotByDigest(repo, digest);
+      if (landed) return { ...landed, outcome: 'coalesced' };
+      const owner = ownerToAsk(this.options.peers, clusterKeys.digest(digest), origin);
+      const fromOwner = owner === undefined ? undefined : await this.fromOwner(repo, digest, owner, origin);
+      return fromOwner ?? (linked === undefined ? this.confirmDigest(repo, digest) : this.fetch(repo, digest));
+    });
   }
 
   /** An unlinked digest: when stored, a HEAD to this repository's upstream decides; else the fetch does. */
@@ -118,7 +130,7 @@ export class ManifestService {
     return { digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined, linked: true };
   }
 
-  private async byTag(repo: ResolvedRepository, tag: string): Promise<ManifestResult> {
+  private async byTag(repo: ResolvedRepository, tag: string, origin: RequestOrigin | undefined): Promise<ManifestResult> {
     const ref = repoRef(repo);
     const record = await this.readTag(ref, tag);
     if (record && (this.options.offline || this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs)) {
@@ -127,7 +139,63 @@ export class ManifestService {
     }
     if (this.options.offline) throw manifestUnknown(tag);
     const key = `t\0${repo.namespace}\0${repo.repository}\0${tag}`;
-    return this.fetches.run(key, () => this.revalidateTag(repo, tag, record));
+    return this.fetches.run(key, async () => {
+      // A fetch that ended while this request read storage left its answer in memory: no second fetch.
+      const landed = this.hotByTag(repo, tag);
+      if (landed) return { ...landed, outcome: 'coalesced' };
+      // A missing or expired tag record is the owner's to fetch or re-check: one upstream request per cluster.
+      const owner = ownerToAsk(this.options.peers, clusterKeys.tag(repo.namespace, repo.repository, tag), origin);
+      const fromOwner = owner === undefined ? undefined : await this.fromOwner(repo, tag, owner, origin);
+      return fromOwner ?? this.revalidateTag(repo, tag, record);
+    });
+  }
+
+  /**
+   * Asks the owner replica (concurrent requests share this through the coalescer). The peer client checked
+   * the bytes against their digest (and, by digest, against the reference). With shared storage the owner
+   * stores them and this replica keeps nothing; with its own root it keeps a copy only with
+   * --peer-cache-copies. Undefined when the owner could not answer: the caller serves as if alone.
+   */
+  private async fromOwner(repo: ResolvedRepository, reference: string, peer: string, origin: RequestOrigin | undefined): Promise<ManifestResult | undefined> {
+    const peers = this.options.peers;
+    if (!peers) return undefined;
+    const answer = await peers.cluster.client.fetchManifest({
+      peer,
+      namespace: repo.namespace,
+      repository: repo.repository,
+      reference,
+      authorization: origin?.authorization,
+    });
+    if (!answer.ok) {
+      const forClient = ownerAnswer(answer, repo.namespace);
+      if (forClient) throw forClient;
+      this.options.log.warn(
+        { peer, namespace: repo.namespace, repository: repo.repository, reference, code: answer.code, err: answer.message },
+        'owner replica failed; fetching the manifest here',
+      );
+      return undefined;
+    }
+    if (keepsPeerCopies(peers)) this.keep(repo, reference, answer);
+    return { digest: answer.digest, mediaType: answer.mediaType, bytes: answer.bytes, outcome: 'peer', warning: undefined };
+  }
+
+  /**
+   * Keeps a manifest fetched through this repository (from its upstream, or from the owner replica with
+   * --peer-cache-copies; either proved the repository holds it) and, for a tag, the mapping.
+   */
+  private keep(repo: ResolvedRepository, reference: string, m: { digest: string; mediaType: string; bytes: Buffer }): void {
+    const now = new Date(this.now());
+    const manifest: StoredManifest = { mediaType: m.mediaType, bytes: m.bytes, fetchedAt: now };
+    const record = reference.includes(':') ? undefined : { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length, checkedAt: now };
+    // Both in memory now; in storage the manifest before its tag, so a stored tag never points at a manifest
+    // that was never written.
+    this.hotManifests.set(m.digest, manifest);
+    if (record) this.hotTags.set(tagKey(repoRef(repo), reference), record);
+    this.options.links.record(repoRef(repo), 'manifest', m.digest);
+    this.writeBehind(async () => {
+      await this.storeManifest(m.digest, manifest);
+      if (record) await this.storeTag(repo, reference, record);
+    });
   }
 
   private async revalidateTag(repo: ResolvedRepository, tag: string, record: TagRecord | undefined): Promise<ManifestResult> {
@@ -166,19 +234,7 @@ export class ManifestService {
   private async fetch(repo: ResolvedRepository, reference: string): Promise<ManifestResult> {
     const client = this.options.upstreams.client(repo.upstream);
     const m = await client.getManifest(repo.repository, reference);
-    const now = new Date(this.now());
-    const manifest: StoredManifest = { mediaType: m.mediaType, bytes: m.bytes, fetchedAt: now };
-    const record = reference.includes(':') ? undefined : { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length, checkedAt: now };
-    // Both in memory now; in storage the manifest before its tag, so a stored tag never points at a manifest
-    // that was never written.
-    this.hotManifests.set(m.digest, manifest);
-    if (record) this.hotTags.set(tagKey(repoRef(repo), reference), record);
-    // Fetched through this repository: its upstream holds the digest.
-    this.options.links.record(repoRef(repo), 'manifest', m.digest);
-    this.writeBehind(async () => {
-      await this.storeManifest(m.digest, manifest);
-      if (record) await this.storeTag(repo, reference, record);
-    });
+    this.keep(repo, reference, m);
     return { digest: m.digest, mediaType: m.mediaType, bytes: m.bytes, outcome: 'miss', warning: undefined };
   }
 

@@ -7,6 +7,7 @@ import type { DownloadLimits } from './download-limits.js';
 import type { AccessRecorder, ProxyObserver } from './events.js';
 import { RepositoryLinks } from './links.js';
 import { ManifestService } from './manifest-service.js';
+import type { PeerRouting } from './peer-routing.js';
 import { ReferrersService } from './referrers-service.js';
 import { TagService } from './tag-service.js';
 
@@ -24,6 +25,8 @@ export interface MirrorOptions {
   access?: AccessRecorder | undefined;
   /** --max-blob-size and --max-spool-size (defaults when absent). */
   downloads?: Partial<DownloadLimits> | undefined;
+  /** With --peers: cold requests go to the replica that owns the digest or tag. */
+  peers?: PeerRouting | undefined;
   now?: () => number;
 }
 
@@ -41,7 +44,8 @@ export class Mirror {
     const { storage, upstreams, log, observer, now, offline, access } = options;
     this.links = new RepositoryLinks({ storage, log, observer, now: now ?? Date.now });
     const links = this.links;
-    this.manifests = new ManifestService({ storage, upstreams, log, observer, offline, access, links, ...(now ? { now } : {}) });
+    const peers = options.peers;
+    this.manifests = new ManifestService({ storage, upstreams, log, observer, offline, access, links, peers, ...(now ? { now } : {}) });
     this.blobs = new BlobService({
       storage,
       upstreams,
@@ -54,6 +58,7 @@ export class Mirror {
       access,
       limits: options.downloads,
       links,
+      peers,
       ...(now ? { now } : {}),
     });
     const tagsWritten = () => this.manifests.drain();

@@ -5,6 +5,7 @@ import type { MirrorConfig } from '../config/types.js';
 import { HtpasswdVerifier } from '../auth/htpasswd.js';
 import { Cluster, type ClusterSettings } from '../cluster/cluster.js';
 import type { LookupAddresses } from '../cluster/dns-lookup.js';
+import type { PeerRouting } from '../proxy/peer-routing.js';
 import { buildApp } from '../http/app.js';
 import { ClientAuth } from '../http/client-auth.js';
 import { healthRoutes } from '../http/routes/health.js';
@@ -127,6 +128,13 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     flushIntervalMs: lifecycle.accessFlushMs,
     now: options.now,
   });
+  const cluster = options.cluster
+    ? new Cluster({ settings: options.cluster, log, observer: metrics.cluster, ...options.clusterLookup })
+    : undefined;
+  // One bucket is shared by every replica; a filesystem root belongs to its replica alone.
+  const peers: PeerRouting | undefined = cluster
+    ? { cluster, storage: storage.localRoot !== undefined ? 'own' : 'shared', keepCopies: cluster.settings.peerCacheCopies }
+    : undefined;
   const mirror = new Mirror({
     storage,
     upstreams,
@@ -138,6 +146,7 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     offline: options.offline,
     access: tracker,
     downloads: options.downloads,
+    peers,
     ...(options.now ? { now: options.now } : {}),
   });
   const collector = new Collector({
@@ -154,9 +163,6 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
     onCollected: metrics.cacheCollected,
     now: options.now,
   });
-  const cluster = options.cluster
-    ? new Cluster({ settings: options.cluster, log, observer: metrics.cluster, ...options.clusterLookup })
-    : undefined;
   // A DNS membership is resolved before the first request, so the first requests already find their owners.
   await cluster?.start();
   const resolver = new Resolver(config);

@@ -44,6 +44,8 @@ export interface StartMirrorOptions {
   /** `--peers` and friends, and a test resolver for `dns+http://` names. */
   cluster?: ServerOptions['cluster'];
   clusterLookup?: ServerOptions['clusterLookup'];
+  /** Where to listen. Default 127.0.0.1 and an ephemeral port. */
+  listen?: { host: string; port: number };
 }
 
 export interface TestMirror {
@@ -90,11 +92,12 @@ export async function startMirror(options: StartMirrorOptions = {}): Promise<Tes
     clusterLookup: options.clusterLookup,
     ...(options.now ? { now: options.now } : {}),
   });
-  await server.app.listen({ host: '127.0.0.1', port: 0 });
+  const host = options.listen?.host ?? '127.0.0.1';
+  await server.app.listen({ host, port: options.listen?.port ?? 0 });
   const addr = server.app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     server,
     root,
     storage,

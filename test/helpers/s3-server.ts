@@ -38,6 +38,13 @@ export interface S3TestServer {
   readonly running: boolean;
   /** Multipart uploads not completed nor aborted, read from s3rver's directory. */
   pendingUploads(keyPrefix?: string): Promise<Array<{ uploadId: string; key: string }>>;
+  /** Every request the server received so far (method and URL, path style), oldest first. */
+  requests(): Promise<Array<{ method: string; url: string }>>;
+  /**
+   * Uploads of the object `key` started so far: a CreateMultipartUpload (`POST key?uploads`) or a
+   * single PutObject (a `PUT key` without `uploadId`).
+   */
+  uploadsOf(key: string): Promise<number>;
   /** Back-dates an upload's "Initiated" time. */
   ageUpload(uploadId: string, initiated: Date): Promise<void>;
 }
@@ -107,6 +114,9 @@ const server = new S3rver({
   configureBuckets: [{ name: bucket, configs: [] }],
 });
 server.middleware.unshift(multipartShim);
+// Every request, as it arrives, for tests that count calls (how many uploads a blob got).
+const requestLog = process.env.S3RVER_REQUEST_LOG;
+if (requestLog) server.middleware.unshift((ctx, next) => (fs.appendFileSync(requestLog, ctx.method + ' ' + ctx.url + '\n'), next()));
 // The parent holds our stdin: when it goes away (even killed), so do we.
 process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
@@ -122,6 +132,8 @@ const require = createRequire(import.meta.url);
 export async function startS3Server(options: { bucket?: string } = {}): Promise<S3TestServer> {
   const bucket = options.bucket ?? 'cache-bucket';
   const dir = await mkdtemp(join(tmpdir(), 's3rver-'));
+  // Beside the data directory, not in it: s3rver takes every entry there for a bucket.
+  const requestLog = `${dir}.requests.log`;
   const s3rverModule = require.resolve('s3rver');
   let child: ChildProcess | undefined;
   let port = 0;
@@ -130,7 +142,7 @@ export async function startS3Server(options: { bucket?: string } = {}): Promise<
   process.once('exit', killOnExit);
 
   const spawnServer = async (): Promise<void> => {
-    const env: NodeJS.ProcessEnv = { ...process.env, S3RVER_MODULE: s3rverModule };
+    const env: NodeJS.ProcessEnv = { ...process.env, S3RVER_MODULE: s3rverModule, S3RVER_REQUEST_LOG: requestLog };
     delete env.NODE_OPTIONS; // no test-runner loaders in the server
     const proc = spawn(process.execPath, ['-e', CHILD_SCRIPT, dir, String(port), bucket], {
       env,
@@ -187,6 +199,13 @@ export async function startS3Server(options: { bucket?: string } = {}): Promise<
   await spawnServer();
 
   const uploadsDir = join(dir, bucket, UPLOADS_DIR);
+  const requests = async (): Promise<Array<{ method: string; url: string }>> => {
+    const text = await readFile(requestLog, 'utf8').catch(() => '');
+    return text.split('\n').filter((l) => l !== '').map((l) => {
+      const space = l.indexOf(' ');
+      return { method: l.slice(0, space), url: l.slice(space + 1) };
+    });
+  };
   return {
     get endpoint() {
       return `http://127.0.0.1:${port}`;
@@ -210,6 +229,16 @@ export async function startS3Server(options: { bucket?: string } = {}): Promise<
       await stop();
       process.off('exit', killOnExit);
       await rm(dir, { recursive: true, force: true });
+      await rm(requestLog, { force: true });
+    },
+    requests,
+    async uploadsOf(key) {
+      const path = `/${bucket}/${key}`;
+      return (await requests()).filter((r) => {
+        const [p, q = ''] = r.url.split('?');
+        const query = new URLSearchParams(q);
+        return decodeURIComponent(p ?? '') === path && ((r.method === 'POST' && query.has('uploads')) || (r.method === 'PUT' && !query.has('uploadId')));
+      }).length;
     },
     async pendingUploads(keyPrefix = '') {
       let ids: string[];

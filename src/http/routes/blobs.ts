@@ -3,6 +3,7 @@ import { parseDigest } from '../../oci/digest.js';
 import type { Mirror } from '../../proxy/mirror.js';
 import type { ResolvedRepository } from '../../resolve/resolver.js';
 import { parseRange } from '../range.js';
+import { requestOrigin } from '../request-origin.js';
 import { sendFilledBody } from '../send-filled-body.js';
 import { canFillBuffers } from '../../storage/storage.js';
 import type { Readable } from 'node:stream';
@@ -26,7 +27,7 @@ export async function serveBlob(
     return reply.send();
   }
 
-  const handle = await mirror.blobs.open(repo, digest);
+  const handle = await mirror.blobs.open(repo, digest, undefined, requestOrigin(request));
   request.ctx.outcome = handle.outcome;
   if (handle.linked) request.ctx.linked = true;
   if (handle.warning) reply.header('warning', handle.warning);

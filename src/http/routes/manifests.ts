@@ -4,6 +4,7 @@ import { isAcceptable } from '../../oci/media-types.js';
 import { parseReference } from '../../oci/names.js';
 import type { Mirror } from '../../proxy/mirror.js';
 import type { ResolvedRepository } from '../../resolve/resolver.js';
+import { requestOrigin } from '../request-origin.js';
 
 /** Verdicts per Accept header and media type: clients send a handful of distinct Accept values. */
 const verdicts = new Map<string, Map<string, boolean>>();
@@ -38,7 +39,7 @@ export async function serveManifest(
   reply: FastifyReply,
 ): Promise<FastifyReply> {
   const reference = parseReference(rawReference);
-  const result = await mirror.manifests.get(repo, reference);
+  const result = await mirror.manifests.get(repo, reference, requestOrigin(request));
   request.ctx.outcome = result.outcome;
   if (result.linked) request.ctx.linked = true;
   // Never convert: a stored type the client did not ask for is "unknown" to it, as in distribution.

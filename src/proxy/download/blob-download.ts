@@ -27,6 +27,8 @@ export interface DownloadOptions {
   maxBytes: number;
   /** The bound of every download's local files together (--max-spool-size). */
   spool: SpoolBudget;
+  /** False: the blob reaches its readers through a spool of its own and is stored nowhere (what another replica stores). */
+  store?: boolean | undefined;
 }
 
 /** How much of the spool already written stays in memory for readers at the head. */
@@ -239,7 +241,7 @@ export class BlobDownload {
     const { storage, digest, log, observer } = this.options;
     let writer: BlobWriter | undefined;
     try {
-      writer = await storage.createBlobWriter(digest);
+      if (this.options.store !== false) writer = await storage.createBlobWriter(digest);
     } catch (e) {
       observer?.storageError?.('create_blob');
       log.warn({ digest, err: errorText(e) }, 'storage cannot take the blob; serving it uncached');
