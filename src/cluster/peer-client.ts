@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
+import { undici } from '../upstream/undici.js';
 import { createDigester, tryParseDigest } from '../oci/digest.js';
 import { UPSTREAM_MANIFEST_ACCEPT } from '../oci/media-types.js';
 import { MAX_MANIFEST_BYTES } from '../oci/limits.js';
@@ -77,7 +78,7 @@ export class PeerClient {
     this.health = options.health;
     this.observer = options.observer;
     const readTimeoutMs = options.readTimeoutMs ?? 60_000;
-    this.agent = new Agent({
+    this.agent = new (undici().Agent)({
       connect: { timeout: options.connectTimeoutMs ?? 1_000 },
       connections: 64,
       keepAliveTimeout: 30_000,
@@ -136,11 +137,11 @@ export class PeerClient {
     req: PeerRequest,
     tail: string,
     headers: Record<string, string>,
-  ): Promise<Awaited<ReturnType<typeof request>> | PeerFailure> {
+  ): Promise<Dispatcher.ResponseData | PeerFailure> {
     const url = `${req.peer}/v2/${req.repository}/${tail}?ns=${encodeURIComponent(req.namespace)}`;
     this.observer?.forwarded(kind);
     try {
-      return await request(url, {
+      return await undici().request(url, {
         method: 'GET',
         dispatcher: this.agent,
         headers: { ...headers, [HOP_HEADER]: '1', ...(req.authorization !== undefined ? { authorization: req.authorization } : {}) },
@@ -154,7 +155,7 @@ export class PeerClient {
     }
   }
 
-  private async statusFailure(kind: PeerRequestKind, peer: string, reply: Awaited<ReturnType<typeof request>>): Promise<PeerFailure> {
+  private async statusFailure(kind: PeerRequestKind, peer: string, reply: Dispatcher.ResponseData): Promise<PeerFailure> {
     const status = reply.statusCode;
     let code: string | undefined;
     let message = `peer answered ${status}`;
