@@ -25,7 +25,21 @@ import { findBins, OPT_IN, PEERS, type PeerContext, type PeerDef, type PeerInsta
 import { emptyResult, renderMarkdown, type PeerResult, type RunInfo } from './lib/report.js';
 import { startTokenServer, type TokenServer } from './lib/token-auth.js';
 import { blobDownloads, MANIFEST_ACCEPT, seedBigImage, seedSmallImage, startUpstream, type Image, type Upstream } from './lib/upstream.js';
-import { cpuOfTree, waitIdle, defaultTmpParent, GiB, initClockTicks, killAllSpawned, log, MiB, removeDir, run, sleep, tempDir, which } from './lib/util.js';
+import {
+  cpuOfTree,
+  waitIdle,
+  defaultTmpParent,
+  GiB,
+  initClockTicks,
+  killAllSpawned,
+  log,
+  MiB,
+  removeDir,
+  run,
+  sleep,
+  tempDir,
+  which,
+} from './lib/util.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** bench/.build/run.js or bench/run.ts: the repository is the first parent holding package.json with our name. */
@@ -128,7 +142,8 @@ async function machineInfo(repoRoot: string, bins: ReturnType<typeof findBins>):
   try {
     const head = (await run('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, timeoutMs: 10_000 })).stdout.trim();
     const dirty = (await run('git', ['status', '--porcelain', '--', 'src'], { cwd: repoRoot, timeoutMs: 10_000 })).stdout.trim();
-    info['mirror'] = `${relative(repoRoot, bins.mirrorMain)} at commit ${head || 'unknown'}${dirty ? ' + uncommitted changes in src/' : ''}`;
+    info['mirror'] =
+      `${relative(repoRoot, bins.mirrorMain)} at commit ${head || 'unknown'}${dirty ? ' + uncommitted changes in src/' : ''}`;
   } catch {
     info['mirror'] = relative(repoRoot, bins.mirrorMain);
   }
@@ -161,7 +176,15 @@ async function ensureOk(url: string, accept?: string): Promise<void> {
   if (res.statusCode !== 200) throw new Error(`warm-up GET ${url}: HTTP ${res.statusCode}`);
 }
 
-async function runRep(peer: PeerDef, ctx: PeerContext, images: Images, sizes: Sizes, result: PeerResult, rep: number, only: Set<string> | undefined): Promise<void> {
+async function runRep(
+  peer: PeerDef,
+  ctx: PeerContext,
+  images: Images,
+  sizes: Sizes,
+  result: PeerResult,
+  rep: number,
+  only: Set<string> | undefined,
+): Promise<void> {
   const up = peer.upstreamOf?.(ctx) ?? ctx.upstream;
   const inst = await peer.start(ctx);
   const t = new Set([...peer.tests].filter((kind) => !only || only.has(kind)));
@@ -207,7 +230,11 @@ async function runRep(peer: PeerDef, ctx: PeerContext, images: Images, sizes: Si
       const cpu1 = inst.pid !== undefined ? cpuOfTree(inst.pid) : NaN;
       const aux1 = auxPid !== undefined ? cpuOfTree(auxPid) : NaN;
       const served = (c1.goodBytes + c8.goodBytes) / GiB;
-      const w = (r: typeof c1) => ({ gibPerSecond: r.goodBytes / GiB / r.wallSeconds, clientCores: r.clientCpuSeconds / r.wallSeconds, failures: r.failures });
+      const w = (r: typeof c1) => ({
+        gibPerSecond: r.goodBytes / GiB / r.wallSeconds,
+        clientCores: r.clientCpuSeconds / r.wallSeconds,
+        failures: r.failures,
+      });
       result.warm.c1.push(w(c1));
       result.warm.c8.push(w(c8));
       if (c1.goodBytes > 0) result.warm.cpuPerGiBC1.push((cpuMid - cpu0) / (c1.goodBytes / GiB));
@@ -258,7 +285,9 @@ async function runRep(peer: PeerDef, ctx: PeerContext, images: Images, sizes: Si
       result.herd.upstreamMiB.push(dl.bytes / MiB);
       result.herd.wallSeconds.push(r.wallSeconds);
       result.herd.failures.push(...r.failures);
-      log(`  ${peer.id} #${rep} herd: ${dl.count} upstream downloads (${(dl.bytes / MiB).toFixed(0)} MiB), ${r.wallSeconds.toFixed(2)} s${r.failures.length ? `, ${r.failures.length} FAILED` : ''}`);
+      log(
+        `  ${peer.id} #${rep} herd: ${dl.count} upstream downloads (${(dl.bytes / MiB).toFixed(0)} MiB), ${r.wallSeconds.toFixed(2)} s${r.failures.length ? `, ${r.failures.length} FAILED` : ''}`,
+      );
     }
 
     if (sampler) {
@@ -269,7 +298,8 @@ async function runRep(peer: PeerDef, ctx: PeerContext, images: Images, sizes: Si
     if (dead.length > 0) throw new Error(`${dead.map((p) => p.name).join(', ')} exited during the run`);
   } catch (e) {
     const dead = crashed();
-    const tail = dead.length > 0 ? `\n${dead.map((p) => `${p.name} exited; last output:\n${p.lines.slice(-20).join('\n')}`).join('\n')}` : '';
+    const tail =
+      dead.length > 0 ? `\n${dead.map((p) => `${p.name} exited; last output:\n${p.lines.slice(-20).join('\n')}`).join('\n')}` : '';
     throw new Error(`${(e as Error).message}${tail}`, { cause: e });
   } finally {
     sampler?.stop();
@@ -347,13 +377,21 @@ async function main(): Promise<void> {
     // The same storage behind token auth, for the distribution-auth peer (see peers.ts).
     if (opts.peers?.has('distribution-auth') && which('openssl')) {
       tokenServer = await startTokenServer(await tempDir(tmp, 'token-'));
-      authUpstream = await startUpstream(await tempDir(tmp, 'upstream-auth-'), bins.registry, { storage: upstream.storage, tokenAuth: tokenServer });
+      authUpstream = await startUpstream(await tempDir(tmp, 'upstream-auth-'), bins.registry, {
+        storage: upstream.storage,
+        tokenAuth: tokenServer,
+      });
     }
     const ctx: PeerContext = { tmp, upstream, authUpstream, bins, staticRoot };
 
     const selected: Array<{ peer: PeerDef; result: PeerResult }> = [];
     for (const peer of PEERS) {
-      if (opts.peers ? !opts.peers.has(peer.id) && !(peer.id === 'mirror-s3' && opts.s3) : OPT_IN.has(peer.id) && !(peer.id === 'mirror-s3' && opts.s3)) continue;
+      if (
+        opts.peers
+          ? !opts.peers.has(peer.id) && !(peer.id === 'mirror-s3' && opts.s3)
+          : OPT_IN.has(peer.id) && !(peer.id === 'mirror-s3' && opts.s3)
+      )
+        continue;
       const result = emptyResult(peer.id, peer.label);
       results.push(result);
       const missing = peer.missing(ctx);
@@ -391,7 +429,9 @@ async function main(): Promise<void> {
           try {
             const sample = await clusterHerd(ctx, images.herd.name, herdBlob, sizes.herdClients, variant);
             cluster.push(sample);
-            log(`  cluster ${variant} #${rep}: ${sample.downloads} upstream downloads (${sample.upstreamMiB.toFixed(0)} MiB), ${sample.wallSeconds.toFixed(2)} s${sample.failures.length ? `, ${sample.failures.length} FAILED` : ''}`);
+            log(
+              `  cluster ${variant} #${rep}: ${sample.downloads} upstream downloads (${sample.upstreamMiB.toFixed(0)} MiB), ${sample.wallSeconds.toFixed(2)} s${sample.failures.length ? `, ${sample.failures.length} FAILED` : ''}`,
+            );
           } catch (e) {
             notes.push(`cluster ${variant} repetition ${rep}: ${(e as Error).message}`);
             log(`  cluster ${variant} #${rep} ERROR: ${(e as Error).message}`);

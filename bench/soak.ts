@@ -331,7 +331,11 @@ async function main(): Promise<void> {
   // ------------------------------------------------------------------ reporting
   const report = (label: string, s: Stats) => {
     const sorted = [...s.latencies].sort((a, b) => a - b);
-    const errors = [...s.errors].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
+    const errors =
+      [...s.errors]
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'none';
     log(
       `${label}: ${s.requests} requests (${s.ok} ok), ${(s.bytes / MiB).toFixed(0)} MiB, p50 ${percentile(sorted, 50).toFixed(0)} ms, ` +
         `p99 ${percentile(sorted, 99).toFixed(0)} ms, errors: ${errors}; mirror RSS ${(rss / MiB).toFixed(0)} MiB (peak ${(peakRss / MiB).toFixed(0)} MiB); last fault: ${faultNote}`,
@@ -386,7 +390,13 @@ async function main(): Promise<void> {
   for (const f of manifests) {
     const data = await readFile(f);
     const nl = data.indexOf(0x0a);
-    if (nl < 0 || createHash('sha256').update(data.subarray(nl + 1)).digest('hex') !== f.split('/').pop()) corrupt.push(f);
+    if (
+      nl < 0 ||
+      createHash('sha256')
+        .update(data.subarray(nl + 1))
+        .digest('hex') !== f.split('/').pop()
+    )
+      corrupt.push(f);
   }
   await sampleMemory();
   clearInterval(memTimer);
@@ -407,19 +417,33 @@ async function main(): Promise<void> {
     fatalSamples: fatalSamples.slice(0, 10),
     latencyMs: (() => {
       const sorted = [...total.latencies].sort((a, b) => a - b);
-      return { p50: Math.round(percentile(sorted, 50)), p90: Math.round(percentile(sorted, 90)), p99: Math.round(percentile(sorted, 99)), max: Math.round(sorted[sorted.length - 1] ?? 0) };
+      return {
+        p50: Math.round(percentile(sorted, 50)),
+        p90: Math.round(percentile(sorted, 90)),
+        p99: Math.round(percentile(sorted, 99)),
+        max: Math.round(sorted[sorted.length - 1] ?? 0),
+      };
     })(),
     mirrorRssMiB: { start: +(startRss / MiB).toFixed(1), peak: +(peakRss / MiB).toFixed(1), end: +(rss / MiB).toFixed(1) },
     coldImages: coldImages.length,
     upstreamGetsPerColdLayer: coldGets,
     faults: faultEvents.length,
-    integrity: { storedBlobs: stored.length, storedManifests: manifests.length, corrupt, unknownBlobs: unknown, tmpLeft, finalPullFailures: finalFailures },
+    integrity: {
+      storedBlobs: stored.length,
+      storedManifests: manifests.length,
+      corrupt,
+      unknownBlobs: unknown,
+      tmpLeft,
+      finalPullFailures: finalFailures,
+    },
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   const failed = fatal.length > 0 || corrupt.length > 0 || tmpLeft.length > 0 || finalFailures > 0 || unknown.length > 0;
   if (failed) {
     const errorLines = mirrorWarnings.filter((l) => /"level":(5|6)0|request failed/.test(l));
-    process.stdout.write(`mirror errors (last ${Math.min(20, errorLines.length)} of ${errorLines.length}):\n${errorLines.slice(-20).join('\n')}\n`);
+    process.stdout.write(
+      `mirror errors (last ${Math.min(20, errorLines.length)} of ${errorLines.length}):\n${errorLines.slice(-20).join('\n')}\n`,
+    );
   }
   log(failed ? 'SOAK FAILED' : 'SOAK PASSED');
 

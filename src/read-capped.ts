@@ -13,7 +13,11 @@ export class TooLargeError extends Error {
   }
 }
 
-export async function readCapped(stream: AsyncIterable<unknown> & { destroy?: () => unknown }, limit: number, what: string): Promise<Buffer> {
+export async function readCapped(
+  stream: AsyncIterable<unknown> & { destroy?: () => unknown },
+  limit: number,
+  what: string,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {

@@ -218,7 +218,13 @@ function globToRegExp(pattern: string): RegExp {
       const end = pattern.indexOf(']', i);
       if (end < 0) re += '\\[';
       else {
-        re += '[' + pattern.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\') + ']';
+        re +=
+          '[' +
+          pattern
+            .slice(i + 1, end)
+            .replace(/^!/, '^')
+            .replace(/\\/g, '\\\\') +
+          ']';
         i = end;
       }
     } else if (c === '\\' && i + 1 < pattern.length) {
@@ -232,7 +238,10 @@ function globToRegExp(pattern: string): RegExp {
 
 /** Whether Docker leaves `rel` (a repo-relative path) out of the build context. */
 function isIgnored(rules: IgnoreRule[], rel: string): boolean {
-  const clean = path.posix.normalize(rel).replace(/^\.\/+/, '').replace(/\/+$/, '');
+  const clean = path.posix
+    .normalize(rel)
+    .replace(/^\.\/+/, '')
+    .replace(/\/+$/, '');
   // The path itself or any parent directory matching a rule counts (Docker semantics).
   const candidates: string[] = [];
   const parts = clean.split('/');
@@ -290,7 +299,11 @@ t.test('the parser', async (t) => {
   t.equal(resolveBase(withArgs, withArgs.stages[0]!), 'node:22-slim', '${BASE} takes the ARG default');
   t.equal(resolveBase(withArgs, withArgs.stages[1]!), 'node:22-slim', '$BASE too');
   t.equal(resolveBase(withArgs, withArgs.stages[2]!), 'debian:12', '${OTHER:-word} without a value is the word');
-  t.equal(resolveBase(withArgs, withArgs.stages[3]!, { BASE: 'local/node:x' }), 'local/node:x', 'a build arg replaces the default, through stage references');
+  t.equal(
+    resolveBase(withArgs, withArgs.stages[3]!, { BASE: 'local/node:x' }),
+    'local/node:x',
+    'a build arg replaces the default, through stage references',
+  );
   t.equal(resolveBase(withArgs, withArgs.stages[0]!, { UNDECLARED: 'x' }), 'node:22-slim', 'an undeclared build arg changes nothing');
 
   const rules = parseDockerignore('node_modules\n**/*.log\ndist/\n!dist/keep\n# c\n/data\n');
@@ -343,7 +356,11 @@ t.test('Dockerfile', async (t) => {
     for (const stage of df.stages) {
       if (stageNames.has(stage.base.toLowerCase())) continue;
       t.match(stage.base, /^\$(?:\{BASE_IMAGE\}|BASE_IMAGE)$/, `stage ${stage.name ?? stage.index} is FROM \${BASE_IMAGE}`);
-      t.equal(resolveBase(df, stage, { BASE_IMAGE: 'local/base:test' }), 'local/base:test', `--build-arg BASE_IMAGE=... replaces stage ${stage.name ?? stage.index}'s base`);
+      t.equal(
+        resolveBase(df, stage, { BASE_IMAGE: 'local/base:test' }),
+        'local/base:test',
+        `--build-arg BASE_IMAGE=... replaces stage ${stage.name ?? stage.index}'s base`,
+      );
     }
   });
 
@@ -367,13 +384,19 @@ t.test('Dockerfile', async (t) => {
       t.match(ins.body, /\bnpm ci\b/, `line ${ins.line}: uses npm ci (lockfile)`);
       t.match(ins.body, /--omit[= ]dev\b/, `line ${ins.line}: without dev dependencies`);
     }
-    t.notOk(runs.some((i) => /\bnpm run build\b|\btsc\b/.test(i.body)), 'no compilation in the final stage');
+    t.notOk(
+      runs.some((i) => /\bnpm run build\b|\btsc\b/.test(i.body)),
+      'no compilation in the final stage',
+    );
     const fromBuild = final.instructions.filter((i) => i.keyword === 'COPY' && i.flags['from'] !== undefined);
     t.ok(
       fromBuild.some((i) => /(?:^|\/)dist\/?$/.test(words(i.body)[0] ?? '')),
       'copies dist/ from the build stage',
     );
-    const env = final.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.body).join(' ');
+    const env = final.instructions
+      .filter((i) => i.keyword === 'ENV')
+      .map((i) => i.body)
+      .join(' ');
     t.match(env, /NODE_ENV[= ]production/, 'NODE_ENV=production');
   });
 
@@ -395,21 +418,21 @@ t.test('Dockerfile', async (t) => {
 
   t.test('ENTRYPOINT, CMD, EXPOSE, VOLUME', async (t) => {
     t.same(last(final, 'ENTRYPOINT')?.json, ['oci-registry'], 'ENTRYPOINT ["oci-registry"] (exec form)');
-    t.same(
-      last(final, 'CMD')?.json,
-      ['--listen', '0.0.0.0:8080', 'filesystem', '--root', '/data'],
-      'CMD is the filesystem default',
-    );
+    t.same(last(final, 'CMD')?.json, ['--listen', '0.0.0.0:8080', 'filesystem', '--root', '/data'], 'CMD is the filesystem default');
     const exposed = final.instructions.filter((i) => i.keyword === 'EXPOSE').flatMap((i) => words(i.body));
-    t.ok(exposed.some((p) => p === '8080' || p === '8080/tcp'), 'EXPOSE 8080');
-    const volumes = final.instructions
-      .filter((i) => i.keyword === 'VOLUME')
-      .flatMap((i) => i.json ?? words(i.body));
+    t.ok(
+      exposed.some((p) => p === '8080' || p === '8080/tcp'),
+      'EXPOSE 8080',
+    );
+    const volumes = final.instructions.filter((i) => i.keyword === 'VOLUME').flatMap((i) => i.json ?? words(i.body));
     t.ok(volumes.includes('/data'), 'VOLUME /data');
   });
 
   t.test('/data belongs to the runtime user, the bin is on PATH', async (t) => {
-    const runs = final.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.body).join(' && ');
+    const runs = final.instructions
+      .filter((i) => i.keyword === 'RUN')
+      .map((i) => i.body)
+      .join(' && ');
     t.match(runs, /\bchown\b[^&;]*\b10001(?::10001)?\b[^&;]*\/data\b/, '/data is chowned to 10001');
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
     const binTarget = pkg.bin?.['oci-registry'];
@@ -422,7 +445,11 @@ t.test('Dockerfile', async (t) => {
       t.match(link[2]!, /^\/usr(?:\/local)?\/bin\/oci-registry$/, 'the link is named oci-registry in a PATH directory');
     }
     const build = df.stages.find((s) => s.instructions.some((i) => i.keyword === 'RUN' && /\bnpm run build\b/.test(i.body)));
-    const buildRuns = build?.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.body).join(' && ') ?? '';
+    const buildRuns =
+      build?.instructions
+        .filter((i) => i.keyword === 'RUN')
+        .map((i) => i.body)
+        .join(' && ') ?? '';
     t.match(buildRuns, /chmod\s+(?:0?755|\+x|a\+x)\s+\S*dist\/cli\/main\.js/, 'the entry file is made executable');
     // The symlinked file runs through its shebang.
     const mainTs = path.join(repoRoot, 'src', 'cli', 'main.ts');
@@ -468,7 +495,17 @@ t.test('Dockerfile', async (t) => {
 
   t.test('.dockerignore keeps local state out of the context', async (t) => {
     const rules = parseDockerignore(existsSync(dockerignorePath) ? readFileSync(dockerignorePath, 'utf8') : '');
-    for (const p of ['node_modules', 'node_modules/tap/package.json', 'dist', 'dist/cli/main.js', 'data', '.git', '.git/HEAD', 'coverage', '.tap']) {
+    for (const p of [
+      'node_modules',
+      'node_modules/tap/package.json',
+      'dist',
+      'dist/cli/main.js',
+      'data',
+      '.git',
+      '.git/HEAD',
+      'coverage',
+      '.tap',
+    ]) {
       t.ok(isIgnored(rules, p), `${p} is excluded`);
     }
   });

@@ -11,11 +11,17 @@ t.test('a code the message does not name is added after it', async (t) => {
 });
 
 t.test('a code the message already names is not repeated', async (t) => {
-  t.equal(errorText(Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), { code: 'ENOENT' })), "ENOENT: no such file or directory, open 'x'");
+  t.equal(
+    errorText(Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), { code: 'ENOENT' })),
+    "ENOENT: no such file or directory, open 'x'",
+  );
 });
 
 t.test('an OCI error shows its code and its detail', async (t) => {
-  t.equal(errorText(new OciError('NAME_UNKNOWN', 'namespace is not mirrored here', { detail: { namespace: 'ghcr.io' } })), 'namespace is not mirrored here (NAME_UNKNOWN) {"namespace":"ghcr.io"}');
+  t.equal(
+    errorText(new OciError('NAME_UNKNOWN', 'namespace is not mirrored here', { detail: { namespace: 'ghcr.io' } })),
+    'namespace is not mirrored here (NAME_UNKNOWN) {"namespace":"ghcr.io"}',
+  );
 });
 
 t.test('a long detail is cut at 300 characters', async (t) => {

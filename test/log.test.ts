@@ -23,7 +23,17 @@ t.test('secret fields never reach the log, at the top level or nested', async (t
     'hello',
   );
   const line = JSON.parse(out) as Record<string, unknown>;
-  for (const secret of ['Pw-top-1', 'Sec-top-2', 'Tok-top-3', 'QWxhZGRpbjpvcGVu', 'Pw-nested-4', 'Tok-nested-5', 'Tok-nested-6', 'Tok-deep-7', 'Ck-deep-8']) {
+  for (const secret of [
+    'Pw-top-1',
+    'Sec-top-2',
+    'Tok-top-3',
+    'QWxhZGRpbjpvcGVu',
+    'Pw-nested-4',
+    'Tok-nested-5',
+    'Tok-nested-6',
+    'Tok-deep-7',
+    'Ck-deep-8',
+  ]) {
     t.notOk(out.includes(secret), `${secret} is not logged`);
   }
   t.match(line, { msg: 'hello', upstream: { username: 'robot' } }, 'the rest is');

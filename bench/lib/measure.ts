@@ -60,7 +60,9 @@ export async function coldPull(base: string, image: Image, concurrency: number):
     await head.body.dump();
     const digest = head.headers['docker-content-digest'];
     if (head.statusCode !== 200 || digest !== image.manifestDigest) {
-      throw new Error(`HEAD manifest ${image.name}:${image.tag}: HTTP ${head.statusCode}, Docker-Content-Digest ${String(digest)} (expected ${image.manifestDigest})`);
+      throw new Error(
+        `HEAD manifest ${image.name}:${image.tag}: HTTP ${head.statusCode}, Docker-Content-Digest ${String(digest)} (expected ${image.manifestDigest})`,
+      );
     }
     const body = await getVerified(agent, `${base}/v2/${image.name}/manifests/${digest}`, digest, { accept: MANIFEST_ACCEPT });
     const manifest = JSON.parse((body as Buffer).toString('utf8')) as { config: Blob; layers: Blob[] };
@@ -109,7 +111,13 @@ function parseTimes(s: string): number {
  * `clients` curl processes at once, each fetching `url` `perClient` times on one connection into
  * /dev/null. Wall time and the children's CPU come from the bash that runs them (`times`).
  */
-export async function curlFanOut(url: string, clients: number, perClient: number, expectedSize: number, timeoutMs = 600_000): Promise<CurlResult> {
+export async function curlFanOut(
+  url: string,
+  clients: number,
+  perClient: number,
+  expectedSize: number,
+  timeoutMs = 600_000,
+): Promise<CurlResult> {
   const transfer = Array.from({ length: perClient }, () => `-o /dev/null '${url}'`).join(' ');
   const script = [
     's=$(date +%s%N)',
@@ -194,9 +202,13 @@ export async function wrkGet(url: string, seconds: number, accept: string): Prom
  */
 export async function abHead(url: string, seconds: number, accept: string, tmp: string): Promise<RateResult> {
   const csv = join(tmp, `ab-${process.pid}-${Date.now()}.csv`);
-  const r = await run('ab', ['-q', '-k', '-i', '-c', '32', '-t', String(seconds), '-n', '100000000', '-s', '10', '-H', `Accept: ${accept}`, '-e', csv, url], {
-    timeoutMs: (seconds + 30) * 1000,
-  });
+  const r = await run(
+    'ab',
+    ['-q', '-k', '-i', '-c', '32', '-t', String(seconds), '-n', '100000000', '-s', '10', '-H', `Accept: ${accept}`, '-e', csv, url],
+    {
+      timeoutMs: (seconds + 30) * 1000,
+    },
+  );
   const out = r.stdout + r.stderr;
   const rps = /Requests per second:\s+([\d.]+)/.exec(out);
   const complete = /Complete requests:\s+(\d+)/.exec(out);

@@ -52,7 +52,10 @@ const ALL: ReadonlySet<TestKind> = new Set(['cold', 'warm', 'manifest', 'herd', 
 
 // ---------- our mirror ----------
 
-async function startMirror(ctx: PeerContext, storageArgs: (dir: string) => Promise<{ args: string[]; extra: ManagedProcess[]; cleanup?: () => Promise<void> }>): Promise<PeerInstance> {
+async function startMirror(
+  ctx: PeerContext,
+  storageArgs: (dir: string) => Promise<{ args: string[]; extra: ManagedProcess[]; cleanup?: () => Promise<void> }>,
+): Promise<PeerInstance> {
   const dir = await tempDir(ctx.tmp, 'mirror-');
   const configFile = join(dir, 'upstreams.yaml');
   await writeFile(configFile, `- namespace: docker.io\n  host: ${ctx.upstream.host}\n  tls: false\n`);
@@ -131,7 +134,18 @@ const mirrorS3: PeerDef = {
       await mkdir(data);
       await mkdir(spool);
       const port = await freePort();
-      const s3 = startProcess('s3rver', ctx.bins.node, [ctx.bins.s3rver!, '-d', data, '-a', '127.0.0.1', '-p', String(port), '-s', '--configure-bucket', S3_BUCKET]);
+      const s3 = startProcess('s3rver', ctx.bins.node, [
+        ctx.bins.s3rver!,
+        '-d',
+        data,
+        '-a',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-s',
+        '--configure-bucket',
+        S3_BUCKET,
+      ]);
       await waitHttp(`http://127.0.0.1:${port}/`, 20_000, s3);
       return {
         args: [
@@ -225,13 +239,19 @@ const distributionAuth: PeerDef = {
   label: 'distribution 2.8 proxy, token-auth upstream',
   tests: ALL,
   upstreamOf: (ctx) => ctx.authUpstream ?? ctx.upstream,
-  missing: (ctx) => (!ctx.bins.registry ? 'docker-registry not installed' : ctx.authUpstream ? undefined : 'no token-auth upstream (openssl missing?)'),
+  missing: (ctx) =>
+    !ctx.bins.registry ? 'docker-registry not installed' : ctx.authUpstream ? undefined : 'no token-auth upstream (openssl missing?)',
   start: (ctx) => startDistribution(ctx, ctx.authUpstream!, true),
 };
 
 // ---------- nginx ----------
 
-async function startNginx(ctx: PeerContext, name: string, server: (dir: string, port: number) => string, httpExtra: (dir: string) => string): Promise<PeerInstance> {
+async function startNginx(
+  ctx: PeerContext,
+  name: string,
+  server: (dir: string, port: number) => string,
+  httpExtra: (dir: string) => string,
+): Promise<PeerInstance> {
   const dir = await tempDir(ctx.tmp, `${name}-`);
   for (const d of ['client_body', 'proxy_temp', 'fastcgi_temp', 'uwsgi_temp', 'scgi_temp', 'cache']) await mkdir(join(dir, d));
   const port = await freePort();

@@ -44,7 +44,14 @@ export interface RunInfo {
   mode: 'quick' | 'full';
   reps: number;
   machine: Record<string, string>;
-  sizes: { smallLayers: number; smallLayerBytes: number; bigBytes: number; warmFetchesPerClient1: number; herdClients: number; rateSeconds: number };
+  sizes: {
+    smallLayers: number;
+    smallLayerBytes: number;
+    bigBytes: number;
+    warmFetchesPerClient1: number;
+    herdClients: number;
+    rateSeconds: number;
+  };
   totalSeconds: number;
   notes: string[];
 }
@@ -147,8 +154,16 @@ function targets(results: PeerResult[], d: Map<string, Derived>): string[][] {
     const r = ratio(a, b);
     return Number.isFinite(r) ? `×${r.toFixed(2)}` : '–';
   };
-  rows.push(['warm blob, 1 client ≥ 0.9× nginx static', `${cell(fsd.c1, 2)} vs ${cell(st?.c1, 2)} GiB/s: ${rr(fsd.c1, st?.c1)}`, mark(cmp(fsd.c1, st?.c1, (r) => r >= 0.9))]);
-  rows.push(['warm blob, 8 clients ≥ 0.9× nginx static', `${cell(fsd.c8, 2)} vs ${cell(st?.c8, 2)} GiB/s: ${rr(fsd.c8, st?.c8)}`, mark(cmp(fsd.c8, st?.c8, (r) => r >= 0.9))]);
+  rows.push([
+    'warm blob, 1 client ≥ 0.9× nginx static',
+    `${cell(fsd.c1, 2)} vs ${cell(st?.c1, 2)} GiB/s: ${rr(fsd.c1, st?.c1)}`,
+    mark(cmp(fsd.c1, st?.c1, (r) => r >= 0.9)),
+  ]);
+  rows.push([
+    'warm blob, 8 clients ≥ 0.9× nginx static',
+    `${cell(fsd.c8, 2)} vs ${cell(st?.c8, 2)} GiB/s: ${rr(fsd.c8, st?.c8)}`,
+    mark(cmp(fsd.c8, st?.c8, (r) => r >= 0.9)),
+  ]);
   for (const [name, rpsF, p99F] of [
     ['manifest GET by tag', (x: Derived) => x.tagRps, (x: Derived) => x.tagP99],
     ['manifest GET by digest', (x: Derived) => x.digestRps, (x: Derived) => x.digestP99],
@@ -164,9 +179,21 @@ function targets(results: PeerResult[], d: Map<string, Derived>): string[][] {
       mark(okRps === undefined || okP99 === undefined ? undefined : okRps && okP99),
     ]);
   }
-  rows.push(['cold pull, small image sequential ≤ 1.05× direct', `${cell(fsd.seq, 3)} vs ${cell(direct?.seq, 3)} s: ${rr(fsd.seq, direct?.seq)}`, mark(cmp(fsd.seq, direct?.seq, (r) => r <= 1.05))]);
-  rows.push(['cold pull, small image 4 parallel ≤ 1.05× direct', `${cell(fsd.par, 3)} vs ${cell(direct?.par, 3)} s: ${rr(fsd.par, direct?.par)}`, mark(cmp(fsd.par, direct?.par, (r) => r <= 1.05))]);
-  rows.push(['cold pull, big layer ≤ 1.05× direct', `${cell(fsd.big, 2)} vs ${cell(direct?.big, 2)} s: ${rr(fsd.big, direct?.big)}`, mark(cmp(fsd.big, direct?.big, (r) => r <= 1.05))]);
+  rows.push([
+    'cold pull, small image sequential ≤ 1.05× direct',
+    `${cell(fsd.seq, 3)} vs ${cell(direct?.seq, 3)} s: ${rr(fsd.seq, direct?.seq)}`,
+    mark(cmp(fsd.seq, direct?.seq, (r) => r <= 1.05)),
+  ]);
+  rows.push([
+    'cold pull, small image 4 parallel ≤ 1.05× direct',
+    `${cell(fsd.par, 3)} vs ${cell(direct?.par, 3)} s: ${rr(fsd.par, direct?.par)}`,
+    mark(cmp(fsd.par, direct?.par, (r) => r <= 1.05)),
+  ]);
+  rows.push([
+    'cold pull, big layer ≤ 1.05× direct',
+    `${cell(fsd.big, 2)} vs ${cell(direct?.big, 2)} s: ${rr(fsd.big, direct?.big)}`,
+    mark(cmp(fsd.big, direct?.big, (r) => r <= 1.05)),
+  ]);
   const herdAll = results.find((r) => r.id === 'mirror-fs')?.herd.downloads ?? [];
   rows.push([
     'herd: 32 concurrent GETs → 1 upstream download',
@@ -198,9 +225,15 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
   const out: string[] = [];
   out.push(`# oci-registry benchmark, ${info.date}`);
   out.push('');
-  out.push(`Command: \`${info.command}\` (${info.mode} mode, ${info.reps} repetition${info.reps === 1 ? '' : 's'}, ${Math.round(info.totalSeconds)} s in all)`);
+  out.push(
+    `Command: \`${info.command}\` (${info.mode} mode, ${info.reps} repetition${info.reps === 1 ? '' : 's'}, ${Math.round(info.totalSeconds)} s in all)`,
+  );
   out.push('');
-  out.push(Object.entries(info.machine).map(([k, v]) => `- ${k}: ${v}`).join('\n'));
+  out.push(
+    Object.entries(info.machine)
+      .map(([k, v]) => `- ${k}: ${v}`)
+      .join('\n'),
+  );
   out.push('');
   out.push(
     `Sizes: small image ${s.smallLayers} layers × ${num(s.smallLayerBytes / MiB, 2)} MiB (+ config); big layer ${num(s.bigBytes / MiB, 0)} MiB, random. ` +
@@ -225,10 +258,22 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
     out.push('');
     out.push(
       table(
-        ['peer', `${s.smallLayers} layers sequential`, `${s.smallLayers} layers, 4 parallel`, `${num(s.bigBytes / MiB, 0)} MiB layer`, 'upstream GETs of that layer'],
+        [
+          'peer',
+          `${s.smallLayers} layers sequential`,
+          `${s.smallLayers} layers, 4 parallel`,
+          `${num(s.bigBytes / MiB, 0)} MiB layer`,
+          'upstream GETs of that layer',
+        ],
         cold.map((r) => {
           const x = d.get(r.id)!;
-          return [r.label, withRatio(x.seq, direct?.seq, 3), withRatio(x.par, direct?.par, 3), withRatio(x.big, direct?.big, 2), r.cold.bigUpstreamGets.join(', ') || '–'];
+          return [
+            r.label,
+            withRatio(x.seq, direct?.seq, 3),
+            withRatio(x.par, direct?.par, 3),
+            withRatio(x.big, direct?.big, 2),
+            r.cold.bigUpstreamGets.join(', ') || '–',
+          ];
         }),
       ),
     );
@@ -262,7 +307,9 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
             ...mk(r.warm.c1, 1, x.c1, st?.c1),
             ...mk(r.warm.c8, 8, x.c8, st?.c8),
             cell(x.cpu, 2) +
-              (stat(r.warm.cpuPerGiBC1) && stat(r.warm.cpuPerGiBC8) ? ` [1 client ${num(stat(r.warm.cpuPerGiBC1)!.median, 2)}, 8 clients ${num(stat(r.warm.cpuPerGiBC8)!.median, 2)}]` : '') +
+              (stat(r.warm.cpuPerGiBC1) && stat(r.warm.cpuPerGiBC8)
+                ? ` [1 client ${num(stat(r.warm.cpuPerGiBC1)!.median, 2)}, 8 clients ${num(stat(r.warm.cpuPerGiBC8)!.median, 2)}]`
+                : '') +
               (aux ? ` (+${num(aux.median, 2)} s3rver)` : ''),
           ];
         }),
@@ -280,7 +327,7 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
       `GET: \`wrk -t2 -c32 -d${s.rateSeconds}s --latency -H 'Accept: <docker+OCI manifest types>'\`. ` +
         `HEAD: \`ab -k -i -c32 -t${s.rateSeconds}\` (wrk 4.1 cannot do HEAD; ab is single-threaded, so HEAD numbers are not comparable with GET numbers). ` +
         '"upstream" = requests the upstream saw during the three runs: manifest requests (tag revalidation) and `/v2/` pings. ' +
-          'Ratios are to "distribution 2.8 proxy" (anonymous upstream).',
+        'Ratios are to "distribution 2.8 proxy" (anonymous upstream).',
     );
     out.push('');
     out.push(
@@ -317,7 +364,13 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
         ['peer', 'upstream downloads', 'MiB from upstream', 'wall s (all clients done)', 'failed transfers'],
         herd.map((r) => {
           const x = d.get(r.id)!;
-          return [r.label, cell(x.herd, 0) + ` [${r.herd.downloads.join(', ')}]`, cell(stat(r.herd.upstreamMiB), 0), cell(x.herdWall, 2), String(r.herd.failures.length)];
+          return [
+            r.label,
+            cell(x.herd, 0) + ` [${r.herd.downloads.join(', ')}]`,
+            cell(stat(r.herd.upstreamMiB), 0),
+            cell(x.herdWall, 2),
+            String(r.herd.failures.length),
+          ];
         }),
       ),
     );
@@ -326,7 +379,7 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
 
   const mem = has((x) => x.peak);
   if (mem.length > 0) {
-    out.push('## Memory (MiB; sum over the peer\'s processes, sampled every 100 ms, VmHWM for single processes)');
+    out.push("## Memory (MiB; sum over the peer's processes, sampled every 100 ms, VmHWM for single processes)");
     out.push('');
     out.push(
       table(
@@ -349,7 +402,8 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
     if (warmFail.length > 0) notes.push(`${r.label}: warm transfer failures: ${[...new Set(warmFail)].slice(0, 5).join('; ')}`);
     const rateRaw = [...r.manifest.tag, ...r.manifest.digest, ...r.manifest.head].filter((x) => x.errors > 0);
     if (rateRaw.length > 0) notes.push(`${r.label}: ${rateRaw.length} manifest runs had errors (non-2xx or socket errors; see the JSON)`);
-    if (r.logs.length > 0) notes.push(`${r.label}: ${r.logs.length} warn/error log lines, e.g. \`${r.logs[0]!.slice(0, 300).replace(/`/g, "'")}\``);
+    if (r.logs.length > 0)
+      notes.push(`${r.label}: ${r.logs.length} warn/error log lines, e.g. \`${r.logs[0]!.slice(0, 300).replace(/`/g, "'")}\``);
     notes.push(`${r.label}: ${Math.round(r.seconds)} s`);
   }
   out.push('## Notes');

@@ -24,9 +24,27 @@ const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 export async function startTokenServer(dir: string): Promise<TokenServer> {
   const keyFile = join(dir, 'token.key');
   const certFile = join(dir, 'token.crt');
-  const r = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=bench-token-issuer'], {
-    timeoutMs: 30_000,
-  });
+  const r = await run(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=bench-token-issuer',
+    ],
+    {
+      timeoutMs: 30_000,
+    },
+  );
   if (r.code !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
   const key = createPrivateKey(await readFile(keyFile));
   const certDer = new X509Certificate(await readFile(certFile)).raw;

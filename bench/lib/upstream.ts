@@ -77,7 +77,14 @@ export async function startUpstream(dir: string, bin: string, opts: UpstreamOpti
   const auth: string[] = [];
   if (opts.tokenAuth) {
     const t = opts.tokenAuth;
-    auth.push('auth:', '  token:', `    realm: ${t.realm}`, `    service: ${t.service}`, `    issuer: ${t.issuer}`, `    rootcertbundle: ${t.certFile}`);
+    auth.push(
+      'auth:',
+      '  token:',
+      `    realm: ${t.realm}`,
+      `    service: ${t.service}`,
+      `    issuer: ${t.issuer}`,
+      `    rootcertbundle: ${t.certFile}`,
+    );
   }
   await writeFile(
     configFile,
@@ -157,7 +164,13 @@ export function blobDownloads(entries: AccessEntry[], digest: string): { count: 
 
 // ---------- seeding over the registry API ----------
 
-async function uploadBlob(upstream: string, name: string, digest: string, size: number, body: Buffer | (() => NodeJS.ReadableStream)): Promise<void> {
+async function uploadBlob(
+  upstream: string,
+  name: string,
+  digest: string,
+  size: number,
+  body: Buffer | (() => NodeJS.ReadableStream),
+): Promise<void> {
   const head = await request(`${upstream}/v2/${name}/blobs/${digest}`, { method: 'HEAD' });
   await head.body.dump();
   if (head.statusCode === 200) return;
@@ -199,7 +212,13 @@ async function randomFile(file: string, size: number): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
-async function pushManifest(upstream: string, name: string, tag: string, config: Blob, layers: Blob[]): Promise<{ digest: string; size: number }> {
+async function pushManifest(
+  upstream: string,
+  name: string,
+  tag: string,
+  config: Blob,
+  layers: Blob[],
+): Promise<{ digest: string; size: number }> {
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -256,6 +275,8 @@ export async function seedBigImage(upstream: string, name: string, size: number,
   const layers = [{ digest, size }];
   const config = await pushConfig(upstream, name, layers);
   const m = await pushManifest(upstream, name, 'latest', config, layers);
-  log(`seeded ${name}: ${(size / 1024 / 1024).toFixed(0)} MiB layer ${digest.slice(0, 19)}… in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  log(
+    `seeded ${name}: ${(size / 1024 / 1024).toFixed(0)} MiB layer ${digest.slice(0, 19)}… in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
   return { name, tag: 'latest', manifestDigest: m.digest, manifestSize: m.size, config, layers };
 }

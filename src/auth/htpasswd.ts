@@ -71,7 +71,9 @@ export class HtpasswdVerifier {
     if (!creds) return false;
     const loaded = await this.load(file);
     const hash = loaded.users.get(creds.username);
-    const key = createHmac('sha256', this.secret).update(`${file}\0${creds.username}\0${creds.password}\0${hash ?? ''}`).digest('hex');
+    const key = createHmac('sha256', this.secret)
+      .update(`${file}\0${creds.username}\0${creds.password}\0${hash ?? ''}`)
+      .digest('hex');
     if (this.verified.has(key)) return true;
     if (this.failed.has(key)) return false;
     const joined = this.running.get(key);
@@ -83,7 +85,8 @@ export class HtpasswdVerifier {
     }
     const check = this.check(creds.password, hash, loaded.decoy)
       .catch((e: unknown) => {
-        if (e instanceof PoolBusyError) throw new OciError('TOOMANYREQUESTS', 'too many logins being checked; retry shortly', { retryAfter: 1 });
+        if (e instanceof PoolBusyError)
+          throw new OciError('TOOMANYREQUESTS', 'too many logins being checked; retry shortly', { retryAfter: 1 });
         throw e;
       })
       .finally(() => this.running.delete(key));

@@ -57,7 +57,9 @@ export function parseMirrorAddress(value: string, allowBare: boolean): MirrorAdd
   }
   if (url.username || url.password) throw new ConfigError('--mirror: must not contain credentials');
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
-    throw new ConfigError(`--mirror: must be scheme://host[:port] without a path (the mirror serves /v2/ at its root), got ${JSON.stringify(value)}`);
+    throw new ConfigError(
+      `--mirror: must be scheme://host[:port] without a path (the mirror serves /v2/ at its root), got ${JSON.stringify(value)}`,
+    );
   }
   if (!url.hostname) throw new ConfigError(`--mirror: no host in ${JSON.stringify(value)}`);
   return { scheme, host: url.host, url: `${scheme}://${url.host}`, explicitScheme: hasScheme };
@@ -274,7 +276,10 @@ const defaultIo: ClientConfigIo = {
 export function registerClientConfig(program: Command, io: ClientConfigIo = defaultIo): Command {
   const globalConfigFile = (): string | undefined => (program.opts() as { upstreamConfigFile?: string }).upstreamConfigFile;
   const namespaceOption = (): Option =>
-    new Option('--namespace <list>', 'namespaces to mirror, comma-separated or repeated (default: those in --upstream-config-file, else docker.io)').argParser(collect);
+    new Option(
+      '--namespace <list>',
+      'namespaces to mirror, comma-separated or repeated (default: those in --upstream-config-file, else docker.io)',
+    ).argParser(collect);
 
   const cmd = program
     .command('client-config')
@@ -315,8 +320,15 @@ export function registerClientConfig(program: Command, io: ClientConfigIo = defa
 
   cmd
     .command('crio')
-    .description('print registries.conf entries for cri-o, podman, buildah and skopeo (mirror location <mirror>/<namespace>, host_port for a port)')
-    .addOption(new Option('--mirror <host:port>', 'the mirror as clients reach it, e.g. mirror:8080 (http:// or https:// accepted)').makeOptionMandatory())
+    .description(
+      'print registries.conf entries for cri-o, podman, buildah and skopeo (mirror location <mirror>/<namespace>, host_port for a port)',
+    )
+    .addOption(
+      new Option(
+        '--mirror <host:port>',
+        'the mirror as clients reach it, e.g. mirror:8080 (http:// or https:// accepted)',
+      ).makeOptionMandatory(),
+    )
     .addOption(namespaceOption())
     .addOption(new Option('--secure', 'the mirror serves verified TLS: insecure = false (default for https:// mirrors)'))
     .action((opts: { mirror: string; namespace?: string[]; secure?: boolean }) => {

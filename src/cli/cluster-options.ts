@@ -8,10 +8,14 @@ import type { ListenAddress } from './listen-address.js';
 export function addClusterOptions(program: Command): void {
   program
     .addOption(
-      new Option('--peers <list>', 'every replica, this one included: base URLs (http://10.0.0.5:8080,...) or dns+http://NAME:PORT (A/AAAA records, re-resolved every 10s)')
-        .env('PEERS'),
+      new Option(
+        '--peers <list>',
+        'every replica, this one included: base URLs (http://10.0.0.5:8080,...) or dns+http://NAME:PORT (A/AAAA records, re-resolved every 10s)',
+      ).env('PEERS'),
     )
-    .addOption(new Option('--advertise <url>', 'how the peers reach this replica (default: http://$POD_IP:<listen port>)').env('ADVERTISE_URL'))
+    .addOption(
+      new Option('--advertise <url>', 'how the peers reach this replica (default: http://$POD_IP:<listen port>)').env('ADVERTISE_URL'),
+    )
     .addOption(
       new Option('--peer-cache-copies', 'filesystem mode: also keep a copy of blobs a peer served (default: stream them, keep none)')
         .env('PEER_CACHE_COPIES')
@@ -29,7 +33,11 @@ export interface ClusterFlags {
  * Checks the flags; undefined without --peers (the replica works alone). The advertise URL defaults to
  * POD_IP (the downward API) and the listen port, else to the listen address when it is not a wildcard.
  */
-export function clusterFromFlags(flags: ClusterFlags, listen: ListenAddress, env: NodeJS.ProcessEnv = process.env): ClusterSettings | undefined {
+export function clusterFromFlags(
+  flags: ClusterFlags,
+  listen: ListenAddress,
+  env: NodeJS.ProcessEnv = process.env,
+): ClusterSettings | undefined {
   if (flags.peers === undefined || flags.peers.trim() === '') {
     if (flags.advertise !== undefined) throw new ConfigError('--advertise: only meaningful with --peers');
     if (flags.peerCacheCopies) throw new ConfigError('--peer-cache-copies: only meaningful with --peers');
@@ -58,7 +66,9 @@ function advertiseUrl(flag: string | undefined, listen: ListenAddress, env: Node
   }
   const host = env['POD_IP']?.trim() || (isWildcard(listen.host) ? undefined : listen.host);
   if (host === undefined || listen.port === 0) {
-    throw new ConfigError('--peers: cannot tell how the peers reach this replica: set --advertise URL (or POD_IP, with a fixed --listen port)');
+    throw new ConfigError(
+      '--peers: cannot tell how the peers reach this replica: set --advertise URL (or POD_IP, with a fixed --listen port)',
+    );
   }
   return peerUrlFor(scheme, host.replace(/^\[|\]$/g, ''), listen.port);
 }

@@ -12,7 +12,10 @@ export function addDownloadOptions(program: Command): void {
         .default('64GiB'),
     )
     .addOption(
-      new Option('--max-spool-size <size>', 'bytes that downloads in progress may hold on local disk; past it new uncached pulls stream without caching')
+      new Option(
+        '--max-spool-size <size>',
+        'bytes that downloads in progress may hold on local disk; past it new uncached pulls stream without caching',
+      )
         .env('MAX_SPOOL_SIZE')
         .default('8GiB'),
     );

@@ -8,20 +8,34 @@ import type { LifecycleSettings } from '../server/create-server.js';
 /** Server flags of the cache lifecycle (bounded size, expiry, offline), each also an environment variable. */
 export function addLifecycleOptions(program: Command): void {
   program
-    .addOption(new Option('--offline', 'never contact upstreams: serve only what the cache holds, 404 for the rest').env('OFFLINE').default(false))
     .addOption(
-      new Option('--max-cache-size <size>', 'bound the cached blobs: 50GiB, 500MiB, or (filesystem) 80% of its filesystem; least recently used are evicted').env(
-        'MAX_CACHE_SIZE',
+      new Option('--offline', 'never contact upstreams: serve only what the cache holds, 404 for the rest').env('OFFLINE').default(false),
+    )
+    .addOption(
+      new Option(
+        '--max-cache-size <size>',
+        'bound the cached blobs: 50GiB, 500MiB, or (filesystem) 80% of its filesystem; least recently used are evicted',
+      ).env('MAX_CACHE_SIZE'),
+    )
+    .addOption(
+      new Option('--cache-low-water <percent>', 'when over --max-cache-size, evict down to this share of it')
+        .env('CACHE_LOW_WATER')
+        .default('90%'),
+    )
+    .addOption(
+      new Option('--cache-expiry <duration>', 'delete tag records and blobs not used for this long, e.g. 30d; unset: never').env(
+        'CACHE_EXPIRY',
       ),
     )
-    .addOption(new Option('--cache-low-water <percent>', 'when over --max-cache-size, evict down to this share of it').env('CACHE_LOW_WATER').default('90%'))
-    .addOption(new Option('--cache-expiry <duration>', 'delete tag records and blobs not used for this long, e.g. 30d; unset: never').env('CACHE_EXPIRY'))
     .addOption(new Option('--gc-interval <duration>', 'how often eviction and expiry run').env('GC_INTERVAL').default('5m'))
-    .addOption(new Option('--gc-grace <duration>', 'never evict or expire what was used more recently than this').env('GC_GRACE').default('10m'))
     .addOption(
-      new Option('--replica-id <id>', 'names this replica\'s access-time object; unique among replicas sharing a cache (default: <hostname>-<pid>)').env(
-        'REPLICA_ID',
-      ),
+      new Option('--gc-grace <duration>', 'never evict or expire what was used more recently than this').env('GC_GRACE').default('10m'),
+    )
+    .addOption(
+      new Option(
+        '--replica-id <id>',
+        "names this replica's access-time object; unique among replicas sharing a cache (default: <hostname>-<pid>)",
+      ).env('REPLICA_ID'),
     );
 }
 
@@ -46,15 +60,17 @@ export function lifecycleFromFlags(flags: LifecycleFlags, storageKind: 'filesyst
   const lifecycle: LifecycleSettings = {};
   if (flags.maxCacheSize !== undefined) {
     const size = parseCacheSize(flags.maxCacheSize);
-    if (!size) throw new ConfigError(`--max-cache-size: expected a size like 50GiB, 500MiB or 80%, got ${JSON.stringify(flags.maxCacheSize)}`);
+    if (!size)
+      throw new ConfigError(`--max-cache-size: expected a size like 50GiB, 500MiB or 80%, got ${JSON.stringify(flags.maxCacheSize)}`);
     if (size.kind === 'percent' && storageKind !== 'filesystem') {
-      throw new ConfigError('--max-cache-size: a percentage is a share of the cache\'s filesystem; with s3 give a size like 500GiB');
+      throw new ConfigError("--max-cache-size: a percentage is a share of the cache's filesystem; with s3 give a size like 500GiB");
     }
     lifecycle.maxCacheSize = size;
   }
   if (flags.cacheLowWater !== undefined) {
     const percent = parsePercent(flags.cacheLowWater);
-    if (percent === undefined) throw new ConfigError(`--cache-low-water: expected a percentage from 1 to 100 like 90%, got ${JSON.stringify(flags.cacheLowWater)}`);
+    if (percent === undefined)
+      throw new ConfigError(`--cache-low-water: expected a percentage from 1 to 100 like 90%, got ${JSON.stringify(flags.cacheLowWater)}`);
     lifecycle.lowWaterPercent = percent;
   }
   lifecycle.expiryMs = duration('--cache-expiry', flags.cacheExpiry);

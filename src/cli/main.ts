@@ -29,25 +29,47 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
     .addOption(new Option('--listen <host:port>', 'address to serve on').env('LISTEN').default('0.0.0.0:8080').argParser(listenArg))
-    .addOption(new Option('--upstream-config-file <file>', 'YAML list of upstream registries (see example.yaml)').env('UPSTREAM_CONFIG_FILE'))
-    .addOption(new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)').env('DEFAULT_NAMESPACE').default(DOCKER_HUB))
+    .addOption(
+      new Option('--upstream-config-file <file>', 'YAML list of upstream registries (see example.yaml)').env('UPSTREAM_CONFIG_FILE'),
+    )
+    .addOption(
+      new Option('--default-namespace <ns>', 'namespace for requests that name none (Docker registry-mirrors)')
+        .env('DEFAULT_NAMESPACE')
+        .default(DOCKER_HUB),
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info').choices(LOG_LEVELS))
     .addOption(
       new Option('--allow-unlisted-namespaces', 'with a config file, also mirror namespaces it does not list (public addresses only)')
         .env('ALLOW_UNLISTED_NAMESPACES')
         .default(false),
     )
-    .addOption(new Option('--verify-cache', 'at start, rehash every cached blob and delete corrupt ones before serving').env('VERIFY_CACHE').default(false))
-    .addOption(new Option('--check-cache-digest', 'rehash cached blobs while serving them; drop any that fail').env('CHECK_CACHE_DIGEST').default(false))
-    .addOption(new Option('--spool-dir <dir>', 'where blobs are spooled while stored in S3 (default: the system temp dir)').env('SPOOL_DIR'))
-    .addOption(new Option('--metrics-listen <host:port>', 'serve /metrics on this separate address instead of --listen').env('METRICS_LISTEN').argParser(listenArg))
+    .addOption(
+      new Option('--verify-cache', 'at start, rehash every cached blob and delete corrupt ones before serving')
+        .env('VERIFY_CACHE')
+        .default(false),
+    )
+    .addOption(
+      new Option('--check-cache-digest', 'rehash cached blobs while serving them; drop any that fail')
+        .env('CHECK_CACHE_DIGEST')
+        .default(false),
+    )
+    .addOption(
+      new Option('--spool-dir <dir>', 'where blobs are spooled while stored in S3 (default: the system temp dir)').env('SPOOL_DIR'),
+    )
+    .addOption(
+      new Option('--metrics-listen <host:port>', 'serve /metrics on this separate address instead of --listen')
+        .env('METRICS_LISTEN')
+        .argParser(listenArg),
+    )
     .addOption(
       new Option('--shutdown-grace-period <duration>', 'how long SIGTERM waits for running requests and downloads')
         .env('SHUTDOWN_GRACE_PERIOD')
         .default('30s'),
     )
     .addOption(new Option('--no-status-page', 'do not serve the status page at / (and /status.json)').env('NO_STATUS_PAGE'))
-    .addOption(new Option('--preload <file>', 'at start, prefetch the images listed in this file (one per line) in the background').env('PRELOAD'));
+    .addOption(
+      new Option('--preload <file>', 'at start, prefetch the images listed in this file (one per line) in the background').env('PRELOAD'),
+    );
 
   addLifecycleOptions(program);
   addDownloadOptions(program);
@@ -87,7 +109,9 @@ export function buildProgram(): Command {
     .action((_opts: unknown, command: Command) => {
       const first = command.args[0];
       if (first === undefined) {
-        throw new ConfigError('name a storage subcommand: oci-registry [global flags] filesystem --root DIR, or s3 --bucket NAME (--help lists every command)');
+        throw new ConfigError(
+          'name a storage subcommand: oci-registry [global flags] filesystem --root DIR, or s3 --bucket NAME (--help lists every command)',
+        );
       }
       // commander's own messages, with its "Did you mean" suggestion (methods missing from its typings).
       const internals = command as unknown as { unknownOption?(flag: string): void; unknownCommand?(): void };
@@ -147,7 +171,12 @@ export function describeFailure(e: unknown): { code: number; lines: string[] } {
     // command group without a subcommand (status 1, already printed to stderr).
     if (e.exitCode === 0) return { code: 0, lines: [] };
     if (e.code === 'commander.help' || e.code === 'commander.helpDisplayed') return { code: 2, lines: [] };
-    const message = e.message.replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+    const message = e.message
+      .replace(/^error: /, '')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .join(' ');
     return { code: 2, lines: [`${message} (run with --help for usage)`] };
   }
   // A configuration mistake: one line per problem, no stack trace.

@@ -40,7 +40,10 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
   log.info(
     {
       url: `http://${host}:${port}`,
-      metricsUrl: metricsAddr && typeof metricsAddr === 'object' ? `http://${metricsAddr.family === 'IPv6' ? `[${metricsAddr.address}]` : metricsAddr.address}:${metricsAddr.port}/metrics` : `http://${host}:${port}/metrics`,
+      metricsUrl:
+        metricsAddr && typeof metricsAddr === 'object'
+          ? `http://${metricsAddr.family === 'IPv6' ? `[${metricsAddr.address}]` : metricsAddr.address}:${metricsAddr.port}/metrics`
+          : `http://${host}:${port}/metrics`,
       storage: storage.kind,
       upstreams: [...config.upstreams.keys()],
       configFile: config.configFile,
@@ -59,10 +62,13 @@ export async function runServer(opts: ServerCommandOptions): Promise<void> {
     log.info({ signal, graceMs }, 'shutting down');
     preload?.abort();
     // A last fence: close() is bounded step by step, but nothing may keep a terminating process alive.
-    setTimeout(() => {
-      log.error({ graceMs }, 'shutdown did not finish in time; exiting');
-      process.exit(1);
-    }, graceMs + CLOSE_BUDGET_MS + 2000).unref();
+    setTimeout(
+      () => {
+        log.error({ graceMs }, 'shutdown did not finish in time; exiting');
+        process.exit(1);
+      },
+      graceMs + CLOSE_BUDGET_MS + 2000,
+    ).unref();
     void server.close(graceMs).then(
       () => process.exit(0),
       (e: unknown) => {

@@ -37,7 +37,8 @@ export function serverSettings(opts: ServerCommandOptions): ServerSettings {
   const listen = parseListenAddress(opts.listen);
   if (!listen) throw new ConfigError(`--listen: expected HOST:PORT, got ${JSON.stringify(opts.listen)}`);
   const graceMs = parseDuration(opts.shutdownGracePeriod);
-  if (graceMs === undefined) throw new ConfigError(`--shutdown-grace-period: expected a duration like 30s, got ${JSON.stringify(opts.shutdownGracePeriod)}`);
+  if (graceMs === undefined)
+    throw new ConfigError(`--shutdown-grace-period: expected a duration like 30s, got ${JSON.stringify(opts.shutdownGracePeriod)}`);
   const metricsListen = opts.metricsListen === undefined ? undefined : parseListenAddress(opts.metricsListen);
   if (opts.metricsListen !== undefined && !metricsListen) {
     throw new ConfigError(`--metrics-listen: expected HOST:PORT, got ${JSON.stringify(opts.metricsListen)}`);

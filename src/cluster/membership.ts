@@ -107,7 +107,10 @@ export class Membership {
       } catch (e) {
         // A resolver outage must not dissolve the cluster: keep the members known last.
         if (!this.lookupFailing) {
-          this.log?.warn({ name: source.name, err: (e as Error).message, members: this.current.length }, 'peer DNS lookup failed; keeping the last members');
+          this.log?.warn(
+            { name: source.name, err: (e as Error).message, members: this.current.length },
+            'peer DNS lookup failed; keeping the last members',
+          );
         }
         this.lookupFailing = true;
       } finally {

@@ -3,8 +3,7 @@
  * A/AAAA records are the replicas (`dns+http://mirror-peers.ns.svc.cluster.local:8080`).
  */
 export type PeerSource =
-  | { kind: 'static'; urls: readonly string[] }
-  | { kind: 'dns'; scheme: 'http' | 'https'; name: string; port: number };
+  { kind: 'static'; urls: readonly string[] } | { kind: 'dns'; scheme: 'http' | 'https'; name: string; port: number };
 
 /** Thrown for a value that names no peer; the CLI turns it into a ConfigError naming the flag. */
 export class PeerAddressError extends Error {}
@@ -20,7 +19,8 @@ export function canonicalPeerUrl(text: string): string {
   } catch {
     throw new PeerAddressError(`not a URL: ${JSON.stringify(text)}`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PeerAddressError(`expected http:// or https://, got ${JSON.stringify(text)}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new PeerAddressError(`expected http:// or https://, got ${JSON.stringify(text)}`);
   // Peers are replicas of this server, served at the root: a path, query or login would be ignored.
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
     throw new PeerAddressError(`expected a base URL (scheme, host and port only), got ${JSON.stringify(text)}`);
@@ -38,7 +38,10 @@ export function peerUrlFor(scheme: 'http' | 'https', address: string, port: numb
 
 /** Parses `--peers`: a comma-separated list of base URLs, or one `dns+http://NAME:PORT`. */
 export function parsePeerSource(text: string): PeerSource {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new PeerAddressError('expected base URLs or dns+http://NAME:PORT, got nothing');
   const dns = items.filter((s) => /^dns\+/i.test(s));
   if (dns.length > 0) {

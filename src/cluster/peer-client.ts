@@ -160,7 +160,9 @@ export class PeerClient {
     let code: string | undefined;
     let message = `peer answered ${status}`;
     try {
-      const doc = JSON.parse((await readCapped(reply.body, 64 * 1024)).toString('utf8')) as { errors?: Array<{ code?: unknown; message?: unknown }> };
+      const doc = JSON.parse((await readCapped(reply.body, 64 * 1024)).toString('utf8')) as {
+        errors?: Array<{ code?: unknown; message?: unknown }>;
+      };
       const first = doc.errors?.[0];
       if (typeof first?.code === 'string') code = first.code;
       if (typeof first?.message === 'string') message = first.message;

@@ -196,7 +196,10 @@ function parseUpstreamEntries(text: string, file: string, problems: string[]): U
  */
 function yamlErrorText(e: unknown): string {
   const err = e as { reason?: unknown; mark?: { line?: unknown; column?: unknown } };
-  const at = typeof err.mark?.line === 'number' && typeof err.mark.column === 'number' ? ` at line ${err.mark.line + 1}, column ${err.mark.column + 1}` : '';
+  const at =
+    typeof err.mark?.line === 'number' && typeof err.mark.column === 'number'
+      ? ` at line ${err.mark.line + 1}, column ${err.mark.column + 1}`
+      : '';
   if (typeof err.reason !== 'string') return at;
   const reason = err.reason.replace(/"[^"]*"/g, '"…"').replace(/!<(?!tag:yaml\.org,)[^>]*>/g, '!<…>');
   const hint = /alias|tag/.test(reason) ? ' (quote values that begin with *, &, ! or another YAML indicator)' : '';
@@ -270,7 +273,9 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
   const credentialHelper = str('credential_helper', false);
   if (credentialHelper !== undefined) {
     if (!CREDENTIAL_HELPER_NAME.test(credentialHelper)) {
-      fail(`${where}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`);
+      fail(
+        `${where}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`,
+      );
     }
     if (username !== undefined) {
       fail(`${where}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
@@ -286,11 +291,11 @@ function parseEntry(raw: unknown, index: number, file: string): UpstreamConfig {
   const clientAuthFile = str('client_auth', false);
   collecting(problems, () =>
     checkReadable(where, [
-    ['ca_file', caFile],
-    ['client_cert_file', clientCertFile],
-    ['client_key_file', clientKeyFile],
-    ['client_auth', clientAuthFile],
-  ]),
+      ['ca_file', caFile],
+      ['client_cert_file', clientCertFile],
+      ['client_key_file', clientKeyFile],
+      ['client_auth', clientAuthFile],
+    ]),
   );
   const fallbackHosts = collecting(problems, () => fallbackList(obj['fallback_hosts'], where, host)) ?? [];
   const entry: UpstreamConfig = {
@@ -336,14 +341,17 @@ function checkReadable(where: string, files: readonly (readonly [string, string 
 function fallbackList(v: unknown, where: string, primary: string): FallbackHost[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) {
-    throw new ConfigError(`${where}: key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got ${typeName(v)}`);
+    throw new ConfigError(
+      `${where}: key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got ${typeName(v)}`,
+    );
   }
   const seen = new Set([primary.toLowerCase()]);
   return v.map((item: unknown, i) => {
     const at = `${where}: key "fallback_hosts" item ${i}`;
     const fallback = fallbackItem(item, at);
     const key = fallback.host.toLowerCase();
-    if (seen.has(key)) throw new ConfigError(`${at}: host ${JSON.stringify(fallback.host)} is already the entry's host or an earlier fallback`);
+    if (seen.has(key))
+      throw new ConfigError(`${at}: host ${JSON.stringify(fallback.host)} is already the entry's host or an earlier fallback`);
     seen.add(key);
     return fallback;
   });
@@ -351,7 +359,9 @@ function fallbackList(v: unknown, where: string, primary: string): FallbackHost[
 
 function fallbackItem(item: unknown, at: string): FallbackHost {
   const badHost = (got: unknown): ConfigError =>
-    new ConfigError(`${at}: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got ${typeof got === 'object' ? typeName(got) : JSON.stringify(got)}`);
+    new ConfigError(
+      `${at}: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got ${typeof got === 'object' ? typeName(got) : JSON.stringify(got)}`,
+    );
   if (typeof item === 'string') {
     if (!isValidNamespace(item)) throw badHost(item);
     return { host: item };
@@ -360,13 +370,16 @@ function fallbackItem(item: unknown, at: string): FallbackHost {
   const obj = item as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
     if (!FALLBACK_KEYS.has(key)) {
-      throw new ConfigError(`${at}: unknown key ${JSON.stringify(key)} (a fallback host may set ${[...FALLBACK_KEYS].join(', ')}; the rest is the entry's)`);
+      throw new ConfigError(
+        `${at}: unknown key ${JSON.stringify(key)} (a fallback host may set ${[...FALLBACK_KEYS].join(', ')}; the rest is the entry's)`,
+      );
     }
   }
   const str = (key: string): string | undefined => {
     const value = obj[key];
     if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(`${at}: key "${key}" must be a string, got ${typeName(value)}`);
+    if (typeof value !== 'string' && typeof value !== 'number')
+      throw new ConfigError(`${at}: key "${key}" must be a string, got ${typeName(value)}`);
     return String(value);
   };
   const bool = (key: string): boolean | undefined => {
@@ -377,16 +390,21 @@ function fallbackItem(item: unknown, at: string): FallbackHost {
   };
   const host = str('host');
   if (host === undefined) throw new ConfigError(`${at}: key "host" is required (a host name with an optional port)`);
-  if (!isValidNamespace(host)) throw new ConfigError(`${at}: key "host" must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(host)}`);
+  if (!isValidNamespace(host))
+    throw new ConfigError(`${at}: key "host" must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(host)}`);
   const username = str('username');
   const password = str('password');
-  if ((username === undefined) !== (password === undefined)) throw new ConfigError(`${at}: keys "username" and "password" must be given together`);
+  if ((username === undefined) !== (password === undefined))
+    throw new ConfigError(`${at}: keys "username" and "password" must be given together`);
   const credentialHelper = str('credential_helper');
   if (credentialHelper !== undefined) {
     if (!CREDENTIAL_HELPER_NAME.test(credentialHelper)) {
-      throw new ConfigError(`${at}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`);
+      throw new ConfigError(
+        `${at}: key "credential_helper" must be a helper name like ecr-login (runs docker-credential-<name>), got ${JSON.stringify(credentialHelper)}`,
+      );
     }
-    if (username !== undefined) throw new ConfigError(`${at}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
+    if (username !== undefined)
+      throw new ConfigError(`${at}: keys "credential_helper" and "username"/"password" are exclusive: the helper supplies the credentials`);
   }
   const clientCertFile = str('client_cert_file');
   const clientKeyFile = str('client_key_file');
@@ -400,7 +418,11 @@ function fallbackItem(item: unknown, at: string): FallbackHost {
     ['client_key_file', clientKeyFile],
   ]);
   const credentials =
-    username !== undefined && password !== undefined ? { username, password } : credentialHelper !== undefined ? { credentialHelper } : undefined;
+    username !== undefined && password !== undefined
+      ? { username, password }
+      : credentialHelper !== undefined
+        ? { credentialHelper }
+        : undefined;
   return {
     host,
     tls: bool('tls'),
@@ -409,7 +431,10 @@ function fallbackItem(item: unknown, at: string): FallbackHost {
     clientCertFile,
     clientKeyFile,
     credentials,
-    tokenRealmHosts: obj['token_realm_hosts'] === undefined || obj['token_realm_hosts'] === null ? undefined : hostList('token_realm_hosts', obj['token_realm_hosts'], at),
+    tokenRealmHosts:
+      obj['token_realm_hosts'] === undefined || obj['token_realm_hosts'] === null
+        ? undefined
+        : hostList('token_realm_hosts', obj['token_realm_hosts'], at),
   };
 }
 
@@ -450,7 +475,9 @@ function hostList(key: string, v: unknown, where: string): string[] {
   }
   return v.map((item: unknown, i) => {
     if (typeof item !== 'string' || !isValidNamespace(item)) {
-      throw new ConfigError(`${where}: key "${key}" item ${i} must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(item)}`);
+      throw new ConfigError(
+        `${where}: key "${key}" item ${i} must be a host name with an optional port (no scheme, no path), got ${JSON.stringify(item)}`,
+      );
     }
     return item.toLowerCase();
   });
@@ -473,7 +500,9 @@ function applyCredentials(upstreams: Map<string, UpstreamConfig>, json: string, 
   } catch (e) {
     const position = /\bposition (\d+)/.exec((e as Error).message)?.[1];
     // V8's message quotes the text around the mistake, and this text holds passwords: position only.
-    throw new ConfigError(`UPSTREAM_CREDENTIALS: invalid JSON${position ? ` at character ${position}` : ''}: expected ${CREDENTIALS_SHAPE}`);
+    throw new ConfigError(
+      `UPSTREAM_CREDENTIALS: invalid JSON${position ? ` at character ${position}` : ''}: expected ${CREDENTIALS_SHAPE}`,
+    );
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new ConfigError(`UPSTREAM_CREDENTIALS: expected an object ${CREDENTIALS_SHAPE}`);

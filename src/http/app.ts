@@ -22,7 +22,16 @@ export interface AppOptions {
   /** Extra plugins (health, metrics) registered by the caller. */
   plugins?: ((app: FastifyInstance) => Promise<void>)[];
   /** Called once per finished request, for metrics. */
-  onRequestDone?: (info: { route: string; method: string; status: number; namespace: string | undefined; outcome: string | undefined; bytes: number | undefined; seconds: number; hop?: boolean | undefined }) => void;
+  onRequestDone?: (info: {
+    route: string;
+    method: string;
+    status: number;
+    namespace: string | undefined;
+    outcome: string | undefined;
+    bytes: number | undefined;
+    seconds: number;
+    hop?: boolean | undefined;
+  }) => void;
   /** Send timeout and per-client cap (defaults: 60 s, no cap). */
   limits?: ResponseLimits;
 }
@@ -51,10 +60,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clientErrorHandler: (error, socket) => {
       if (!socket.writable) return;
       const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'malformed request', detail: { reason: error.code ?? 'parse error' } }] });
+      const body = JSON.stringify({
+        errors: [{ code: 'UNSUPPORTED', message: 'malformed request', detail: { reason: error.code ?? 'parse error' } }],
+      });
       socket.end(
         `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-          `${Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('')}connection: close\r\n\r\n${body}`,
+          `${Object.entries(SECURITY_HEADERS)
+            .map(([k, v]) => `${k}: ${v}\r\n`)
+            .join('')}connection: close\r\n\r\n${body}`,
       );
     },
   });
@@ -136,7 +149,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A method we do not route is a read-only mirror's 405, whatever the path.
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       reply.header('allow', 'GET, HEAD');
-      return sendOciError(reply, new OciError('UNSUPPORTED', 'this registry is a read-only mirror: only pulls are supported', { detail: { method: request.method } }));
+      return sendOciError(
+        reply,
+        new OciError('UNSUPPORTED', 'this registry is a read-only mirror: only pulls are supported', {
+          detail: { method: request.method },
+        }),
+      );
     }
     return sendOciError(reply, toOciError({ statusCode: 404 }));
   });

@@ -29,7 +29,13 @@ export function parsePageQuery(request: FastifyRequest): PageQuery {
 }
 
 /** The `Link: <...>; rel="next"` header for the page after the one ending at `lastItem`. */
-export function setNextLink(reply: FastifyReply, path: string, n: number | undefined, lastItem: string, extra: Record<string, string> = {}): void {
+export function setNextLink(
+  reply: FastifyReply,
+  path: string,
+  n: number | undefined,
+  lastItem: string,
+  extra: Record<string, string> = {},
+): void {
   const next = new URLSearchParams();
   if (n !== undefined) next.set('n', String(n));
   next.set('last', lastItem);

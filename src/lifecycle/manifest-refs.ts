@@ -73,7 +73,8 @@ function descriptor(raw: unknown, where: string): Descriptor {
   const digest = d['digest'];
   if (typeof digest !== 'string' || !tryParseDigest(digest)) throw new ManifestFormatError(`${where}: invalid digest`);
   const size = d['size'];
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new ManifestFormatError(`${where}: invalid size for ${digest}`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+    throw new ManifestFormatError(`${where}: invalid size for ${digest}`);
   const out: Descriptor = { mediaType: typeof d['mediaType'] === 'string' ? d['mediaType'] : undefined, digest, size };
   const p = d['platform'] as Record<string, unknown> | undefined;
   if (p && typeof p === 'object' && typeof p['os'] === 'string' && typeof p['architecture'] === 'string') {
@@ -81,7 +82,9 @@ function descriptor(raw: unknown, where: string): Descriptor {
   }
   const a = d['annotations'];
   if (a && typeof a === 'object' && !Array.isArray(a)) {
-    out.annotations = Object.fromEntries(Object.entries(a as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    out.annotations = Object.fromEntries(
+      Object.entries(a as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string'),
+    );
   }
   return out;
 }

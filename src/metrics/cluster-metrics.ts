@@ -19,11 +19,34 @@ export class ClusterMetrics implements ClusterObserver {
   constructor(registry: Registry) {
     const registers = [registry];
     const p = METRIC_PREFIX;
-    this.forwardedTotal = new Counter({ name: `${p}peer_requests_forwarded_total`, help: 'Requests this replica sent to the peer that owns the blob or manifest', labelNames: ['kind'], registers });
-    this.answeredTotal = new Counter({ name: `${p}peer_requests_answered_total`, help: 'Requests this replica answered for a peer (they carry the hop header), by kind and status', labelNames: ['kind', 'status'], registers });
-    this.errorsTotal = new Counter({ name: `${p}peer_errors_total`, help: 'Peer requests that failed (refused, timed out, cut short, a peer error status), by kind and code', labelNames: ['kind', 'code'], registers });
-    this.markedDownTotal = new Counter({ name: `${p}peers_marked_down_total`, help: 'Times a peer was marked down after a failure (it owns nothing until its back-off ends)', registers });
-    this.members = new Gauge({ name: `${p}cluster_members`, help: 'Replicas in the cluster membership (--peers), this one included when listed', registers });
+    this.forwardedTotal = new Counter({
+      name: `${p}peer_requests_forwarded_total`,
+      help: 'Requests this replica sent to the peer that owns the blob or manifest',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.answeredTotal = new Counter({
+      name: `${p}peer_requests_answered_total`,
+      help: 'Requests this replica answered for a peer (they carry the hop header), by kind and status',
+      labelNames: ['kind', 'status'],
+      registers,
+    });
+    this.errorsTotal = new Counter({
+      name: `${p}peer_errors_total`,
+      help: 'Peer requests that failed (refused, timed out, cut short, a peer error status), by kind and code',
+      labelNames: ['kind', 'code'],
+      registers,
+    });
+    this.markedDownTotal = new Counter({
+      name: `${p}peers_marked_down_total`,
+      help: 'Times a peer was marked down after a failure (it owns nothing until its back-off ends)',
+      registers,
+    });
+    this.members = new Gauge({
+      name: `${p}cluster_members`,
+      help: 'Replicas in the cluster membership (--peers), this one included when listed',
+      registers,
+    });
     // No sample without --peers: a 0 would read as a cluster that lost every member.
     this.members.remove();
   }

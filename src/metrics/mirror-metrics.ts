@@ -76,23 +76,108 @@ export class MirrorMetrics implements ProxyObserver, UpstreamObserver {
     this.registry = registry;
     const registers = [registry];
     const p = METRIC_PREFIX;
-    this.requests = new Counter({ name: `${p}requests_total`, help: 'HTTP requests answered, by route, method and status', labelNames: ['route', 'method', 'status'], registers, collect: () => this.requestTally.flush(this.requests) });
-    this.requestDuration = new Histogram({ name: `${p}request_duration_seconds`, help: 'Time from request to the end of the response, by route', labelNames: ['route'], buckets: DURATION_BUCKETS, registers });
-    this.cacheRequests = new Counter({ name: `${p}cache_requests_total`, help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass, peer)', labelNames: ['namespace', 'kind', 'outcome'], registers, collect: () => this.cacheTally.flush(this.cacheRequests) });
-    this.servedBytes = new Counter({ name: `${p}bytes_served_total`, help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache, upstream or the owner replica (peer)', labelNames: ['namespace', 'source'], registers, collect: () => this.bytesTally.flush(this.servedBytes) });
-    this.upstreamRequests = new Counter({ name: `${p}upstream_requests_total`, help: 'Upstream responses by namespace, host (primary or fallback), request kind and HTTP status', labelNames: ['namespace', 'host', 'kind', 'status'], registers });
-    this.upstreamDuration = new Histogram({ name: `${p}upstream_request_duration_seconds`, help: 'Time until the upstream response headers (auth round trips included), by namespace and host', labelNames: ['namespace', 'host', 'kind'], buckets: DURATION_BUCKETS, registers });
-    this.upstreamErrors = new Counter({ name: `${p}upstream_errors_total`, help: 'Upstream exchanges that failed without a response, by host and error code', labelNames: ['namespace', 'host', 'kind', 'code'], registers });
-    this.upstreamFailovers = new Counter({ name: `${p}upstream_failovers_total`, help: 'Requests moved from a failing upstream host to the next configured one', labelNames: ['namespace', 'from', 'to'], registers });
-    this.downloadsInFlight = new Gauge({ name: `${p}blob_downloads_in_flight`, help: 'Blob downloads from upstream running now', registers });
-    this.downloads = new Counter({ name: `${p}blob_downloads_total`, help: 'Finished blob downloads from upstream, by result (stored, uncached, failed, digest_mismatch)', labelNames: ['namespace', 'result'], registers });
-    this.coalesced = new Counter({ name: `${p}coalesced_requests_total`, help: 'Requests that joined a download already running instead of starting one', labelNames: ['namespace'], registers, collect: () => this.coalescedTally.flush(this.coalesced) });
-    this.storageErrors = new Counter({ name: `${p}storage_errors_total`, help: 'Storage operations that failed, by operation', labelNames: ['operation'], registers });
-    this.corruptDropped = new Counter({ name: `${p}corrupt_blobs_dropped_total`, help: 'Cached blobs found corrupt while served (--check-cache-digest) and deleted', registers });
-    this.sendTimeouts = new Counter({ name: `${p}send_timeouts_total`, help: 'Responses closed because the client took no bytes for --send-timeout', registers });
-    this.clientLimited = new Counter({ name: `${p}client_limit_rejections_total`, help: 'Requests refused with 429 because their client address had --max-connections-per-client responses running', registers });
-    this.cacheSize = new Gauge({ name: `${p}cache_size_bytes`, help: 'Bytes of cached blobs after the last cache collection run (every --gc-interval, with --max-cache-size or --cache-expiry)', registers });
-    this.cacheSizeLimit = new Gauge({ name: `${p}cache_size_limit_bytes`, help: '--max-cache-size in bytes, as resolved by the last cache collection run', registers });
+    this.requests = new Counter({
+      name: `${p}requests_total`,
+      help: 'HTTP requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+      collect: () => this.requestTally.flush(this.requests),
+    });
+    this.requestDuration = new Histogram({
+      name: `${p}request_duration_seconds`,
+      help: 'Time from request to the end of the response, by route',
+      labelNames: ['route'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.cacheRequests = new Counter({
+      name: `${p}cache_requests_total`,
+      help: 'Cache lookups by namespace, entry kind and outcome (hit, miss, stale, coalesced, revalidated, bypass, peer)',
+      labelNames: ['namespace', 'kind', 'outcome'],
+      registers,
+      collect: () => this.cacheTally.flush(this.cacheRequests),
+    });
+    this.servedBytes = new Counter({
+      name: `${p}bytes_served_total`,
+      help: 'Response body bytes of manifests and blobs, by namespace and whether they came from the cache, upstream or the owner replica (peer)',
+      labelNames: ['namespace', 'source'],
+      registers,
+      collect: () => this.bytesTally.flush(this.servedBytes),
+    });
+    this.upstreamRequests = new Counter({
+      name: `${p}upstream_requests_total`,
+      help: 'Upstream responses by namespace, host (primary or fallback), request kind and HTTP status',
+      labelNames: ['namespace', 'host', 'kind', 'status'],
+      registers,
+    });
+    this.upstreamDuration = new Histogram({
+      name: `${p}upstream_request_duration_seconds`,
+      help: 'Time until the upstream response headers (auth round trips included), by namespace and host',
+      labelNames: ['namespace', 'host', 'kind'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: `${p}upstream_errors_total`,
+      help: 'Upstream exchanges that failed without a response, by host and error code',
+      labelNames: ['namespace', 'host', 'kind', 'code'],
+      registers,
+    });
+    this.upstreamFailovers = new Counter({
+      name: `${p}upstream_failovers_total`,
+      help: 'Requests moved from a failing upstream host to the next configured one',
+      labelNames: ['namespace', 'from', 'to'],
+      registers,
+    });
+    this.downloadsInFlight = new Gauge({
+      name: `${p}blob_downloads_in_flight`,
+      help: 'Blob downloads from upstream running now',
+      registers,
+    });
+    this.downloads = new Counter({
+      name: `${p}blob_downloads_total`,
+      help: 'Finished blob downloads from upstream, by result (stored, uncached, failed, digest_mismatch)',
+      labelNames: ['namespace', 'result'],
+      registers,
+    });
+    this.coalesced = new Counter({
+      name: `${p}coalesced_requests_total`,
+      help: 'Requests that joined a download already running instead of starting one',
+      labelNames: ['namespace'],
+      registers,
+      collect: () => this.coalescedTally.flush(this.coalesced),
+    });
+    this.storageErrors = new Counter({
+      name: `${p}storage_errors_total`,
+      help: 'Storage operations that failed, by operation',
+      labelNames: ['operation'],
+      registers,
+    });
+    this.corruptDropped = new Counter({
+      name: `${p}corrupt_blobs_dropped_total`,
+      help: 'Cached blobs found corrupt while served (--check-cache-digest) and deleted',
+      registers,
+    });
+    this.sendTimeouts = new Counter({
+      name: `${p}send_timeouts_total`,
+      help: 'Responses closed because the client took no bytes for --send-timeout',
+      registers,
+    });
+    this.clientLimited = new Counter({
+      name: `${p}client_limit_rejections_total`,
+      help: 'Requests refused with 429 because their client address had --max-connections-per-client responses running',
+      registers,
+    });
+    this.cacheSize = new Gauge({
+      name: `${p}cache_size_bytes`,
+      help: 'Bytes of cached blobs after the last cache collection run (every --gc-interval, with --max-cache-size or --cache-expiry)',
+      registers,
+    });
+    this.cacheSizeLimit = new Gauge({
+      name: `${p}cache_size_limit_bytes`,
+      help: '--max-cache-size in bytes, as resolved by the last cache collection run',
+      registers,
+    });
     // No sample until a collection run has measured them: a 0 would read as an empty cache, or no room at all.
     this.cacheSize.remove();
     this.cacheSizeLimit.remove();

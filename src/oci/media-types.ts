@@ -58,7 +58,12 @@ export function detectManifestMediaType(contentType: string | undefined, bytes: 
     return fromHeader;
   }
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown; signatures?: unknown };
+    const doc = JSON.parse(bytes.toString('utf8')) as {
+      mediaType?: unknown;
+      manifests?: unknown;
+      schemaVersion?: unknown;
+      signatures?: unknown;
+    };
     if (typeof doc.mediaType === 'string' && doc.mediaType.length > 0) return doc.mediaType;
     if (doc.schemaVersion === 1) return doc.signatures ? DOCKER_MANIFEST_V1_SIGNED : DOCKER_MANIFEST_V1;
     if (Array.isArray(doc.manifests)) return OCI_INDEX;

@@ -145,7 +145,12 @@ export class BlobService {
    * decides. Not cached: the download through this repository is the proof, and links it; joining a
    * download another repository started needs the HEAD too. A 404 is the very error a true miss gets.
    */
-  private async openUnlinked(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
+  private async openUnlinked(
+    repo: ResolvedRepository,
+    digest: string,
+    expectedSize: number | undefined,
+    origin: RequestOrigin | undefined,
+  ): Promise<BlobHandle> {
     if (this.options.offline) throw blobUnknown(digest);
     const stat = await this.statOrMiss(digest);
     if (stat) {
@@ -225,11 +230,17 @@ export class BlobService {
     };
   }
 
-  private async startDownload(repo: ResolvedRepository, digest: string, expectedSize: number | undefined, origin: RequestOrigin | undefined): Promise<BlobHandle> {
+  private async startDownload(
+    repo: ResolvedRepository,
+    digest: string,
+    expectedSize: number | undefined,
+    origin: RequestOrigin | undefined,
+  ): Promise<BlobHandle> {
     const { log, observer } = this.options;
     const maxBytes = this.maxBytes(expectedSize);
     const owner = ownerToAsk(this.options.peers, clusterKeys.digest(digest), origin);
-    const starting = owner === undefined ? this.fromUpstream(repo, digest, maxBytes) : this.fromOwner(owner, repo, digest, maxBytes, origin);
+    const starting =
+      owner === undefined ? this.fromUpstream(repo, digest, maxBytes) : this.fromOwner(owner, repo, digest, maxBytes, origin);
     this.inflight.set(repo.upstream, digest, starting);
     let download: BlobDownload;
     try {
@@ -238,7 +249,10 @@ export class BlobService {
       this.inflight.delete(repo.upstream, digest, starting);
       if (!(e instanceof SpoolUnavailableError)) throw e;
       if (e instanceof SpoolFullError) {
-        log.info({ digest, namespace: repo.namespace, spoolBytes: this.spool.bytes }, 'spool at --max-spool-size; streaming the blob uncached');
+        log.info(
+          { digest, namespace: repo.namespace, spoolBytes: this.spool.bytes },
+          'spool at --max-spool-size; streaming the blob uncached',
+        );
       } else {
         // Local disk trouble: this client streams the body it already has, uncached.
         observer?.storageError?.('spool');
@@ -276,7 +290,13 @@ export class BlobService {
    * --peer-cache-copies). An owner that cannot answer before its first byte leaves the download to its
    * runner-up (the owner is marked down by then), else to this replica's upstream.
    */
-  private async fromOwner(owner: string, repo: ResolvedRepository, digest: string, maxBytes: number, origin: RequestOrigin | undefined): Promise<BlobDownload> {
+  private async fromOwner(
+    owner: string,
+    repo: ResolvedRepository,
+    digest: string,
+    maxBytes: number,
+    origin: RequestOrigin | undefined,
+  ): Promise<BlobDownload> {
     const peers = this.options.peers as PeerRouting;
     const { storage, spoolDir, log, observer } = this.options;
     let peer = owner;
@@ -296,7 +316,17 @@ export class BlobService {
       },
       storageError: (operation) => observer?.storageError?.(operation),
     };
-    const options = { digest, namespace: repo.namespace, storage, spoolDir, log, observer: watch, maxBytes, spool: this.spool, store: keepsPeerCopies(peers) };
+    const options = {
+      digest,
+      namespace: repo.namespace,
+      storage,
+      spoolDir,
+      log,
+      observer: watch,
+      maxBytes,
+      spool: this.spool,
+      store: keepsPeerCopies(peers),
+    };
     const download = await BlobDownload.start(options, async () => answer);
     this.ownerSourced.add(download);
     return download;
@@ -397,7 +427,12 @@ export class BlobService {
    * The cached blob if present and usable through this linked repository: fresh (its link younger than
    * blob_invalidation_time), re-validated, or stale during an upstream outage.
    */
-  private async cached(repo: ResolvedRepository, digest: string, linkedAt: number, method: 'GET' | 'HEAD'): Promise<CachedEntry | undefined> {
+  private async cached(
+    repo: ResolvedRepository,
+    digest: string,
+    linkedAt: number,
+    method: 'GET' | 'HEAD',
+  ): Promise<CachedEntry | undefined> {
     const { storage, log, observer } = this.options;
     const stat = await this.statOrMiss(digest);
     if (!stat) return undefined;
@@ -448,7 +483,11 @@ function directHandle(digest: string, source: SourceBody, maxBytes: number): Blo
     open: async () => {
       used = true;
       // pipeline, not pipe: an upstream error must reach the client's stream and cut its connection.
-      return pipeline(source.body, verifyingStream(digest, undefined, Math.min(source.size ?? Number.POSITIVE_INFINITY, maxBytes)), () => undefined);
+      return pipeline(
+        source.body,
+        verifyingStream(digest, undefined, Math.min(source.size ?? Number.POSITIVE_INFINITY, maxBytes)),
+        () => undefined,
+      );
     },
     dispose: () => {
       if (!used) source.body.destroy();

@@ -74,9 +74,15 @@ export class ManifestService {
     return this.getFromStorageOrUpstream(repo, reference, origin);
   }
 
-  private async getFromStorageOrUpstream(repo: ResolvedRepository, reference: Reference, origin: RequestOrigin | undefined): Promise<ManifestResult> {
+  private async getFromStorageOrUpstream(
+    repo: ResolvedRepository,
+    reference: Reference,
+    origin: RequestOrigin | undefined,
+  ): Promise<ManifestResult> {
     const result =
-      reference.kind === 'digest' ? await this.byDigest(repo, reference.digest.value, origin) : await this.byTag(repo, reference.tag, origin);
+      reference.kind === 'digest'
+        ? await this.byDigest(repo, reference.digest.value, origin)
+        : await this.byTag(repo, reference.tag, origin);
     // Served from the cache: its last access (a fetch's time is the tag's checkedAt, the manifest's fetchedAt).
     if (result.outcome !== 'miss') this.options.access?.record(result.digest);
     return result;
@@ -92,7 +98,8 @@ export class ManifestService {
   /** byTag's answer when memory holds a fresh tag record and its manifest; else undefined (no I/O). */
   private hotByTag(repo: ResolvedRepository, tag: string): ManifestResult | undefined {
     const record = this.hotTags.get(tagKey(repoRef(repo), tag));
-    if (!record || !(this.options.offline || this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs)) return undefined;
+    if (!record || !(this.options.offline || this.now() - record.checkedAt.getTime() < repo.upstream.manifestInvalidationMs))
+      return undefined;
     const stored = this.hotManifests.get(record.digest);
     return stored && { digest: record.digest, mediaType: stored.mediaType, bytes: stored.bytes, outcome: 'hit', warning: undefined };
   }
@@ -156,7 +163,12 @@ export class ManifestService {
    * stores them and this replica keeps nothing; with its own root it keeps a copy only with
    * --peer-cache-copies. Undefined when the owner could not answer: the caller serves as if alone.
    */
-  private async fromOwner(repo: ResolvedRepository, reference: string, peer: string, origin: RequestOrigin | undefined): Promise<ManifestResult | undefined> {
+  private async fromOwner(
+    repo: ResolvedRepository,
+    reference: string,
+    peer: string,
+    origin: RequestOrigin | undefined,
+  ): Promise<ManifestResult | undefined> {
     const peers = this.options.peers;
     if (!peers) return undefined;
     const answer = await peers.cluster.client.fetchManifest({

@@ -112,7 +112,8 @@ export class ReferrersService {
       manifest = await this.options.manifests.get(repo, { kind: 'tag', tag });
     } catch (e) {
       // No such tag (upstream 404, or not cached offline): nothing refers to the subject.
-      if (isOciError(e) && e.code === 'MANIFEST_UNKNOWN') return { ...build([], filter), outcome: this.options.offline ? undefined : 'miss', warning: undefined };
+      if (isOciError(e) && e.code === 'MANIFEST_UNKNOWN')
+        return { ...build([], filter), outcome: this.options.offline ? undefined : 'miss', warning: undefined };
       throw e;
     }
     const result = { outcome: manifest.outcome, warning: manifest.warning };

@@ -40,7 +40,10 @@ export class TagService {
       await this.written();
       const known = await this.storage.listTags(repoRef(repo)).catch(() => [] as string[]);
       if (known.length === 0) throw e;
-      this.log.warn({ namespace: repo.namespace, repository: repo.repository, err: errorText(e) }, 'upstream unavailable; listing cached tags');
+      this.log.warn(
+        { namespace: repo.namespace, repository: repo.repository, err: errorText(e) },
+        'upstream unavailable; listing cached tags',
+      );
       const after = known.sort(compareTags).filter((t) => last === undefined || compareTags(t, last) > 0);
       const tags = n === undefined ? after : after.slice(0, n);
       return { tags, more: tags.length < after.length, outcome: 'stale', warning: STALE_WARNING };

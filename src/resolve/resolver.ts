@@ -77,7 +77,8 @@ export class Resolver {
     const hostOnly = stripPort(namespace);
     // Same answer as a name that resolves to a private address or not at all (see RefusedNamespaceError).
     if (isLocalHostName(hostOnly)) throw new RefusedNamespaceError(namespace, new Error(`${hostOnly} is a local host name`));
-    if (isIP(hostOnly) !== 0 && !isPublicAddress(hostOnly)) throw new RefusedNamespaceError(namespace, new Error(`${hostOnly} is not a public address`));
+    if (isIP(hostOnly) !== 0 && !isPublicAddress(hostOnly))
+      throw new RefusedNamespaceError(namespace, new Error(`${hostOnly} is not a public address`));
     return implicitUpstream(namespace, this.config);
   }
 

@@ -119,7 +119,11 @@ export async function createMirrorServer(options: ServerOptions): Promise<Mirror
   const upstreamHealth = options.statusPage === false ? undefined : new UpstreamHealth((ns) => config.upstreams.has(ns), options.now);
   const observer = combineObservers(metrics, ...(upstreamHealth ? [upstreamHealth] : []), ...(options.observer ? [options.observer] : []));
   // Upstreams from the config (or UPSTREAM_CREDENTIALS) keep their clients; client-named ones are bounded.
-  const upstreams = new UpstreamPool(observer, { isListed: (u) => config.upstreams.has(u.namespace), log, ...(options.now ? { now: options.now } : {}) });
+  const upstreams = new UpstreamPool(observer, {
+    isListed: (u) => config.upstreams.has(u.namespace),
+    log,
+    ...(options.now ? { now: options.now } : {}),
+  });
   const lifecycle = options.lifecycle ?? {};
   const tracker = new AccessTracker({
     storage,

@@ -46,7 +46,9 @@ export class DownloadWatcher {
         state: download.failure ? 'failed' : download.verified ? 'storing' : 'downloading',
       });
     }
-    running.sort((a, b) => (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+    running.sort((a, b) =>
+      a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0,
+    );
     return { running, waiting };
   }
 }

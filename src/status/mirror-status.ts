@@ -4,7 +4,15 @@ import type { MirrorConfig, UpstreamConfig } from '../config/types.js';
 import { resolveCacheSize, type CacheSizeLimit } from '../lifecycle/collector/cache-size.js';
 import { DEFAULT_LOW_WATER_PERCENT } from '../lifecycle/collector/collector.js';
 import { collect } from '../lifecycle/collector/expiry.js';
-import { inventoryTag, manifestReader, repositoryKey, scanCache, scanTotals, type CacheScan, type ManifestReader } from '../lifecycle/collector/inventory.js';
+import {
+  inventoryTag,
+  manifestReader,
+  repositoryKey,
+  scanCache,
+  scanTotals,
+  type CacheScan,
+  type ManifestReader,
+} from '../lifecycle/collector/inventory.js';
 import { METRIC_PREFIX } from '../metrics/registry.js';
 import type { Resolver } from '../resolve/resolver.js';
 import type { RepositoryRef, Storage } from '../storage/storage.js';
@@ -130,7 +138,8 @@ export class MirrorStatus implements StatusSource {
       manifestBytes: totals?.manifestBytes ?? null,
       measuredAt: scan ? new Date(scan.at).toISOString() : null,
       limitBytes,
-      lowWaterBytes: limitBytes === null ? null : Math.floor((limitBytes * (this.options.lowWaterPercent ?? DEFAULT_LOW_WATER_PERCENT)) / 100),
+      lowWaterBytes:
+        limitBytes === null ? null : Math.floor((limitBytes * (this.options.lowWaterPercent ?? DEFAULT_LOW_WATER_PERCENT)) / 100),
     };
   }
 
@@ -237,13 +246,21 @@ export class MirrorStatus implements StatusSource {
     };
   }
 
-  private async tagRow(repo: RepositoryRef, tag: string, scan: CacheScan | undefined, readManifest: ManifestReader): Promise<TagRow | undefined> {
+  private async tagRow(
+    repo: RepositoryRef,
+    tag: string,
+    scan: CacheScan | undefined,
+    readManifest: ManifestReader,
+  ): Promise<TagRow | undefined> {
     let entry;
     try {
       entry = await inventoryTag(this.options.storage, scan ?? EMPTY_SCAN, readManifest, repo, tag);
     } catch (e) {
       // A damaged tag record must not take the page down: it is left out (and logged at debug).
-      this.options.log.debug({ namespace: repo.namespace, repository: repo.repository, tag, err: errorText(e) }, 'status page: unreadable tag record');
+      this.options.log.debug(
+        { namespace: repo.namespace, repository: repo.repository, tag, err: errorText(e) },
+        'status page: unreadable tag record',
+      );
       return undefined;
     }
     if (!entry) return undefined;

@@ -99,6 +99,11 @@ const STATUS_MEANING: Record<number, string> = {
 /** `upstream unreachable (ECONNREFUSED)`, `upstream unavailable (HTTP 503)`: the error's text and reason. */
 function describe(error: OciError): string {
   const detail = (error.detail ?? {}) as { reason?: unknown; upstreamStatus?: unknown };
-  const extra = typeof detail.reason === 'string' ? detail.reason : typeof detail.upstreamStatus === 'number' ? `HTTP ${detail.upstreamStatus}` : undefined;
+  const extra =
+    typeof detail.reason === 'string'
+      ? detail.reason
+      : typeof detail.upstreamStatus === 'number'
+        ? `HTTP ${detail.upstreamStatus}`
+        : undefined;
   return extra ? `${error.message} (${extra})` : error.message;
 }

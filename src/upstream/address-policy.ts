@@ -55,8 +55,7 @@ export function isPublicAddress(address: string): boolean {
  * bits 32-64, client inverted in bits 96-128).
  */
 export function embeddedIpv4(b: Uint8Array): string[] {
-  const v4 = (at: number, invert = false): string =>
-    Array.from(b.subarray(at, at + 4), (x) => (invert ? x ^ 0xff : x)).join('.');
+  const v4 = (at: number, invert = false): string => Array.from(b.subarray(at, at + 4), (x) => (invert ? x ^ 0xff : x)).join('.');
   const zero = (from: number, to: number): boolean => b.subarray(from, to).every((x) => x === 0);
   if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) return [v4(12)];
   if (zero(0, 8) && b[8] === 0xff && b[9] === 0xff && zero(10, 12)) return [v4(12)];

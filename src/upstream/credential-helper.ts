@@ -100,9 +100,11 @@ export class CredentialHelper {
   }
 
   private async run(): Promise<HelperCredentials> {
-    const result = await runHelper(this.program, this.options.serverUrl, this.options.timeoutMs ?? HELPER_TIMEOUT_MS).catch((e: unknown) => {
-      throw this.error('UPSTREAM_ERROR', helperFailure(e, this.program), e);
-    });
+    const result = await runHelper(this.program, this.options.serverUrl, this.options.timeoutMs ?? HELPER_TIMEOUT_MS).catch(
+      (e: unknown) => {
+        throw this.error('UPSTREAM_ERROR', helperFailure(e, this.program), e);
+      },
+    );
     if (result.code !== 0) {
       // The protocol's "not found" answer: the helper has nothing for this registry.
       if (/credentials not found/i.test(result.stdout)) {

@@ -22,7 +22,10 @@ export class RefusedAddressError extends Error {
 export class RefusedNamespaceError extends OciError {
   private readonly temporary: boolean;
   constructor(namespace: string, cause: Error, temporary = false) {
-    super('DENIED', 'namespace does not resolve to a public address; configure it explicitly to mirror it', { detail: { namespace }, cause });
+    super('DENIED', 'namespace does not resolve to a public address; configure it explicitly to mirror it', {
+      detail: { namespace },
+      cause,
+    });
     this.temporary = temporary;
   }
 
@@ -32,7 +35,17 @@ export class RefusedNamespaceError extends OciError {
   }
 }
 
-const NETWORK_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const NETWORK_UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+]);
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'ABORT_ERR']);
 
 /** Maps a transport failure to an OCI error value; detail names the namespace, never credentials. */
@@ -62,7 +75,10 @@ export function statusError(namespace: string, status: number, notFound: OciErro
   }
   if (status === 429) {
     const retryAfter = parseRetryAfter(retryAfterHeader);
-    return new OciError('TOOMANYREQUESTS', 'upstream rate limit', { detail: { namespace }, ...(retryAfter === undefined ? {} : { retryAfter }) });
+    return new OciError('TOOMANYREQUESTS', 'upstream rate limit', {
+      detail: { namespace },
+      ...(retryAfter === undefined ? {} : { retryAfter }),
+    });
   }
   if (status === 503 || status === 502 || status === 504) {
     return new OciError('UPSTREAM_UNAVAILABLE', 'upstream unavailable', { detail: { namespace, upstreamStatus: status } });

@@ -45,7 +45,10 @@ export class HostHealthTable {
     const h = this.at(i);
     const now = this.now();
     if (h.downUntil > now) return;
-    h.backoffMs = h.backoffMs === 0 ? this.initialMs : Math.min(Math.max(h.backoffMs * 2, this.initialMs), Math.max(MAX_FAILOVER_BACKOFF_MS, this.initialMs));
+    h.backoffMs =
+      h.backoffMs === 0
+        ? this.initialMs
+        : Math.min(Math.max(h.backoffMs * 2, this.initialMs), Math.max(MAX_FAILOVER_BACKOFF_MS, this.initialMs));
     h.downUntil = now + h.backoffMs;
   }
 

@@ -9,7 +9,14 @@ import {
 } from '../oci/media-types.js';
 
 /** The manifest types we ask upstreams for (UPSTREAM_MANIFEST_ACCEPT), and so the only ones we store. */
-const MANIFEST_TYPES: ReadonlySet<string> = new Set([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V1_SIGNED, DOCKER_MANIFEST_V1]);
+const MANIFEST_TYPES: ReadonlySet<string> = new Set([
+  OCI_MANIFEST,
+  OCI_INDEX,
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  DOCKER_MANIFEST_V1_SIGNED,
+  DOCKER_MANIFEST_V1,
+]);
 
 /**
  * Content types that say nothing about the document: old registries (Docker schema1 era, some static or
@@ -38,7 +45,14 @@ export function upstreamManifestType(contentType: string | undefined, bytes: Buf
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { problem: 'upstream manifest is not a JSON object' };
   if (MANIFEST_TYPES.has(fromHeader)) return { mediaType: fromHeader };
-  const m = doc as { mediaType?: unknown; schemaVersion?: unknown; signatures?: unknown; manifests?: unknown; config?: unknown; layers?: unknown };
+  const m = doc as {
+    mediaType?: unknown;
+    schemaVersion?: unknown;
+    signatures?: unknown;
+    manifests?: unknown;
+    config?: unknown;
+    layers?: unknown;
+  };
   if (m.mediaType !== undefined) {
     return typeof m.mediaType === 'string' && MANIFEST_TYPES.has(m.mediaType)
       ? { mediaType: m.mediaType }
@@ -46,6 +60,7 @@ export function upstreamManifestType(contentType: string | undefined, bytes: Buf
   }
   if (m.schemaVersion === 1) return { mediaType: Array.isArray(m.signatures) ? DOCKER_MANIFEST_V1_SIGNED : DOCKER_MANIFEST_V1 };
   if (m.schemaVersion === 2 && Array.isArray(m.manifests)) return { mediaType: OCI_INDEX };
-  if (m.schemaVersion === 2 && typeof m.config === 'object' && m.config !== null && Array.isArray(m.layers)) return { mediaType: OCI_MANIFEST };
+  if (m.schemaVersion === 2 && typeof m.config === 'object' && m.config !== null && Array.isArray(m.layers))
+    return { mediaType: OCI_MANIFEST };
   return { problem: 'upstream manifest has no media type and is neither an image manifest nor an index' };
 }

@@ -174,7 +174,9 @@ export class UpstreamClient {
     }
     if (Number(header(reply.headers, 'content-length') ?? 0) > MAX_MANIFEST_BYTES) {
       reply.body.destroy();
-      throw new OciError('UPSTREAM_ERROR', `upstream manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, { detail: { namespace: this.namespace } });
+      throw new OciError('UPSTREAM_ERROR', `upstream manifest exceeds ${MAX_MANIFEST_BYTES} bytes`, {
+        detail: { namespace: this.namespace },
+      });
     }
     const bytes = await this.readBody(reply.body, MAX_MANIFEST_BYTES, 'manifest');
     // The digest is of the bytes: by-digest requests must match, by-tag ones use the header's algorithm.
@@ -187,7 +189,13 @@ export class UpstreamClient {
     if ('problem' in type) throw new OciError('UPSTREAM_ERROR', type.problem, { detail: { namespace: this.namespace } });
     const mediaType = type.mediaType;
     // Signed schema1 manifests announce the digest of their payload without signatures; nothing to compare.
-    if (!requested && announced && announced.algorithm === algorithm && announced.value !== digest && mediaType !== DOCKER_MANIFEST_V1_SIGNED) {
+    if (
+      !requested &&
+      announced &&
+      announced.algorithm === algorithm &&
+      announced.value !== digest &&
+      mediaType !== DOCKER_MANIFEST_V1_SIGNED
+    ) {
       throw new OciError('UPSTREAM_ERROR', 'upstream manifest does not match its Docker-Content-Digest', {
         detail: { namespace: this.namespace, announced: announced.value, received: digest },
       });
@@ -307,7 +315,8 @@ export class UpstreamClient {
     try {
       return await readCapped(body, limit, what);
     } catch (e) {
-      if (e instanceof TooLargeError) throw new OciError('UPSTREAM_ERROR', `upstream ${e.message}`, { detail: { namespace: this.namespace } });
+      if (e instanceof TooLargeError)
+        throw new OciError('UPSTREAM_ERROR', `upstream ${e.message}`, { detail: { namespace: this.namespace } });
       throw transportError(this.namespace, e);
     }
   }
@@ -335,7 +344,8 @@ export class UpstreamClient {
       try {
         const reply = await host.sendHere(kind, method, repo, path, opts);
         if (!isFailoverStatus(reply.status)) {
-          if (this.health.succeeded(i) && i === 0) this.log?.info({ namespace: this.namespace, host: host.config.host }, 'upstream primary host answers again');
+          if (this.health.succeeded(i) && i === 0)
+            this.log?.info({ namespace: this.namespace, host: host.config.host }, 'upstream primary host answers again');
           return reply;
         }
         this.health.failed(i);
@@ -350,7 +360,10 @@ export class UpstreamClient {
         reason = (e as OciError).code;
       }
       this.observer?.onFailover?.(this.namespace, host.config.host, next.config.host);
-      this.log?.warn({ namespace: this.namespace, from: host.config.host, to: next.config.host, reason }, 'upstream host failed; trying the next one');
+      this.log?.warn(
+        { namespace: this.namespace, from: host.config.host, to: next.config.host, reason },
+        'upstream host failed; trying the next one',
+      );
     }
   }
 
@@ -433,7 +446,8 @@ export class UpstreamClient {
       const location = header(res.headers, 'location');
       if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && location) {
         await discard(res.body);
-        if (hop >= MAX_REDIRECTS) throw new OciError('UPSTREAM_ERROR', 'too many upstream redirects', { detail: { namespace: this.namespace } });
+        if (hop >= MAX_REDIRECTS)
+          throw new OciError('UPSTREAM_ERROR', 'too many upstream redirects', { detail: { namespace: this.namespace } });
         const next = new URL(location, current);
         if (next.protocol !== 'https:' && next.protocol !== 'http:') {
           throw new OciError('UPSTREAM_ERROR', 'upstream redirected to an unsupported scheme', { detail: { namespace: this.namespace } });
@@ -455,7 +469,12 @@ export class UpstreamClient {
   }
 
   /** Returns the Authorization to retry with, or undefined when the challenge cannot be answered. */
-  private async answerChallenge(reply: UpstreamReply, scope: string, sent: string | undefined, context: SendContext): Promise<string | undefined> {
+  private async answerChallenge(
+    reply: UpstreamReply,
+    scope: string,
+    sent: string | undefined,
+    context: SendContext,
+  ): Promise<string | undefined> {
     const challenge = parseChallenge(header(reply.headers, 'www-authenticate'));
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
@@ -520,11 +539,17 @@ export class UpstreamClient {
     }
     if (res.statusCode !== 200) {
       await discard(res.body);
-      const err = statusError(this.namespace, res.statusCode === 404 ? 502 : res.statusCode, 'NAME_UNKNOWN', header(res.headers, 'retry-after'));
+      const err = statusError(
+        this.namespace,
+        res.statusCode === 404 ? 502 : res.statusCode,
+        'NAME_UNKNOWN',
+        header(res.headers, 'retry-after'),
+      );
       throw this.withheldHint(err, withheld && this.hasCredentials ? url.host : undefined);
     }
     const doc = this.parseObject(await this.readBody(res.body, MAX_TOKEN_BODY, 'token response'), 'token response');
-    const value = typeof doc['token'] === 'string' && doc['token'] ? doc['token'] : typeof doc['access_token'] === 'string' ? doc['access_token'] : '';
+    const value =
+      typeof doc['token'] === 'string' && doc['token'] ? doc['token'] : typeof doc['access_token'] === 'string' ? doc['access_token'] : '';
     if (!value) throw new OciError('UPSTREAM_ERROR', 'token endpoint answered without a token', { detail: { namespace: this.namespace } });
     if (value.length > MAX_TOKEN_LENGTH || !TOKEN_CHARS.test(value)) {
       throw new OciError('UPSTREAM_ERROR', 'token endpoint answered with a malformed token', { detail: { namespace: this.namespace } });
@@ -552,9 +577,13 @@ export class UpstreamClient {
     const creds = await this.credentials();
     if (!creds) return undefined;
     if (creds.identityToken) {
-      throw new CredentialHelperError('DENIED', `credential helper ${this.helper?.program ?? ''} returned an identity token, which only answers Bearer token challenges, but the upstream asks for Basic auth`, {
-        detail: { namespace: this.namespace },
-      });
+      throw new CredentialHelperError(
+        'DENIED',
+        `credential helper ${this.helper?.program ?? ''} returned an identity token, which only answers Bearer token challenges, but the upstream asks for Basic auth`,
+        {
+          detail: { namespace: this.namespace },
+        },
+      );
     }
     return basicHeader(creds);
   }

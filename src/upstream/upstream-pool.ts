@@ -103,7 +103,12 @@ export class UpstreamPool {
   /** Clients and tokens held now (tests, metrics). */
   get sizes(): { listed: number; unlisted: number; listedTokens: number; unlistedTokens: number } {
     this.unlisted.prune();
-    return { listed: this.listed.size, unlisted: this.unlisted.size, listedTokens: this.listedTokens.size, unlistedTokens: this.unlistedTokens.size };
+    return {
+      listed: this.listed.size,
+      unlisted: this.unlisted.size,
+      listedTokens: this.listedTokens.size,
+      unlistedTokens: this.unlistedTokens.size,
+    };
   }
 
   async close(): Promise<void> {

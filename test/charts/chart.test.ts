@@ -15,17 +15,7 @@ import * as appsV1 from 'kubernetes-models/apps/v1';
 import * as policyV1 from 'kubernetes-models/policy/v1';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import { parseUpstreamYaml } from '../../src/config/upstreams.js';
-import {
-  chartDir,
-  cliHelp,
-  helm,
-  helmTemplate,
-  render,
-  renderNotes,
-  templateArgs,
-  type Obj,
-  type RenderOptions,
-} from './render.js';
+import { chartDir, cliHelp, helm, helmTemplate, render, renderNotes, templateArgs, type Obj, type RenderOptions } from './render.js';
 
 const fsValues = path.join(chartDir, 'ci', 'filesystem-values.yaml');
 const s3Values = path.join(chartDir, 'ci', 's3-values.yaml');
@@ -172,7 +162,11 @@ function checkCommon(t: Test, rel: Release, existingSecrets: string[] = []): voi
       t.equal(validateObject(obj), undefined, `${obj.kind}/${obj.metadata?.name} is valid`);
     }
     const ids = rel.docs.map((d) => `${d.kind}/${d.metadata.name}`);
-    t.same(ids.filter((id, i) => ids.indexOf(id) !== i), [], 'no duplicate objects');
+    t.same(
+      ids.filter((id, i) => ids.indexOf(id) !== i),
+      [],
+      'no duplicate objects',
+    );
     for (const d of rel.docs) {
       t.ok(d.metadata.name.length <= 63, `${d.kind}/${d.metadata.name} name fits a DNS label`);
       t.equal(d.metadata.namespace, 'mirror', `${d.kind}/${d.metadata.name} is in the release namespace`);
@@ -209,7 +203,13 @@ function checkCommon(t: Test, rel: Release, existingSecrets: string[] = []): voi
     const spool = rel.mountAt(String(spoolDir));
     t.ok(spool && !spool.readOnly && rel.volume(spool.name)?.emptyDir !== undefined, 'the spool dir is a writable emptyDir');
     t.ok(
-      (rel.container.volumeMounts as Obj[]).every((m) => m.readOnly || rel.volume(m.name)?.emptyDir || rel.volume(m.name)?.persistentVolumeClaim || (rel.workload.spec.volumeClaimTemplates ?? []).some((v: Obj) => v.metadata.name === m.name)),
+      (rel.container.volumeMounts as Obj[]).every(
+        (m) =>
+          m.readOnly ||
+          rel.volume(m.name)?.emptyDir ||
+          rel.volume(m.name)?.persistentVolumeClaim ||
+          (rel.workload.spec.volumeClaimTemplates ?? []).some((v: Obj) => v.metadata.name === m.name),
+      ),
       'every writable mount is an emptyDir or a volume claim',
     );
   });
@@ -234,7 +234,11 @@ function checkCommon(t: Test, rel: Release, existingSecrets: string[] = []): voi
     t.equal(rel.containerPort('http')?.containerPort, port, 'the http port is the listen port');
     const metrics = rel.cli.global.get('--metrics-listen');
     if (metrics !== undefined) {
-      t.equal(rel.containerPort('metrics')?.containerPort, Number(String(metrics).split(':').pop()), 'the metrics port is the metrics listen port');
+      t.equal(
+        rel.containerPort('metrics')?.containerPort,
+        Number(String(metrics).split(':').pop()),
+        'the metrics port is the metrics listen port',
+      );
     }
   });
 
@@ -257,7 +261,10 @@ function checkCommon(t: Test, rel: Release, existingSecrets: string[] = []): voi
   t.test('upstream config: Secret mounted at the --upstream-config-file path', async (t) => {
     const file = rel.cli.global.get('--upstream-config-file');
     if (file === undefined) {
-      t.notOk(rel.docs.some((d) => d.kind === 'Secret' && d.metadata.name.endsWith('-upstreams')), 'no config Secret without the flag');
+      t.notOk(
+        rel.docs.some((d) => d.kind === 'Secret' && d.metadata.name.endsWith('-upstreams')),
+        'no config Secret without the flag',
+      );
       return;
     }
     const filePath = String(file);
@@ -324,7 +331,10 @@ function checkCommon(t: Test, rel: Release, existingSecrets: string[] = []): voi
       }
     }
     // Secrets never travel as arguments.
-    t.notOk(rel.container.args.some((a: string) => /--(?:access|secret)-key|password/.test(a)), 'no secrets in args');
+    t.notOk(
+      rel.container.args.some((a: string) => /--(?:access|secret)-key|password/.test(a)),
+      'no secrets in args',
+    );
   });
 
   t.test('PodDisruptionBudget and anti-affinity', async (t) => {
@@ -394,7 +404,11 @@ t.test('default values: filesystem StatefulSet with a volumeClaimTemplate', { sk
   const svc = rel.service;
   t.equal(svc.spec.type, 'ClusterIP', 'ClusterIP Service');
   t.equal(svc.metadata.name, 'r-oci-registry', 'named after the release');
-  t.same(svc.spec.ports.map((p: Obj) => [p.name, p.port]), [['http', 8080]], 'port 8080 named http');
+  t.same(
+    svc.spec.ports.map((p: Obj) => [p.name, p.port]),
+    [['http', 8080]],
+    'port 8080 named http',
+  );
   t.equal(rel.all('Ingress').length, 0, 'no Ingress');
   t.equal(rel.all('ServiceMonitor').length, 0, 'no ServiceMonitor');
   t.equal(rel.all('PodDisruptionBudget').length, 0, 'no PDB with one replica');
@@ -405,7 +419,11 @@ t.test('default values: filesystem StatefulSet with a volumeClaimTemplate', { sk
   t.notOk(rel.env('UPSTREAM_CREDENTIALS'), 'no upstream credentials by default');
   t.equal(rel.all('Secret').length, 1, 'only the upstream config Secret');
   const upstreams = yaml.load(decodeSecret(rel.all('Secret')[0], 'upstreams.yaml') ?? '') as Obj[];
-  t.same(upstreams.find((u) => u.namespace === 'docker.io'), { namespace: 'docker.io', host: 'registry-1.docker.io' }, 'Docker Hub is fetched from registry-1.docker.io');
+  t.same(
+    upstreams.find((u) => u.namespace === 'docker.io'),
+    { namespace: 'docker.io', host: 'registry-1.docker.io' },
+    'Docker Hub is fetched from registry-1.docker.io',
+  );
 });
 
 t.test('ci/filesystem-values.yaml', { skip }, async (t) => {
@@ -428,7 +446,9 @@ t.test('ci/filesystem-values.yaml', { skip }, async (t) => {
   const creds = rel.env('UPSTREAM_CREDENTIALS');
   t.ok(creds, 'UPSTREAM_CREDENTIALS is set');
   const credSecret = rel.get('Secret', creds.valueFrom.secretKeyRef.name);
-  t.same(JSON.parse(decodeSecret(credSecret, creds.valueFrom.secretKeyRef.key) ?? '{}'), { 'docker.io': { username: 'ci-user', password: 'ci-password' } });
+  t.same(JSON.parse(decodeSecret(credSecret, creds.valueFrom.secretKeyRef.key) ?? '{}'), {
+    'docker.io': { username: 'ci-user', password: 'ci-password' },
+  });
 
   const cfgSecret = rel.get('Secret', rel.volume('upstream-config').secret.secretName);
   const upstreams = yaml.load(decodeSecret(cfgSecret, 'upstreams.yaml') ?? '') as Obj[];
@@ -445,23 +465,39 @@ t.test('ci/filesystem-values.yaml', { skip }, async (t) => {
   const ep = sm?.spec.endpoints[0];
   t.equal(ep?.path, '/metrics', 'scrapes /metrics');
   t.equal(ep?.port, 'metrics', 'on the metrics port');
-  t.ok(rel.service.spec.ports.some((p: Obj) => p.name === ep?.port), 'a port of the Service');
-  const selected = rel.all('Service').filter(
-    (s) =>
-      selectorMatches(sm.spec.selector.matchLabels, s.metadata.labels) &&
-      (sm.spec.selector.matchExpressions ?? []).every((e: Obj) => (e.operator === 'DoesNotExist' ? !(e.key in s.metadata.labels) : true)),
+  t.ok(
+    rel.service.spec.ports.some((p: Obj) => p.name === ep?.port),
+    'a port of the Service',
   );
-  t.same(selected.map((s) => s.metadata.name), [rel.service.metadata.name], 'selects the client Service only (not the headless one)');
+  const selected = rel
+    .all('Service')
+    .filter(
+      (s) =>
+        selectorMatches(sm.spec.selector.matchLabels, s.metadata.labels) &&
+        (sm.spec.selector.matchExpressions ?? []).every((e: Obj) => (e.operator === 'DoesNotExist' ? !(e.key in s.metadata.labels) : true)),
+    );
+  t.same(
+    selected.map((s) => s.metadata.name),
+    [rel.service.metadata.name],
+    'selects the client Service only (not the headless one)',
+  );
 
   const ing = rel.all('Ingress')[0];
   t.ok(ing, 'an Ingress');
   t.equal(ing?.spec.ingressClassName, 'nginx');
   const backend = ing?.spec.rules[0].http.paths[0].backend.service;
   t.equal(backend?.name, rel.service.metadata.name, 'routes to the Service');
-  t.ok(rel.service.spec.ports.some((p: Obj) => p.name === backend?.port.name), 'on a Service port');
+  t.ok(
+    rel.service.spec.ports.some((p: Obj) => p.name === backend?.port.name),
+    'on a Service port',
+  );
   t.same(ing?.spec.tls, [{ hosts: ['mirror.ci.example.com'], secretName: 'mirror-ci-tls' }]);
   t.ok(rel.container.startupProbe, 'the startup probe is enabled');
-  t.same(rel.pod.topologySpreadConstraints[0].labelSelector.matchLabels, w.spec.selector.matchLabels, 'spread constraints select the pods by default');
+  t.same(
+    rel.pod.topologySpreadConstraints[0].labelSelector.matchLabels,
+    w.spec.selector.matchLabels,
+    'spread constraints select the pods by default',
+  );
   t.equal(rel.all('PodDisruptionBudget').length, 1, 'a PDB with 2 replicas');
 });
 
@@ -482,12 +518,23 @@ t.test('ci/s3-values.yaml: S3 with IRSA, no keys', { skip }, async (t) => {
   t.notOk(cli.commandFlags.has('--host'));
   t.notOk(rel.env('S3_ACCESS_KEY'), 'no access key: the AWS default chain');
   t.notOk(rel.env('S3_SECRET_KEY'), 'no secret key');
-  t.notOk(rel.docs.some((d) => d.kind === 'Secret' && d.metadata.name.endsWith('-s3')), 'no S3 Secret');
+  t.notOk(
+    rel.docs.some((d) => d.kind === 'Secret' && d.metadata.name.endsWith('-s3')),
+    'no S3 Secret',
+  );
   const sa = rel.get('ServiceAccount', rel.pod.serviceAccountName);
-  t.match(sa?.metadata.annotations?.['eks.amazonaws.com/role-arn'], /^arn:aws:iam::\d{12}:role\//, 'the IRSA role annotation is on the pod ServiceAccount');
+  t.match(
+    sa?.metadata.annotations?.['eks.amazonaws.com/role-arn'],
+    /^arn:aws:iam::\d{12}:role\//,
+    'the IRSA role annotation is on the pod ServiceAccount',
+  );
   t.notOk(rel.mountAt('/data'), 'no data volume');
   t.notOk(rel.volume('data'), 'no data volume');
-  t.equal(rel.env('UPSTREAM_CREDENTIALS')?.valueFrom.secretKeyRef.name, 'oci-registry-upstream-credentials', 'credentials from the existing Secret');
+  t.equal(
+    rel.env('UPSTREAM_CREDENTIALS')?.valueFrom.secretKeyRef.name,
+    'oci-registry-upstream-credentials',
+    'credentials from the existing Secret',
+  );
   t.equal(rel.env('UPSTREAM_CREDENTIALS')?.valueFrom.secretKeyRef.key, 'UPSTREAM_CREDENTIALS');
   t.same(rel.all('PodDisruptionBudget')[0]?.spec.maxUnavailable, 1);
   t.same(rel.container.resources.limits, { memory: '1Gi' });
@@ -495,7 +542,9 @@ t.test('ci/s3-values.yaml: S3 with IRSA, no keys', { skip }, async (t) => {
 
 t.test('S3 with keys from values and from an existing Secret', { skip }, async (t) => {
   const base = ['storage.type=s3', 'storage.s3.bucket=b', 'storage.s3.host=http://minio.minio.svc:9000', 'storage.s3.pathStyle=true'];
-  const withKeys = new Release(render({ set: [...base, 'storage.s3.credentials.accessKey=AKIAEXAMPLE', 'storage.s3.credentials.secretKey=s3cr3t'] }));
+  const withKeys = new Release(
+    render({ set: [...base, 'storage.s3.credentials.accessKey=AKIAEXAMPLE', 'storage.s3.credentials.secretKey=s3cr3t'] }),
+  );
   checkCommon(t, withKeys);
   const cli = withKeys.cli;
   t.equal(cli.commandFlags.get('--host'), 'http://minio.minio.svc:9000');
@@ -509,7 +558,14 @@ t.test('S3 with keys from values and from an existing Secret', { skip }, async (
   t.notOk(JSON.stringify(withKeys.workload).includes('s3cr3t'), 'the secret key is not in the pod spec');
 
   const existing = new Release(
-    render({ set: [...base, 'storage.s3.credentials.existingSecret=my-s3', 'storage.s3.credentials.accessKeyKey=AWS_ACCESS_KEY_ID', 'storage.s3.credentials.secretKeyKey=AWS_SECRET_ACCESS_KEY'] }),
+    render({
+      set: [
+        ...base,
+        'storage.s3.credentials.existingSecret=my-s3',
+        'storage.s3.credentials.accessKeyKey=AWS_ACCESS_KEY_ID',
+        'storage.s3.credentials.secretKeyKey=AWS_SECRET_ACCESS_KEY',
+      ],
+    }),
   );
   checkCommon(t, existing, ['my-s3']);
   t.same(existing.env('S3_ACCESS_KEY')?.valueFrom.secretKeyRef, { name: 'my-s3', key: 'AWS_ACCESS_KEY_ID' });
@@ -548,7 +604,9 @@ t.test('upstream config variations', { skip }, async (t) => {
   t.equal(existing.volume('upstream-config').secret.secretName, 'my-upstreams');
 
   const other = new Release(
-    render({ set: ['defaultNamespace=ghcr.io', 'metrics.separatePort=true', 'metrics.port=9100', 'listenHost=::', 'extraArgs[0]=--foo=bar'] }),
+    render({
+      set: ['defaultNamespace=ghcr.io', 'metrics.separatePort=true', 'metrics.port=9100', 'listenHost=::', 'extraArgs[0]=--foo=bar'],
+    }),
   );
   checkCommon(t, other);
   t.equal(other.cli.global.get('--default-namespace'), 'ghcr.io');
@@ -562,12 +620,28 @@ t.test('misconfigurations fail at render time', { skip }, async (t) => {
   const cases: Array<[string, RenderOptions, RegExp]> = [
     ['unknown storage type', { set: ['storage.type=gcs'] }, /storage\.type must be "filesystem" or "s3"/],
     ['s3 without a bucket', { set: ['storage.type=s3'] }, /storage\.s3\.bucket is required/],
-    ['half of the S3 keys', { set: ['storage.type=s3', 'storage.s3.bucket=b', 'storage.s3.credentials.accessKey=x'] }, /set both accessKey and secretKey/],
+    [
+      'half of the S3 keys',
+      { set: ['storage.type=s3', 'storage.s3.bucket=b', 'storage.s3.credentials.accessKey=x'] },
+      /set both accessKey and secretKey/,
+    ],
     ['an upstream without host', { set: ['upstreams[0].namespace=docker.io'] }, /host is required/],
-    ['a duplicate namespace', { set: ['upstreams[0].namespace=docker.io', 'upstreams[0].host=x', 'upstreams[1].namespace=docker.io', 'upstreams[1].host=y'] }, /namespace docker\.io is configured twice/],
-    ['an upstream list entry that is not a mapping', { set: ['upstreams[1].namespace=quay.io', 'upstreams[1].host=quay.io'] }, /upstreams\[0\] must be a mapping/],
+    [
+      'a duplicate namespace',
+      { set: ['upstreams[0].namespace=docker.io', 'upstreams[0].host=x', 'upstreams[1].namespace=docker.io', 'upstreams[1].host=y'] },
+      /namespace docker\.io is configured twice/,
+    ],
+    [
+      'an upstream list entry that is not a mapping',
+      { set: ['upstreams[1].namespace=quay.io', 'upstreams[1].host=quay.io'] },
+      /upstreams\[0\] must be a mapping/,
+    ],
     ['credentials without password', { set: ['upstreamCredentials.credentials.docker\\.io.username=u'] }, /needs username and password/],
-    ['a termination grace period shorter than the shutdown', { set: ['terminationGracePeriodSeconds=30'] }, /must be larger than shutdownGracePeriodSeconds/],
+    [
+      'a termination grace period shorter than the shutdown',
+      { set: ['terminationGracePeriodSeconds=30'] },
+      /must be larger than shutdownGracePeriodSeconds/,
+    ],
     ['an unknown anti-affinity preset', { set: ['podAntiAffinityPreset=sometimes'] }, /podAntiAffinityPreset must be/],
   ];
   for (const [name, opts, message] of cases) {
@@ -582,20 +656,40 @@ t.test('NOTES.txt prints node runtime configuration for the Service address', { 
   const addr = 'r-oci-registry.mirror.svc.cluster.local:8080';
   t.match(notes, `http://${addr}`, 'the Service address');
   // containerd hosts.toml for Docker Hub
-  t.match(notes, '# /etc/containerd/certs.d/docker.io/hosts.toml\nserver = "https://registry-1.docker.io"\n\n' + `[host."http://${addr}"]\n  capabilities = ["pull", "resolve"]`, 'containerd hosts.toml');
+  t.match(
+    notes,
+    '# /etc/containerd/certs.d/docker.io/hosts.toml\nserver = "https://registry-1.docker.io"\n\n' +
+      `[host."http://${addr}"]\n  capabilities = ["pull", "resolve"]`,
+    'containerd hosts.toml',
+  );
   t.match(notes, '# /etc/containerd/certs.d/ghcr.io/hosts.toml\nserver = "https://ghcr.io"', 'a hosts.toml per mirrored namespace');
   // cri-o / podman registries.conf
-  t.match(notes, `[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n\n[[registry.mirror]]\nlocation = "${addr}/docker.io"\ninsecure = true`, 'registries.conf');
+  t.match(
+    notes,
+    `[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n\n[[registry.mirror]]\nlocation = "${addr}/docker.io"\ninsecure = true`,
+    'registries.conf',
+  );
   // Docker
   const dockerLine = notes.split('\n').find((l) => l.includes('registry-mirrors'));
   t.same(JSON.parse(dockerLine ?? 'null'), { 'registry-mirrors': [`http://${addr}`] }, 'daemon.json is valid JSON');
 
-  const pinned = renderNotes({ set: ['service.clusterIP=10.96.0.50', 'clusterDomain=k8s.internal', 'upstreams[0].namespace=registry.internal:5000', 'upstreams[0].host=registry.internal:5000', 'upstreams[0].tls=false'] });
+  const pinned = renderNotes({
+    set: [
+      'service.clusterIP=10.96.0.50',
+      'clusterDomain=k8s.internal',
+      'upstreams[0].namespace=registry.internal:5000',
+      'upstreams[0].host=registry.internal:5000',
+      'upstreams[0].tls=false',
+    ],
+  });
   t.match(pinned, '[host."http://10.96.0.50:8080"]', 'a pinned cluster IP is used in the snippets');
   t.match(pinned, 'r-oci-registry.mirror.svc.k8s.internal', 'the cluster domain is configurable');
   t.match(pinned, 'server = "http://registry.internal:5000"', 'plain-HTTP upstreams fall back over http');
   // Image references allow no ':' in a path: the port is written _5000 (what client-config crio writes).
-  t.match(pinned, '[[registry.mirror]]\n# registry.internal_5000 is registry.internal:5000: image references allow no \':\' inside a path.\nlocation = "10.96.0.50:8080/registry.internal_5000"');
+  t.match(
+    pinned,
+    '[[registry.mirror]]\n# registry.internal_5000 is registry.internal:5000: image references allow no \':\' inside a path.\nlocation = "10.96.0.50:8080/registry.internal_5000"',
+  );
   t.notMatch(pinned, '10.96.0.50:8080/registry.internal:5000', 'never the colon form the clients refuse');
 
   const s3 = renderNotes({ valuesFiles: [s3Values] });
@@ -679,7 +773,19 @@ t.test('every flag and environment variable the chart passes exists in the mirro
     ['default values', {}],
     ['ci/filesystem-values.yaml', { valuesFiles: [fsValues] }],
     ['ci/s3-values.yaml', { valuesFiles: [s3Values] }],
-    ['s3 with keys, host, path style', { set: ['storage.type=s3', 'storage.s3.bucket=b', 'storage.s3.host=http://minio:9000', 'storage.s3.pathStyle=true', 'storage.s3.credentials.accessKey=a', 'storage.s3.credentials.secretKey=s'] }],
+    [
+      's3 with keys, host, path style',
+      {
+        set: [
+          'storage.type=s3',
+          'storage.s3.bucket=b',
+          'storage.s3.host=http://minio:9000',
+          'storage.s3.pathStyle=true',
+          'storage.s3.credentials.accessKey=a',
+          'storage.s3.credentials.secretKey=s',
+        ],
+      },
+    ],
     ['default namespace', { set: ['defaultNamespace=ghcr.io'] }],
   ];
   const commandHelp = new Map<string, ReturnType<typeof cliHelp>>();
@@ -703,7 +809,10 @@ t.test('every flag and environment variable the chart passes exists in the mirro
       }
     };
     check(global, args.slice(0, storageIndex), 'global');
-    t.ok(cli.command && global.commands.includes(cli.command), `${name}: storage command ${cli.command} exists (${global.commands.join(', ')})`);
+    t.ok(
+      cli.command && global.commands.includes(cli.command),
+      `${name}: storage command ${cli.command} exists (${global.commands.join(', ')})`,
+    );
     if (!cli.command) continue;
     if (!commandHelp.has(cli.command)) commandHelp.set(cli.command, cliHelp(cli.command));
     const help = commandHelp.get(cli.command)!;
@@ -725,7 +834,11 @@ t.test('helm lint --strict passes on every value set', { skip }, async (t) => {
     t.fail(`CI is set but the real helm binary cannot run: ${realHelm}`);
     return;
   }
-  for (const [name, files] of [['default values', []], ['ci/filesystem-values.yaml', [fsValues]], ['ci/s3-values.yaml', [s3Values]]] as Array<[string, string[]]>) {
+  for (const [name, files] of [
+    ['default values', []],
+    ['ci/filesystem-values.yaml', [fsValues]],
+    ['ci/s3-values.yaml', [s3Values]],
+  ] as Array<[string, string[]]>) {
     const lint = realHelm.run(['lint', chartDir, '--strict', '--namespace', 'mirror', ...files.flatMap((f) => ['--values', f])]);
     t.equal(lint.status, 0, `helm lint --strict (${name}) passes:\n${lint.stdout}${lint.stderr}`);
     t.match(lint.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/, `helm lint (${name}) reports no failure`);

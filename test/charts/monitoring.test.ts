@@ -115,7 +115,11 @@ function overlaps(a: Obj, b: Obj): boolean {
 t.test('no dashboard ConfigMap and no PrometheusRule by default', { skip }, async (t) => {
   const docs = render();
   t.same(dashboardConfigMaps(docs), [], 'no dashboard ConfigMap');
-  t.same(docs.filter((d) => d.kind === 'PrometheusRule'), [], 'no PrometheusRule');
+  t.same(
+    docs.filter((d) => d.kind === 'PrometheusRule'),
+    [],
+    'no PrometheusRule',
+  );
 });
 
 t.test('the dashboard ConfigMap carries the Grafana sidecar label and a valid dashboard', { skip }, async (t) => {
@@ -132,7 +136,11 @@ t.test('the dashboard ConfigMap carries the Grafana sidecar label and a valid da
   t.match(vars.get('datasource'), { type: 'datasource', query: 'prometheus' }, 'a prometheus datasource variable');
   t.match(vars.get('job'), { type: 'query', includeAll: true }, 'a job filter');
   t.match(vars.get('registry'), { type: 'query', includeAll: true }, 'a registry namespace filter');
-  t.match(vars.get('ns_label'), { type: 'custom', current: { value: 'exported_namespace' } }, 'the registry namespace label, exported_namespace by default');
+  t.match(
+    vars.get('ns_label'),
+    { type: 'custom', current: { value: 'exported_namespace' } },
+    'the registry namespace label, exported_namespace by default',
+  );
 
   const ids = new Set<number>();
   const panels: Obj[] = dashboard.panels;
@@ -143,7 +151,10 @@ t.test('the dashboard ConfigMap carries the Grafana sidecar label and a valid da
     ids.add(p.id);
     t.ok(p.title, `${name}: a title`);
     const g = p.gridPos;
-    t.ok([g.x, g.y, g.w, g.h].every(Number.isInteger) && g.x >= 0 && g.y >= 0 && g.w > 0 && g.h > 0 && g.x + g.w <= 24, `${name}: gridPos ${JSON.stringify(g)} within 24 columns`);
+    t.ok(
+      [g.x, g.y, g.w, g.h].every(Number.isInteger) && g.x >= 0 && g.y >= 0 && g.w > 0 && g.h > 0 && g.x + g.w <= 24,
+      `${name}: gridPos ${JSON.stringify(g)} within 24 columns`,
+    );
     for (const q of panels) if (q !== p && overlaps(g, q.gridPos)) t.fail(`${name} overlaps panel ${q.id}`);
     if (p.type === 'row') continue;
     t.ok(['stat', 'timeseries'].includes(p.type), `${name}: type ${p.type}`);
@@ -151,7 +162,10 @@ t.test('the dashboard ConfigMap carries the Grafana sidecar label and a valid da
     t.ok(Array.isArray(p.targets) && p.targets.length > 0, `${name}: targets`);
     const refIds = new Set<string>();
     for (const target of p.targets ?? []) {
-      t.ok(typeof target.expr === 'string' && target.expr.includes(METRIC_PREFIX), `${name} ${target.refId}: an expr on the mirror's metrics`);
+      t.ok(
+        typeof target.expr === 'string' && target.expr.includes(METRIC_PREFIX),
+        `${name} ${target.refId}: an expr on the mirror's metrics`,
+      );
       t.ok(target.refId && !refIds.has(target.refId), `${name}: unique refId ${target.refId}`);
       refIds.add(target.refId);
       t.equal(target.datasource?.uid, '${datasource}', `${name} ${target.refId}: the datasource variable`);
@@ -271,7 +285,7 @@ t.test('the PrometheusRule: thresholds, durations, severities, selector and labe
   t.match(upstream.expr, /\[10m\]/, 'the rate window');
 });
 
-t.test('metrics.registryNamespaceLabel sets the default of the dashboard\'s namespace label', { skip }, async (t) => {
+t.test("metrics.registryNamespaceLabel sets the default of the dashboard's namespace label", { skip }, async (t) => {
   const { dashboard } = dashboardOf(render({ set: ['grafanaDashboard.enabled=true', 'metrics.registryNamespaceLabel=registry_ns'] }));
   const v = dashboard.templating.list.find((x: Obj) => x.name === 'ns_label');
   t.same(v.current, { selected: true, text: 'registry_ns', value: 'registry_ns' });
@@ -285,21 +299,54 @@ t.test('metrics.registryNamespaceLabel sets the default of the dashboard\'s name
 
 t.test('values that end up in PromQL are checked at render time', { skip }, async (t) => {
   const cases: Array<[string, string[], RegExp]> = [
-    ['a selector closing the braces', ['prometheusRule.selector=job="x"} or vector(1) #'], /prometheusRule\.selector must be PromQL label matchers/],
+    [
+      'a selector closing the braces',
+      ['prometheusRule.selector=job="x"} or vector(1) #'],
+      /prometheusRule\.selector must be PromQL label matchers/,
+    ],
     ['a selector without quotes', ['prometheusRule.selector=job=x'], /prometheusRule\.selector must be PromQL label matchers/],
-    ['a label name with PromQL in it', ['metrics.registryNamespaceLabel=namespace) or vector(1'], /metrics\.registryNamespaceLabel must be a Prometheus label name/],
-    ['a threshold that is an expression', ['prometheusRule.alerts.serverErrors.threshold=0 or vector(1)'], /prometheusRule\.alerts\.serverErrors\.threshold must be a non-negative number/],
-    ['a negative threshold', ['prometheusRule.alerts.cacheNearLimit.threshold=-1'], /prometheusRule\.alerts\.cacheNearLimit\.threshold must be a non-negative number/],
-    ['a duration in words', ['prometheusRule.alerts.storageErrors.for=10 minutes'], /prometheusRule\.alerts\.storageErrors\.for must be a Prometheus duration/],
-    ['a rate window breaking out of the range', ['prometheusRule.rateWindow=5m]) or vector(1'], /prometheusRule\.rateWindow must be a Prometheus duration/],
+    [
+      'a label name with PromQL in it',
+      ['metrics.registryNamespaceLabel=namespace) or vector(1'],
+      /metrics\.registryNamespaceLabel must be a Prometheus label name/,
+    ],
+    [
+      'a threshold that is an expression',
+      ['prometheusRule.alerts.serverErrors.threshold=0 or vector(1)'],
+      /prometheusRule\.alerts\.serverErrors\.threshold must be a non-negative number/,
+    ],
+    [
+      'a negative threshold',
+      ['prometheusRule.alerts.cacheNearLimit.threshold=-1'],
+      /prometheusRule\.alerts\.cacheNearLimit\.threshold must be a non-negative number/,
+    ],
+    [
+      'a duration in words',
+      ['prometheusRule.alerts.storageErrors.for=10 minutes'],
+      /prometheusRule\.alerts\.storageErrors\.for must be a Prometheus duration/,
+    ],
+    [
+      'a rate window breaking out of the range',
+      ['prometheusRule.rateWindow=5m]) or vector(1'],
+      /prometheusRule\.rateWindow must be a Prometheus duration/,
+    ],
   ];
   for (const [name, setString, message] of cases) {
     const r = helmTemplate(templateArgs({ set: ['prometheusRule.enabled=true', 'grafanaDashboard.enabled=true'], setString }));
     t.not(r.status, 0, `${name}: render fails`);
     t.match(r.stderr, message, `${name}: the message names the key`);
   }
-  const ok = ruleOf(render({ set: ['prometheusRule.enabled=true'], setString: ['prometheusRule.selector=job="a"\\, namespace!~"kube-.*"\\,instance=~"10\\\\.0\\\\..*"'] }));
-  t.match(alertRules(ok)[1].expr, '{job="a", namespace!~"kube-.*",instance=~"10\\.0\\..*"}', 'several matchers, regexes and escapes are accepted');
+  const ok = ruleOf(
+    render({
+      set: ['prometheusRule.enabled=true'],
+      setString: ['prometheusRule.selector=job="a"\\, namespace!~"kube-.*"\\,instance=~"10\\\\.0\\\\..*"'],
+    }),
+  );
+  t.match(
+    alertRules(ok)[1].expr,
+    '{job="a", namespace!~"kube-.*",instance=~"10\\.0\\..*"}',
+    'several matchers, regexes and escapes are accepted',
+  );
 });
 
 t.test('helm lint --strict passes with the dashboard and the rules enabled', { skip }, async (t) => {
@@ -364,7 +411,9 @@ t.test('the metric name check catches a misspelled name and a bare histogram nam
     'oci_registry_requests_total{route="blobs"} 1',
   ].join('\n');
   const exported = queryableNames(exposition);
-  const names = metricNames('sum(rate(oci_registry_requests_totl{job=~"$job"}[5m])) / rate(oci_registry_request_duration_seconds_bucket[5m]) + foo_oci_registry_x');
+  const names = metricNames(
+    'sum(rate(oci_registry_requests_totl{job=~"$job"}[5m])) / rate(oci_registry_request_duration_seconds_bucket[5m]) + foo_oci_registry_x',
+  );
   t.same(names, ['oci_registry_requests_totl', 'oci_registry_request_duration_seconds_bucket'], 'whole identifiers with the prefix');
   t.notOk(exported.has('oci_registry_requests_totl'), 'the misspelled name is not exported');
   t.ok(exported.has('oci_registry_requests_total'));
@@ -389,7 +438,13 @@ t.test('promtool accepts the alert rules and every dashboard expression', { skip
 
   // Each dashboard expression as a recording rule, with Grafana's variables as Grafana would fill them in.
   const { dashboard } = dashboardOf(docs);
-  const vars = { datasource: 'prom', ns_label: 'exported_namespace', job: '.*', registry: '(docker\\\\.io|ghcr\\\\.io)', __rate_interval: '2m' };
+  const vars = {
+    datasource: 'prom',
+    ns_label: 'exported_namespace',
+    job: '.*',
+    registry: '(docker\\\\.io|ghcr\\\\.io)',
+    __rate_interval: '2m',
+  };
   const exprs = dashboardExprs(dashboard);
   const recording = exprs.map((e, i) => ({ record: `dashboard:expr_${i}`, expr: grafanaInterpolate(e.expr, vars) }));
   for (const r of recording) t.notMatch(r.expr, /\$(?!1")/, `${r.record}: every variable filled in (${r.expr})`);
@@ -397,74 +452,89 @@ t.test('promtool accepts the alert rules and every dashboard expression', { skip
   t.equal(check.status, 0, `promtool parses all ${exprs.length} dashboard expressions:\n${check.stdout}${check.stderr}`);
 });
 
-t.test('promtool rule tests: each alert fires on its condition, after its for duration, and not on healthy series', { skip: promSkip }, async (t) => {
-  if (noPromtool) {
-    t.fail(`CI is set but promtool cannot run: ${noPromtool}`);
-    return;
-  }
-  const groups = ruleOf(render({ set: ['prometheusRule.enabled=true'] })).spec.groups.map((g: Obj) => ({
-    ...g,
-    // The annotations are checked by `promtool check rules` above; here only when and for what each fires.
-    rules: g.rules.map(({ annotations: _, ...r }: Obj) => r),
-  }));
-  const s = (name: string, labels: Record<string, string>, values: string) => ({
-    series: `oci_registry_${name}{${Object.entries({ job: 'm', ...labels }).map(([k, v]) => `${k}="${v}"`).join(',')}}`,
-    values,
-  });
-  const up = (ns: string, status: string, perMinute: number) => s('upstream_requests_total', { exported_namespace: ns, kind: 'blob', status }, `0+${perMinute}x60`);
-  const tests = {
-    rule_files: ['rules.yaml'],
-    evaluation_interval: '1m',
-    tests: [
-      {
-        interval: '1m',
-        input_series: [
-          // docker.io: a third of the exchanges are 503s. ghcr.io: unreachable, no response at all.
-          up('docker.io', '200', 60),
-          up('docker.io', '503', 30),
-          s('upstream_errors_total', { exported_namespace: 'ghcr.io', kind: 'manifest', code: 'UPSTREAM_UNAVAILABLE' }, '0+10x60'),
-          // quay.io: 404s are answers, not failures. registry.k8s.io: 1% 503s, under the threshold.
-          up('quay.io', '200', 60),
-          up('quay.io', '404', 60),
-          up('registry.k8s.io', '200', 6000),
-          up('registry.k8s.io', '503', 60),
-          // Storage: writes failing now; stat errors long ago only.
-          s('storage_errors_total', { operation: 'write_blob' }, '0+6x60'),
-          s('storage_errors_total', { operation: 'stat_blob' }, '5x60'),
-          // Cache: a at 96% of its limit; b at 50%; c has no limit.
-          s('cache_size_bytes', { instance: 'a:8080' }, '96x60'),
-          s('cache_size_limit_bytes', { instance: 'a:8080' }, '100x60'),
-          s('cache_size_bytes', { instance: 'b:8080' }, '50x60'),
-          s('cache_size_limit_bytes', { instance: 'b:8080' }, '100x60'),
-          s('cache_size_bytes', { instance: 'c:8080' }, '99x60'),
-          // Job m: 1 in 11 blob responses is a 502. Job n: failing readiness probes only.
-          s('requests_total', { route: 'blobs', method: 'GET', status: '200' }, '0+600x60'),
-          s('requests_total', { route: 'blobs', method: 'GET', status: '502' }, '0+60x60'),
-          s('requests_total', { job: 'n', route: 'blobs', method: 'GET', status: '200' }, '0+600x60'),
-          s('requests_total', { job: 'n', route: 'health', method: 'GET', status: '503' }, '0+600x60'),
-          s('requests_total', { job: 'n', route: 'metrics', method: 'GET', status: '500' }, '0+600x60'),
-        ],
-        alert_rule_test: [
-          { eval_time: '8m', alertname: 'OciRegistryUpstreamFailing', exp_alerts: [] },
-          {
-            eval_time: '20m',
-            alertname: 'OciRegistryUpstreamFailing',
-            exp_alerts: [
-              { exp_labels: { severity: 'warning', job: 'm', exported_namespace: 'docker.io' } },
-              { exp_labels: { severity: 'warning', job: 'm', exported_namespace: 'ghcr.io' } },
-            ],
-          },
-          { eval_time: '3m', alertname: 'OciRegistryStorageErrors', exp_alerts: [] },
-          { eval_time: '20m', alertname: 'OciRegistryStorageErrors', exp_alerts: [{ exp_labels: { severity: 'warning', job: 'm', operation: 'write_blob' } }] },
-          { eval_time: '20m', alertname: 'OciRegistryCacheNearLimit', exp_alerts: [] },
-          { eval_time: '40m', alertname: 'OciRegistryCacheNearLimit', exp_alerts: [{ exp_labels: { severity: 'warning', job: 'm', instance: 'a:8080' } }] },
-          { eval_time: '8m', alertname: 'OciRegistryServerErrors', exp_alerts: [] },
-          { eval_time: '20m', alertname: 'OciRegistryServerErrors', exp_alerts: [{ exp_labels: { severity: 'critical', job: 'm' } }] },
-        ],
-      },
-    ],
-  };
-  const r = promtool(['test', 'rules', 'tests.yaml'], { 'rules.yaml': { groups }, 'tests.yaml': tests });
-  t.equal(r.status, 0, `promtool test rules:\n${r.stdout}${r.stderr}`);
-  t.match(r.stdout, /SUCCESS/);
-});
+t.test(
+  'promtool rule tests: each alert fires on its condition, after its for duration, and not on healthy series',
+  { skip: promSkip },
+  async (t) => {
+    if (noPromtool) {
+      t.fail(`CI is set but promtool cannot run: ${noPromtool}`);
+      return;
+    }
+    const groups = ruleOf(render({ set: ['prometheusRule.enabled=true'] })).spec.groups.map((g: Obj) => ({
+      ...g,
+      // The annotations are checked by `promtool check rules` above; here only when and for what each fires.
+      rules: g.rules.map(({ annotations: _, ...r }: Obj) => r),
+    }));
+    const s = (name: string, labels: Record<string, string>, values: string) => ({
+      series: `oci_registry_${name}{${Object.entries({ job: 'm', ...labels })
+        .map(([k, v]) => `${k}="${v}"`)
+        .join(',')}}`,
+      values,
+    });
+    const up = (ns: string, status: string, perMinute: number) =>
+      s('upstream_requests_total', { exported_namespace: ns, kind: 'blob', status }, `0+${perMinute}x60`);
+    const tests = {
+      rule_files: ['rules.yaml'],
+      evaluation_interval: '1m',
+      tests: [
+        {
+          interval: '1m',
+          input_series: [
+            // docker.io: a third of the exchanges are 503s. ghcr.io: unreachable, no response at all.
+            up('docker.io', '200', 60),
+            up('docker.io', '503', 30),
+            s('upstream_errors_total', { exported_namespace: 'ghcr.io', kind: 'manifest', code: 'UPSTREAM_UNAVAILABLE' }, '0+10x60'),
+            // quay.io: 404s are answers, not failures. registry.k8s.io: 1% 503s, under the threshold.
+            up('quay.io', '200', 60),
+            up('quay.io', '404', 60),
+            up('registry.k8s.io', '200', 6000),
+            up('registry.k8s.io', '503', 60),
+            // Storage: writes failing now; stat errors long ago only.
+            s('storage_errors_total', { operation: 'write_blob' }, '0+6x60'),
+            s('storage_errors_total', { operation: 'stat_blob' }, '5x60'),
+            // Cache: a at 96% of its limit; b at 50%; c has no limit.
+            s('cache_size_bytes', { instance: 'a:8080' }, '96x60'),
+            s('cache_size_limit_bytes', { instance: 'a:8080' }, '100x60'),
+            s('cache_size_bytes', { instance: 'b:8080' }, '50x60'),
+            s('cache_size_limit_bytes', { instance: 'b:8080' }, '100x60'),
+            s('cache_size_bytes', { instance: 'c:8080' }, '99x60'),
+            // Job m: 1 in 11 blob responses is a 502. Job n: failing readiness probes only.
+            s('requests_total', { route: 'blobs', method: 'GET', status: '200' }, '0+600x60'),
+            s('requests_total', { route: 'blobs', method: 'GET', status: '502' }, '0+60x60'),
+            s('requests_total', { job: 'n', route: 'blobs', method: 'GET', status: '200' }, '0+600x60'),
+            s('requests_total', { job: 'n', route: 'health', method: 'GET', status: '503' }, '0+600x60'),
+            s('requests_total', { job: 'n', route: 'metrics', method: 'GET', status: '500' }, '0+600x60'),
+          ],
+          alert_rule_test: [
+            { eval_time: '8m', alertname: 'OciRegistryUpstreamFailing', exp_alerts: [] },
+            {
+              eval_time: '20m',
+              alertname: 'OciRegistryUpstreamFailing',
+              exp_alerts: [
+                { exp_labels: { severity: 'warning', job: 'm', exported_namespace: 'docker.io' } },
+                { exp_labels: { severity: 'warning', job: 'm', exported_namespace: 'ghcr.io' } },
+              ],
+            },
+            { eval_time: '3m', alertname: 'OciRegistryStorageErrors', exp_alerts: [] },
+            {
+              eval_time: '20m',
+              alertname: 'OciRegistryStorageErrors',
+              exp_alerts: [{ exp_labels: { severity: 'warning', job: 'm', operation: 'write_blob' } }],
+            },
+            { eval_time: '20m', alertname: 'OciRegistryCacheNearLimit', exp_alerts: [] },
+            {
+              eval_time: '40m',
+              alertname: 'OciRegistryCacheNearLimit',
+              exp_alerts: [{ exp_labels: { severity: 'warning', job: 'm', instance: 'a:8080' } }],
+            },
+            { eval_time: '8m', alertname: 'OciRegistryServerErrors', exp_alerts: [] },
+            { eval_time: '20m', alertname: 'OciRegistryServerErrors', exp_alerts: [{ exp_labels: { severity: 'critical', job: 'm' } }] },
+          ],
+        },
+      ],
+    };
+    const r = promtool(['test', 'rules', 'tests.yaml'], { 'rules.yaml': { groups }, 'tests.yaml': tests });
+    t.equal(r.status, 0, `promtool test rules:\n${r.stdout}${r.stderr}`);
+    t.match(r.stdout, /SUCCESS/);
+  },
+);

@@ -17,10 +17,14 @@ function workload(docs: Obj[]): Obj {
   return docs.find((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet');
 }
 function args(docs: Obj[]): string[] {
-  return workload(docs).spec.template.spec.containers.find((c: Obj) => c.name === 'oci-registry').args.map(String);
+  return workload(docs)
+    .spec.template.spec.containers.find((c: Obj) => c.name === 'oci-registry')
+    .args.map(String);
 }
 function env(docs: Obj[], name: string): Obj | undefined {
-  return workload(docs).spec.template.spec.containers.find((c: Obj) => c.name === 'oci-registry').env.find((e: Obj) => e.name === name);
+  return workload(docs)
+    .spec.template.spec.containers.find((c: Obj) => c.name === 'oci-registry')
+    .env.find((e: Obj) => e.name === name);
 }
 function flag(a: string[], name: string): string | undefined {
   const i = a.indexOf(name);
@@ -43,14 +47,26 @@ for (const [mode, kind, valuesFiles, set] of [
     t.same(svc.spec.selector, w.spec.selector.matchLabels, 'selects the mirror pods');
     t.equal(svc.metadata.labels['oci-registry/headless'], 'true', 'kept out of the ServiceMonitor like the other headless Service');
     const port = w.spec.template.spec.containers[0].ports.find((p: Obj) => p.name === 'http').containerPort;
-    t.same(svc.spec.ports.map((p: Obj) => [p.port, p.targetPort]), [[port, 'http']], "the pods' own port");
+    t.same(
+      svc.spec.ports.map((p: Obj) => [p.port, p.targetPort]),
+      [[port, 'http']],
+      "the pods' own port",
+    );
 
     const a = args(docs);
     const peers = flag(a, '--peers');
     t.equal(peers, `dns+http://${svc.metadata.name}.mirror.svc.cluster.local:${port}`);
     t.ok(a.indexOf('--peers') < a.findIndex((x) => x === 'filesystem' || x === 's3'), 'a global flag, before the storage subcommand');
-    t.same(parsePeerSource(peers ?? ''), { kind: 'dns', scheme: 'http', name: `${svc.metadata.name}.mirror.svc.cluster.local`, port }, 'the mirror parses it');
-    t.same(env(docs, 'POD_IP')?.valueFrom, { fieldRef: { fieldPath: 'status.podIP' } }, 'POD_IP from the downward API (the default --advertise)');
+    t.same(
+      parsePeerSource(peers ?? ''),
+      { kind: 'dns', scheme: 'http', name: `${svc.metadata.name}.mirror.svc.cluster.local`, port },
+      'the mirror parses it',
+    );
+    t.same(
+      env(docs, 'POD_IP')?.valueFrom,
+      { fieldRef: { fieldPath: 'status.podIP' } },
+      'POD_IP from the downward API (the default --advertise)',
+    );
     t.equal(flag(a, '--listen')?.endsWith(`:${port}`), true, 'the advertised port is the listen port');
     t.notOk(a.includes('--peer-cache-copies'));
   });

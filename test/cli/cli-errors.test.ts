@@ -25,7 +25,11 @@ async function oneLineExit2(t: Test, args: string[], message: RegExp): Promise<v
 }
 
 t.test('an unknown option exits 2 with one line', async (t) => {
-  await oneLineExit2(t, ['--no-such-flag', 'filesystem', '--root', '/tmp/x'], /^oci-registry: unknown option '--no-such-flag' \(run with --help for usage\)$/);
+  await oneLineExit2(
+    t,
+    ['--no-such-flag', 'filesystem', '--root', '/tmp/x'],
+    /^oci-registry: unknown option '--no-such-flag' \(run with --help for usage\)$/,
+  );
 });
 
 t.test('a misspelled option names the right one on the same line', async (t) => {
@@ -37,7 +41,11 @@ t.test('an option missing its value exits 2 with one line', async (t) => {
 });
 
 t.test('a bad option value exits 2 with one line', async (t) => {
-  await oneLineExit2(t, ['--log-level', 'loud', 'filesystem', '--root', '/tmp/x'], /^oci-registry: option '--log-level <level>' argument 'loud' is invalid/);
+  await oneLineExit2(
+    t,
+    ['--log-level', 'loud', 'filesystem', '--root', '/tmp/x'],
+    /^oci-registry: option '--log-level <level>' argument 'loud' is invalid/,
+  );
   await oneLineExit2(t, ['--listen', 'nonsense', 'filesystem', '--root', '/tmp/x'], /expected HOST:PORT/);
 });
 
@@ -46,12 +54,20 @@ t.test('a missing mandatory storage flag exits 2 with one line', async (t) => {
 });
 
 t.test('without a storage subcommand the CLI says so in one line', async (t) => {
-  await oneLineExit2(t, ['--listen', '0.0.0.0:8080'], /^oci-registry: name a storage subcommand: .*filesystem --root DIR, or s3 --bucket NAME/);
+  await oneLineExit2(
+    t,
+    ['--listen', '0.0.0.0:8080'],
+    /^oci-registry: name a storage subcommand: .*filesystem --root DIR, or s3 --bucket NAME/,
+  );
   await oneLineExit2(t, [], /name a storage subcommand/);
 });
 
 t.test('an unknown subcommand is named in one line', async (t) => {
-  await oneLineExit2(t, ['filesytem', '--root', '/tmp/x'], /^oci-registry: unknown command 'filesytem' \(Did you mean filesystem\?\) \(run with --help for usage\)$/);
+  await oneLineExit2(
+    t,
+    ['filesytem', '--root', '/tmp/x'],
+    /^oci-registry: unknown command 'filesytem' \(Did you mean filesystem\?\) \(run with --help for usage\)$/,
+  );
 });
 
 t.test('--help and --version still exit 0', async (t) => {
@@ -67,7 +83,13 @@ for (const command of [['ls'], ['prune', '--older-than', '30d']]) {
   t.test(`${command[0]} on a filesystem root that does not exist exits 2 and creates nothing`, async (t) => {
     const dir = await tempDir(t);
     const root = join(dir, 'no-such-cache');
-    await oneLineExit2(t, ['filesystem', '--root', root, ...command], new RegExp(`^oci-registry: filesystem --root: ".*no-such-cache" is not an existing directory \\(${command[0]} works on an existing cache\\)$`));
+    await oneLineExit2(
+      t,
+      ['filesystem', '--root', root, ...command],
+      new RegExp(
+        `^oci-registry: filesystem --root: ".*no-such-cache" is not an existing directory \\(${command[0]} works on an existing cache\\)$`,
+      ),
+    );
     t.notOk(existsSync(root), 'the root was not created');
   });
 }

@@ -52,7 +52,14 @@ t.test('no secret from flags, environment, the YAML file, UPSTREAM_CREDENTIALS o
   );
   t.equal(r.code, 0, r.stderr);
   const all = r.stdout + r.stderr;
-  for (const secret of ['YAML-PASSWORD-7f3a', 'FLAG-SECRET-KEY-91c2', 'URL-PASSWORD-5d1e', 'minio-user', 'CRED-PASSWORD-c0de', 'HTPASSWDHASHSECRET']) {
+  for (const secret of [
+    'YAML-PASSWORD-7f3a',
+    'FLAG-SECRET-KEY-91c2',
+    'URL-PASSWORD-5d1e',
+    'minio-user',
+    'CRED-PASSWORD-c0de',
+    'HTPASSWDHASHSECRET',
+  ]) {
     t.notOk(all.includes(secret), `${secret} is not printed`);
   }
   const doc = yaml.load(r.stdout) as { storage: Record<string, unknown>; upstreams: Array<Record<string, unknown>> };
@@ -77,7 +84,10 @@ t.test('each value names its source: flag, env, file, UPSTREAM_CREDENTIALS or de
   t.match(lineOf(r.stdout, 'log-level'), /^ {2}log-level: debug {2}# env:LOG_LEVEL$/);
   t.match(lineOf(r.stdout, 'gc-interval'), /^ {2}gc-interval: 5m {2}# default$/);
   t.match(lineOf(r.stdout, 'root'), new RegExp(`root: ${dir.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} {2}# flag$`));
-  t.match(lineOf(r.stdout, 'read_timeout', 'namespace: docker.io'), new RegExp(`read_timeout: 30s {2}# file:${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`));
+  t.match(
+    lineOf(r.stdout, 'read_timeout', 'namespace: docker.io'),
+    new RegExp(`read_timeout: 30s {2}# file:${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`),
+  );
   t.match(lineOf(r.stdout, 'connect_timeout', 'namespace: docker.io'), /connect_timeout: 10s {2}# default$/);
   t.match(lineOf(r.stdout, 'username', 'namespace: docker.io'), /username: u {2}# UPSTREAM_CREDENTIALS$/);
   t.match(lineOf(r.stdout, 'password', 'namespace: docker.io'), /password: <redacted> {2}# UPSTREAM_CREDENTIALS$/);
@@ -88,8 +98,13 @@ t.test('an invalid configuration exits 2 with the one line the server prints, an
   const config = await runCli(['--cache-low-water', '150%', 'filesystem', '--root', dir, 'config'], { env: CLEAN_ENV });
   t.equal(config.code, 2);
   t.equal(config.stdout, '');
-  t.same(config.stderr.trimEnd().split('\n'), ['oci-registry: --cache-low-water: expected a percentage from 1 to 100 like 90%, got "150%"']);
-  const server = await runCli(['--listen', '127.0.0.1:0', '--cache-low-water', '150%', 'filesystem', '--root', dir], { env: CLEAN_ENV, timeoutMs: 60_000 });
+  t.same(config.stderr.trimEnd().split('\n'), [
+    'oci-registry: --cache-low-water: expected a percentage from 1 to 100 like 90%, got "150%"',
+  ]);
+  const server = await runCli(['--listen', '127.0.0.1:0', '--cache-low-water', '150%', 'filesystem', '--root', dir], {
+    env: CLEAN_ENV,
+    timeoutMs: 60_000,
+  });
   t.equal(server.code, 2);
   t.equal(server.stderr, config.stderr, 'the same message as the server');
 });

@@ -13,8 +13,14 @@ import { runCli } from '../helpers/run-cli.js';
 
 t.test('durations and counts are parsed; unset flags keep the server defaults', async (t) => {
   t.same(connectionLimitsFromFlags({}), { sendTimeoutMs: undefined, maxConnectionsPerClient: undefined });
-  t.same(connectionLimitsFromFlags({ sendTimeout: '60s', maxConnectionsPerClient: '0' }), { sendTimeoutMs: 60_000, maxConnectionsPerClient: 0 });
-  t.same(connectionLimitsFromFlags({ sendTimeout: '1m30s', maxConnectionsPerClient: ' 16 ' }), { sendTimeoutMs: 90_000, maxConnectionsPerClient: 16 });
+  t.same(connectionLimitsFromFlags({ sendTimeout: '60s', maxConnectionsPerClient: '0' }), {
+    sendTimeoutMs: 60_000,
+    maxConnectionsPerClient: 0,
+  });
+  t.same(connectionLimitsFromFlags({ sendTimeout: '1m30s', maxConnectionsPerClient: ' 16 ' }), {
+    sendTimeoutMs: 90_000,
+    maxConnectionsPerClient: 16,
+  });
   t.equal(connectionLimitsFromFlags({ sendTimeout: '0s' }).sendTimeoutMs, 0, '0s: never');
 });
 

@@ -28,8 +28,14 @@ t.test('defaults: 64 GiB per blob, 8 GiB of spool', async (t) => {
 });
 
 t.test('sizes are read like --max-cache-size (binary and decimal units), from flags or the environment', async (t) => {
-  t.same(downloadLimitsFromFlags(parse(['--max-blob-size', '500MiB', '--max-spool-size', '2GB'])), { maxBlobSize: 500 * 1024 ** 2, maxSpoolSize: 2e9 });
-  t.same(downloadLimitsFromFlags(parse([], { MAX_BLOB_SIZE: '1TiB', MAX_SPOOL_SIZE: '1048576' })), { maxBlobSize: 1024 ** 4, maxSpoolSize: 1048576 });
+  t.same(downloadLimitsFromFlags(parse(['--max-blob-size', '500MiB', '--max-spool-size', '2GB'])), {
+    maxBlobSize: 500 * 1024 ** 2,
+    maxSpoolSize: 2e9,
+  });
+  t.same(downloadLimitsFromFlags(parse([], { MAX_BLOB_SIZE: '1TiB', MAX_SPOOL_SIZE: '1048576' })), {
+    maxBlobSize: 1024 ** 4,
+    maxSpoolSize: 1048576,
+  });
 });
 
 t.test('a bad size names the flag; a percentage or zero is refused', async (t) => {
@@ -38,7 +44,11 @@ t.test('a bad size names the flag; a percentage or zero is refused', async (t) =
     [{ maxBlobSize: '0' }, '--max-blob-size'],
     [{ maxSpoolSize: '50%' }, '--max-spool-size'],
   ] as const) {
-    t.throws(() => downloadLimitsFromFlags(flags), { name: 'ConfigError', message: new RegExp(`^${name}: expected a size like 64GiB`) }, JSON.stringify(flags));
+    t.throws(
+      () => downloadLimitsFromFlags(flags),
+      { name: 'ConfigError', message: new RegExp(`^${name}: expected a size like 64GiB`) },
+      JSON.stringify(flags),
+    );
   }
 });
 

@@ -63,7 +63,16 @@ interface LsJson {
   repositories: Array<{
     namespace: string;
     repository: string;
-    tags: Array<{ tag: string; digest: string; size: number; manifestSize: number; blobs: Array<{ digest: string; size: number }>; missingBlobs: number; lastAccess: string | null; checkedAt: string }>;
+    tags: Array<{
+      tag: string;
+      digest: string;
+      size: number;
+      manifestSize: number;
+      blobs: Array<{ digest: string; size: number }>;
+      missingBlobs: number;
+      lastAccess: string | null;
+      checkedAt: string;
+    }>;
   }>;
   totals: { repositories: number; tags: number; blobs: number; blobBytes: number; manifests: number };
 }
@@ -113,11 +122,7 @@ t.test('ls --json lists each cached tag with its digest, size, blobs and last ac
   const oldEntry = repo.tags.find((x) => x.tag === 'old')!;
   t.ok(Date.now() - Date.parse(oldEntry.lastAccess ?? '') > 39 * DAY, 'old: last access 40 days ago');
   t.ok(Date.now() - Date.parse(repo.tags.find((x) => x.tag === 'new')!.lastAccess ?? '') < DAY, 'new: last access now');
-  t.same(
-    [doc.totals.repositories, doc.totals.tags, doc.totals.blobs, doc.totals.manifests],
-    [1, 2, 4, 2],
-    'totals',
-  );
+  t.same([doc.totals.repositories, doc.totals.tags, doc.totals.blobs, doc.totals.manifests], [1, 2, 4, 2], 'totals');
 });
 
 t.test('ls prints a table without --json, and --namespace filters', async (t) => {
@@ -157,7 +162,11 @@ t.test('prune deletes the tag records, manifests and blobs unused for that long,
   t.ok(await storage.getTag({ namespace: up.host, repository: REPO }, 'new'), 'new tag kept');
   t.ok(await storage.getManifest(fresh.digest), 'new manifest kept');
   t.same(await cached(storage, blobsOf(fresh)), [true, true], 'new blobs kept');
-  t.same((await ls(t, root)).repositories[0]?.tags.map((x) => x.tag), ['new'], 'ls shows what is left');
+  t.same(
+    (await ls(t, root)).repositories[0]?.tags.map((x) => x.tag),
+    ['new'],
+    'ls shows what is left',
+  );
   t.match(await prune(t, root), /pruned 0 tags, 0 manifests, 0 blobs/, 'a second prune finds nothing');
 });
 

@@ -20,22 +20,33 @@ t.test('flags: the list, the advertise URL and its defaults', async (t) => {
     advertise: 'http://10.0.0.6:8080',
     peerCacheCopies: false,
   });
-  t.same(clusterFromFlags({ peers: 'dns+http://Mirror-Peers.ns.svc.cluster.local:8080', peerCacheCopies: true }, listen, { POD_IP: 'fd00::7' }), {
-    peers: { kind: 'dns', scheme: 'http', name: 'mirror-peers.ns.svc.cluster.local', port: 8080 },
-    advertise: 'http://[fd00::7]:8080',
-    peerCacheCopies: true,
-  });
+  t.same(
+    clusterFromFlags({ peers: 'dns+http://Mirror-Peers.ns.svc.cluster.local:8080', peerCacheCopies: true }, listen, { POD_IP: 'fd00::7' }),
+    {
+      peers: { kind: 'dns', scheme: 'http', name: 'mirror-peers.ns.svc.cluster.local', port: 8080 },
+      advertise: 'http://[fd00::7]:8080',
+      peerCacheCopies: true,
+    },
+  );
   t.equal(
     clusterFromFlags({ peers: 'http://127.0.0.2:5000,http://127.0.0.3:5000' }, { host: '127.0.0.2', port: 5000 }, {})?.advertise,
     'http://127.0.0.2:5000',
     'without POD_IP: the listen address when it is not a wildcard',
   );
-  t.equal(clusterFromFlags({ peers: 'http://a:1,http://b:2', advertise: 'http://B:2/' }, listen, {})?.advertise, 'http://b:2', '--advertise, canonical');
+  t.equal(
+    clusterFromFlags({ peers: 'http://a:1,http://b:2', advertise: 'http://B:2/' }, listen, {})?.advertise,
+    'http://b:2',
+    '--advertise, canonical',
+  );
 });
 
 t.test('flags: mistakes name the flag', async (t) => {
   const bad: Array<[Parameters<typeof clusterFromFlags>[0], NodeJS.ProcessEnv, RegExp]> = [
-    [{ peers: 'http://10.0.0.5:8080,http://10.0.0.6:8080' }, { POD_IP: '10.0.0.9' }, /^--peers: the list must include this replica, http:\/\/10\.0\.0\.9:8080/],
+    [
+      { peers: 'http://10.0.0.5:8080,http://10.0.0.6:8080' },
+      { POD_IP: '10.0.0.9' },
+      /^--peers: the list must include this replica, http:\/\/10\.0\.0\.9:8080/,
+    ],
     [{ peers: 'http://10.0.0.5:8080' }, {}, /^--peers: cannot tell how the peers reach this replica/],
     [{ peers: 'ftp://x:1' }, { POD_IP: '1.2.3.4' }, /^--peers: expected http:\/\/ or https:\/\//],
     [{ peers: 'http://x:1/v2' }, { POD_IP: '1.2.3.4' }, /^--peers: expected a base URL/],
@@ -53,19 +64,33 @@ t.test('flags: mistakes name the flag', async (t) => {
 
 t.test('a server with a DNS membership, and a request from a peer', async (t) => {
   const lines: Array<Record<string, unknown>> = [];
-  const log = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>), cb()) }));
+  const log = pino(
+    { level: 'info' },
+    new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>), cb()) }),
+  );
   const mirror = await startMirror({
     upstreams: [],
     log,
-    cluster: { peers: { kind: 'dns', scheme: 'http', name: 'peers.test', port: 5000 }, advertise: 'http://127.0.0.2:5000', peerCacheCopies: false },
+    cluster: {
+      peers: { kind: 'dns', scheme: 'http', name: 'peers.test', port: 5000 },
+      advertise: 'http://127.0.0.2:5000',
+      peerCacheCopies: false,
+    },
     clusterLookup: { lookup: async () => ['127.0.0.3', '127.0.0.2', '127.0.0.1'], refreshMs: 60_000 },
   });
   t.teardown(() => mirror.close());
   const cluster = mirror.server.cluster;
   t.ok(cluster, 'the server has its cluster');
-  t.same(cluster?.membership.members(), ['http://127.0.0.1:5000', 'http://127.0.0.2:5000', 'http://127.0.0.3:5000'], 'resolved before serving');
+  t.same(
+    cluster?.membership.members(),
+    ['http://127.0.0.1:5000', 'http://127.0.0.2:5000', 'http://127.0.0.3:5000'],
+    'resolved before serving',
+  );
   t.equal(cluster?.settings.advertise, 'http://127.0.0.2:5000');
-  t.ok(lines.some((l) => l['msg'] === 'cluster membership' && l['selfListed'] === true), 'the membership is logged');
+  t.ok(
+    lines.some((l) => l['msg'] === 'cluster membership' && l['selfListed'] === true),
+    'the membership is logged',
+  );
 
   const fromPeer = await fetch(`${mirror.url}/v2/library/alpine/manifests/latest?ns=docker.io`, { headers: { [HOP_HEADER]: '1' } });
   t.equal(fromPeer.status, 404, 'answered here (the namespace is not mirrored)');

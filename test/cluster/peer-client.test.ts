@@ -26,11 +26,19 @@ async function peerServer(t: Tap, handler: (req: IncomingMessage, res: ServerRes
 }
 type Tap = Test;
 
-function client(t: Tap, opts: { readTimeoutMs?: number } = {}): { client: PeerClient; health: PeerHealth; errors: string[]; forwarded: string[] } {
+function client(
+  t: Tap,
+  opts: { readTimeoutMs?: number } = {},
+): { client: PeerClient; health: PeerHealth; errors: string[]; forwarded: string[] } {
   const health = new PeerHealth();
   const errors: string[] = [];
   const forwarded: string[] = [];
-  const c = new PeerClient({ health, observer: { forwarded: (k) => forwarded.push(k), peerError: (k, code) => errors.push(`${k}:${code}`) }, connectTimeoutMs: 500, ...opts });
+  const c = new PeerClient({
+    health,
+    observer: { forwarded: (k) => forwarded.push(k), peerError: (k, code) => errors.push(`${k}:${code}`) },
+    connectTimeoutMs: 500,
+    ...opts,
+  });
   t.teardown(() => c.close());
   return { client: c, health, errors, forwarded };
 }
@@ -49,7 +57,13 @@ t.test('a blob: GET /v2/<repo>/blobs/<digest>?ns=, hop header and Authorization 
     res.end(blob);
   });
   const { client: c, health, forwarded } = client(t);
-  const r = await c.fetchBlob({ peer, namespace: 'registry.local:5000', repository: 'library/alpine', digest: blobDigest, authorization: 'Basic dTpw' });
+  const r = await c.fetchBlob({
+    peer,
+    namespace: 'registry.local:5000',
+    repository: 'library/alpine',
+    digest: blobDigest,
+    authorization: 'Basic dTpw',
+  });
   t.equal(r.ok, true);
   if (!r.ok) return;
   t.equal(r.size, blob.length);
@@ -128,7 +142,11 @@ t.test('a body cut short marks the peer down; a body the consumer drops does not
 
 t.test("the owner's answers: 404 and upstream failures are not the peer failing, a 500 is", async (t) => {
   const peer = await peerServer(t, (req, res) => {
-    const [status, code] = req.url?.includes('missing') ? [404, 'BLOB_UNKNOWN'] : req.url?.includes('upstream') ? [502, 'UPSTREAM_ERROR'] : [500, 'INTERNAL'];
+    const [status, code] = req.url?.includes('missing')
+      ? [404, 'BLOB_UNKNOWN']
+      : req.url?.includes('upstream')
+        ? [502, 'UPSTREAM_ERROR']
+        : [500, 'INTERNAL'];
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ errors: [{ code, message: `says ${code}` }] }));
   });
@@ -150,7 +168,10 @@ t.test('a manifest: Accept lists every type, the digest is checked against the b
   const peer = await peerServer(t, (req, res) => {
     accepts.push(String(req.headers.accept));
     const lie = req.url?.includes('liar');
-    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': lie ? `sha256:${'0'.repeat(64)}` : digest });
+    res.writeHead(200, {
+      'content-type': 'application/vnd.oci.image.manifest.v1+json',
+      'docker-content-digest': lie ? `sha256:${'0'.repeat(64)}` : digest,
+    });
     res.end(manifest);
   });
   const { client: c, health } = client(t);

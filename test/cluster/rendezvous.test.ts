@@ -11,7 +11,12 @@ const member = fc.integer({ min: 1, max: 250 }).map((i) => `http://10.0.0.${i}:8
 const members = fc.uniqueArray(member, { minLength: 1, maxLength: 12 });
 const key = fc.oneof(
   fc.stringMatching(/^[a-f0-9]{64}$/).map((hex) => clusterKeys.digest(`sha256:${hex}`)),
-  fc.tuple(fc.constantFrom('docker.io', 'ghcr.io', 'registry.local:5000'), fc.stringMatching(/^[a-z0-9]{1,12}(\/[a-z0-9]{1,8})?$/), fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/))
+  fc
+    .tuple(
+      fc.constantFrom('docker.io', 'ghcr.io', 'registry.local:5000'),
+      fc.stringMatching(/^[a-z0-9]{1,12}(\/[a-z0-9]{1,8})?$/),
+      fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/),
+    )
     .map(([ns, repo, tag]) => clusterKeys.tag(ns, repo, tag)),
 );
 
@@ -27,15 +32,20 @@ t.test('the owner is a member, whatever the order the members are listed in', as
 
 t.test('a member leaving moves only its own keys', async (t) => {
   fc.assert(
-    fc.property(members.filter((ms) => ms.length >= 2), fc.array(key, { minLength: 20, maxLength: 60 }), fc.nat(), (ms, keys, pick) => {
-      const gone = ms[pick % ms.length] as string;
-      const rest = ms.filter((m) => m !== gone);
-      return keys.every((k) => {
-        const before = rendezvousOwner(k, ms);
-        const after = rendezvousOwner(k, rest);
-        return before === gone ? after !== gone : after === before;
-      });
-    }),
+    fc.property(
+      members.filter((ms) => ms.length >= 2),
+      fc.array(key, { minLength: 20, maxLength: 60 }),
+      fc.nat(),
+      (ms, keys, pick) => {
+        const gone = ms[pick % ms.length] as string;
+        const rest = ms.filter((m) => m !== gone);
+        return keys.every((k) => {
+          const before = rendezvousOwner(k, ms);
+          const after = rendezvousOwner(k, rest);
+          return before === gone ? after !== gone : after === before;
+        });
+      },
+    ),
   );
   t.pass('checked by fast-check');
 });

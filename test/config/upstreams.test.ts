@@ -228,7 +228,10 @@ t.test('allowUnlisted may be set explicitly with a config file', async (t) => {
 t.test('a config file that cannot be read is refused, naming the file', async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'missing.yaml');
-  t.throws(() => loadMirrorConfig({ configFile: file }), { name: 'ConfigError', message: new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')) });
+  t.throws(() => loadMirrorConfig({ configFile: file }), {
+    name: 'ConfigError',
+    message: new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')),
+  });
 });
 
 t.test('a namespace configured twice is refused, naming the file and the namespace', async (t) => {
@@ -303,7 +306,7 @@ const PASSWORD = 'Zq9-Wk7pX2-vR';
 
 t.test('a malformed UPSTREAM_CREDENTIALS never quotes any part of a password in its error', async (t) => {
   const cases: Record<string, string> = {
-    'truncated': `{"docker.io":{"username":"u","password":"${PASSWORD}"`,
+    truncated: `{"docker.io":{"username":"u","password":"${PASSWORD}"`,
     'unquoted password': `{"docker.io":{"username":"u","password":${PASSWORD}}}`,
     'single quotes': `{'docker.io':{'username':'u','password':'${PASSWORD}'}}`,
     'trailing comma': `{"docker.io":{"username":"u","password":"${PASSWORD}",}}`,
@@ -331,7 +334,15 @@ t.test('a malformed UPSTREAM_CREDENTIALS never quotes any part of a password in 
 
 t.test('a YAML error in the upstream config never quotes the password line', async (t) => {
   const entry = (password: string) => `- namespace: docker.io\n  host: registry-1.docker.io\n  username: u\n  password: ${password}\n`;
-  for (const password of [`*${PASSWORD}`, `!${PASSWORD}`, `"${PASSWORD}`, `[${PASSWORD}`, `@${PASSWORD}`, `|${PASSWORD}`, `!!int ${PASSWORD}`]) {
+  for (const password of [
+    `*${PASSWORD}`,
+    `!${PASSWORD}`,
+    `"${PASSWORD}`,
+    `[${PASSWORD}`,
+    `@${PASSWORD}`,
+    `|${PASSWORD}`,
+    `!!int ${PASSWORD}`,
+  ]) {
     const message = errorOf(entry(password));
     t.match(message, new RegExp(`^${FILE}: invalid YAML at line \\d+, column \\d+`), `${password}: names the file and the position`);
     t.same(leakedFragments(message, PASSWORD), [], `${password}: ${message}`);
@@ -364,7 +375,10 @@ t.test('an implicit upstream is https://<namespace> with the defaults, docker.io
 });
 
 t.test('token_realm_hosts is a list of host names with optional ports, lower-cased; default empty', async (t) => {
-  const [u] = parseUpstreamYaml('- namespace: registry.gitlab.com\n  host: registry.gitlab.com\n  token_realm_hosts: [GitLab.com, "auth.example:8443"]\n', FILE);
+  const [u] = parseUpstreamYaml(
+    '- namespace: registry.gitlab.com\n  host: registry.gitlab.com\n  token_realm_hosts: [GitLab.com, "auth.example:8443"]\n',
+    FILE,
+  );
   t.same(u?.tokenRealmHosts, ['gitlab.com', 'auth.example:8443']);
   const [plain] = parseUpstreamYaml('- namespace: ghcr.io\n  host: ghcr.io\n', FILE);
   t.same(plain?.tokenRealmHosts, []);
@@ -385,7 +399,9 @@ t.test('a token_realm_hosts item with a scheme, a path or not a string is refuse
     ['42', '42'],
     ['{host: x}', '{"host":"x"}'],
   ] as const) {
-    const msg = errorOf(`- namespace: ghcr.io\n  host: ghcr.io\n  token_realm_hosts: [auth.example, ${item.includes(':') && !item.startsWith('{') ? `"${item}"` : item}]\n`);
+    const msg = errorOf(
+      `- namespace: ghcr.io\n  host: ghcr.io\n  token_realm_hosts: [auth.example, ${item.includes(':') && !item.startsWith('{') ? `"${item}"` : item}]\n`,
+    );
     t.match(msg, `${FILE}: entry 0 (namespace ghcr.io): key "token_realm_hosts" item 1 must be a host name`, item);
     t.match(msg, shown, `${item}: the value is shown`);
   }
@@ -401,8 +417,26 @@ t.test('fallback_hosts: host strings and mappings, in order; default none, 30 s 
   const [u] = parseUpstreamYaml(yaml, FILE);
   t.same(u?.fallbackHosts, [
     { host: 'mirror-a.example:5000' },
-    { host: 'mirror-b.example', tls: false, acceptInvalidCerts: undefined, caFile: ca, clientCertFile: undefined, clientKeyFile: undefined, credentials: { username: 'bob', password: 'b-secret' }, tokenRealmHosts: ['auth.mirror-b.example'] },
-    { host: 'mirror-c.example', tls: undefined, acceptInvalidCerts: undefined, caFile: undefined, clientCertFile: undefined, clientKeyFile: undefined, credentials: { credentialHelper: 'ecr-login' }, tokenRealmHosts: undefined },
+    {
+      host: 'mirror-b.example',
+      tls: false,
+      acceptInvalidCerts: undefined,
+      caFile: ca,
+      clientCertFile: undefined,
+      clientKeyFile: undefined,
+      credentials: { username: 'bob', password: 'b-secret' },
+      tokenRealmHosts: ['auth.mirror-b.example'],
+    },
+    {
+      host: 'mirror-c.example',
+      tls: undefined,
+      acceptInvalidCerts: undefined,
+      caFile: undefined,
+      clientCertFile: undefined,
+      clientKeyFile: undefined,
+      credentials: { credentialHelper: 'ecr-login' },
+      tokenRealmHosts: undefined,
+    },
   ]);
   t.equal(u?.failoverBackoffMs, 10_000);
   const [plain] = parseUpstreamYaml(ENTRY, FILE);
@@ -411,17 +445,25 @@ t.test('fallback_hosts: host strings and mappings, in order; default none, 30 s 
   t.equal(DEFAULT_FAILOVER_BACKOFF_MS, 30_000);
 });
 
-t.test('a fallback host inherits what it does not set; its own credentials replace the entry\'s entirely', async (t) => {
+t.test("a fallback host inherits what it does not set; its own credentials replace the entry's entirely", async (t) => {
   const yaml = `${ENTRY}  username: alice\n  password: a-secret\n  token_realm_hosts: [auth.primary.example]\n  fallback_hosts:\n    - mirror-a.example\n    - host: mirror-b.example\n      username: bob\n      password: b-secret\n    - host: mirror-c.example\n      credential_helper: ecr-login\n`;
   const [u] = parseUpstreamYaml(yaml, FILE);
   const primary = u as UpstreamConfig;
   const [a, b, c] = primary.fallbackHosts.map((f) => fallbackConfig(primary, f));
-  t.match(a, { namespace: 'registry.example', host: 'mirror-a.example', tls: true, username: 'alice', password: 'a-secret', tokenRealmHosts: ['auth.primary.example'], fallbackHosts: [] });
+  t.match(a, {
+    namespace: 'registry.example',
+    host: 'mirror-a.example',
+    tls: true,
+    username: 'alice',
+    password: 'a-secret',
+    tokenRealmHosts: ['auth.primary.example'],
+    fallbackHosts: [],
+  });
   t.match(b, { host: 'mirror-b.example', username: 'bob', password: 'b-secret', credentialHelper: undefined });
   t.match(c, { host: 'mirror-c.example', username: undefined, password: undefined, credentialHelper: 'ecr-login' });
 });
 
-t.test('UPSTREAM_CREDENTIALS reach fallback hosts that inherit the entry\'s credentials, not those with their own', async (t) => {
+t.test("UPSTREAM_CREDENTIALS reach fallback hosts that inherit the entry's credentials, not those with their own", async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'upstreams.yaml');
   await writeFile(file, `${ENTRY}  fallback_hosts:\n    - mirror-a.example\n    - {host: mirror-b.example, username: bob, password: b}\n`);
@@ -434,21 +476,57 @@ t.test('UPSTREAM_CREDENTIALS reach fallback hosts that inherit the entry\'s cred
 
 t.test('fallback_hosts errors name the file, the entry, the key, the item and what was expected', async (t) => {
   const cases: [string, string][] = [
-    ['  fallback_hosts: mirror.example\n', 'key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got a string'],
-    ['  fallback_hosts: ["https://mirror.example"]\n', 'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got "https://mirror.example"'],
+    [
+      '  fallback_hosts: mirror.example\n',
+      'key "fallback_hosts" must be a list of hosts like [mirror.example.com] or of mappings {host: ...}, got a string',
+    ],
+    [
+      '  fallback_hosts: ["https://mirror.example"]\n',
+      'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got "https://mirror.example"',
+    ],
     ['  fallback_hosts: [ok.example, 42]\n', 'key "fallback_hosts" item 1: expected a host name'],
-    ['  fallback_hosts: [[a]]\n', 'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got a list'],
+    [
+      '  fallback_hosts: [[a]]\n',
+      'key "fallback_hosts" item 0: expected a host name with an optional port (no scheme, no path) or a mapping {host: ...}, got a list',
+    ],
     ['  fallback_hosts: [{tls: false}]\n', 'key "fallback_hosts" item 0: key "host" is required'],
-    ['  fallback_hosts: [{host: "a.example/x"}]\n', 'key "fallback_hosts" item 0: key "host" must be a host name with an optional port (no scheme, no path), got "a.example/x"'],
-    ['  fallback_hosts: [{host: a.example, read_timeout: 1s}]\n', 'key "fallback_hosts" item 0: unknown key "read_timeout" (a fallback host may set host, tls,'],
+    [
+      '  fallback_hosts: [{host: "a.example/x"}]\n',
+      'key "fallback_hosts" item 0: key "host" must be a host name with an optional port (no scheme, no path), got "a.example/x"',
+    ],
+    [
+      '  fallback_hosts: [{host: a.example, read_timeout: 1s}]\n',
+      'key "fallback_hosts" item 0: unknown key "read_timeout" (a fallback host may set host, tls,',
+    ],
     ['  fallback_hosts: [{host: a.example, tls: "no"}]\n', 'key "fallback_hosts" item 0: key "tls" must be true or false, got "no"'],
-    ['  fallback_hosts: [{host: a.example, username: bob}]\n', 'key "fallback_hosts" item 0: keys "username" and "password" must be given together'],
-    ['  fallback_hosts: [{host: a.example, username: bob, password: b, credential_helper: ecr-login}]\n', 'key "fallback_hosts" item 0: keys "credential_helper" and "username"/"password" are exclusive'],
-    ['  fallback_hosts: [{host: a.example, credential_helper: ../evil}]\n', 'key "fallback_hosts" item 0: key "credential_helper" must be a helper name'],
-    ['  fallback_hosts: [{host: a.example, client_cert_file: /x}]\n', 'key "fallback_hosts" item 0: keys "client_cert_file" and "client_key_file" must be given together'],
-    ['  fallback_hosts: [{host: a.example, ca_file: /nonexistent/ca.pem}]\n', 'key "fallback_hosts" item 0: key "ca_file": cannot read /nonexistent/ca.pem: ENOENT'],
-    ['  fallback_hosts: [{host: a.example, token_realm_hosts: ["https://x"]}]\n', 'key "fallback_hosts" item 0: key "token_realm_hosts" item 0 must be a host name'],
-    ['  fallback_hosts: [a.example, A.example]\n', 'key "fallback_hosts" item 1: host "A.example" is already the entry\'s host or an earlier fallback'],
+    [
+      '  fallback_hosts: [{host: a.example, username: bob}]\n',
+      'key "fallback_hosts" item 0: keys "username" and "password" must be given together',
+    ],
+    [
+      '  fallback_hosts: [{host: a.example, username: bob, password: b, credential_helper: ecr-login}]\n',
+      'key "fallback_hosts" item 0: keys "credential_helper" and "username"/"password" are exclusive',
+    ],
+    [
+      '  fallback_hosts: [{host: a.example, credential_helper: ../evil}]\n',
+      'key "fallback_hosts" item 0: key "credential_helper" must be a helper name',
+    ],
+    [
+      '  fallback_hosts: [{host: a.example, client_cert_file: /x}]\n',
+      'key "fallback_hosts" item 0: keys "client_cert_file" and "client_key_file" must be given together',
+    ],
+    [
+      '  fallback_hosts: [{host: a.example, ca_file: /nonexistent/ca.pem}]\n',
+      'key "fallback_hosts" item 0: key "ca_file": cannot read /nonexistent/ca.pem: ENOENT',
+    ],
+    [
+      '  fallback_hosts: [{host: a.example, token_realm_hosts: ["https://x"]}]\n',
+      'key "fallback_hosts" item 0: key "token_realm_hosts" item 0 must be a host name',
+    ],
+    [
+      '  fallback_hosts: [a.example, A.example]\n',
+      'key "fallback_hosts" item 1: host "A.example" is already the entry\'s host or an earlier fallback',
+    ],
     ['  fallback_hosts: [primary.example]\n', 'key "fallback_hosts" item 0: host "primary.example" is already the entry\'s host'],
     ['  failover_backoff: 30\n', 'key "failover_backoff" must be a duration'],
   ];
@@ -475,7 +553,16 @@ t.test('every problem of the file is reported at once: each bad key of each entr
   let error: unknown;
   try {
     parseUpstreamYaml(
-      ['- namespace: a.io', '  host: a.io', '  tls: maybe', '  serve_stale: 1', '- host: b.io', '- namespace: c.io', '  host: c.io', '  colour: red'].join('\n'),
+      [
+        '- namespace: a.io',
+        '  host: a.io',
+        '  tls: maybe',
+        '  serve_stale: 1',
+        '- host: b.io',
+        '- namespace: c.io',
+        '  host: c.io',
+        '  colour: red',
+      ].join('\n'),
       FILE,
     );
   } catch (e) {
@@ -495,9 +582,23 @@ t.test('every problem of the file is reported at once: each bad key of each entr
 t.test('loading reports a duplicate namespace, bad entries and bad UPSTREAM_CREDENTIALS together', async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'upstreams.yaml');
-  await writeFile(file, ['- namespace: a.io', '  host: a.io', '- namespace: a.io', '  host: b.io', '- namespace: c.io', '  host: c.io', '  read_timeout: soon'].join('\n'));
+  await writeFile(
+    file,
+    [
+      '- namespace: a.io',
+      '  host: a.io',
+      '- namespace: a.io',
+      '  host: b.io',
+      '- namespace: c.io',
+      '  host: c.io',
+      '  read_timeout: soon',
+    ].join('\n'),
+  );
   try {
-    loadMirrorConfig({ configFile: file, credentialsJson: JSON.stringify({ 'bad host!': { username: 'u', password: 'p' }, 'd.io': { username: 'u' } }) });
+    loadMirrorConfig({
+      configFile: file,
+      credentialsJson: JSON.stringify({ 'bad host!': { username: 'u', password: 'p' }, 'd.io': { username: 'u' } }),
+    });
     t.fail('expected a ConfigError');
   } catch (e) {
     t.ok(e instanceof ConfigError);

@@ -55,7 +55,9 @@ interface Content {
 function seed(up: FixtureUpstream): Content {
   const configs = [0, 1].map((i) => {
     const author = randomBytesSeeded(8, 100 + i).toString('hex');
-    const content = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, author }, null, '\t'));
+    const content = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, author }, null, '\t'),
+    );
     return { content, digest: up.addBlob(content) };
   });
   const layerContent = gzipSync(Buffer.from('you bothered to find out what was in here. Congratulations!\n'));
@@ -179,20 +181,18 @@ const cases: Case[] = [
       t.equal(res.status, 404);
     },
   },
-  ...[0, 1].map(
-    (i): Case => ({
-      group: 'Pull manifests',
-      name: `HEAD request to manifest[${i}] path (digest) should yield 200 response`,
-      hit: true,
-      async run(t, { c, request }) {
-        const { res, body } = await request('HEAD', path('manifests/<digest>', { digest: c.manifests[i]!.digest }), OCI_MANIFEST);
-        t.equal(res.status, 200);
-        const h = res.headers.get('docker-content-digest');
-        if (h) t.equal(h, c.manifests[i]!.digest);
-        t.equal(body.length, 0);
-      },
-    }),
-  ),
+  ...[0, 1].map((i): Case => ({
+    group: 'Pull manifests',
+    name: `HEAD request to manifest[${i}] path (digest) should yield 200 response`,
+    hit: true,
+    async run(t, { c, request }) {
+      const { res, body } = await request('HEAD', path('manifests/<digest>', { digest: c.manifests[i]!.digest }), OCI_MANIFEST);
+      t.equal(res.status, 200);
+      const h = res.headers.get('docker-content-digest');
+      if (h) t.equal(h, c.manifests[i]!.digest);
+      t.equal(body.length, 0);
+    },
+  })),
   {
     group: 'Pull manifests',
     name: 'HEAD request to manifest path (tag) should yield 200 response',
@@ -213,18 +213,16 @@ const cases: Case[] = [
       t.equal(res.status, 404);
     },
   },
-  ...[0, 1].map(
-    (i): Case => ({
-      group: 'Pull manifests',
-      name: `GET request to manifest[${i}] path (digest) should yield 200 response`,
-      hit: true,
-      async run(t, { c, request }) {
-        const { res, body } = await request('GET', path('manifests/<digest>', { digest: c.manifests[i]!.digest }), OCI_MANIFEST);
-        t.equal(res.status, 200);
-        t.same(body, c.manifests[i]!.content);
-      },
-    }),
-  ),
+  ...[0, 1].map((i): Case => ({
+    group: 'Pull manifests',
+    name: `GET request to manifest[${i}] path (digest) should yield 200 response`,
+    hit: true,
+    async run(t, { c, request }) {
+      const { res, body } = await request('GET', path('manifests/<digest>', { digest: c.manifests[i]!.digest }), OCI_MANIFEST);
+      t.equal(res.status, 200);
+      t.same(body, c.manifests[i]!.content);
+    },
+  })),
   {
     group: 'Pull manifests',
     name: 'GET request to manifest path (tag) should yield 200 response',
@@ -348,7 +346,11 @@ t.test('warm cache', async (t) => {
     [INDEX_TAG, OCI_INDEX],
     [c.index.digest, OCI_INDEX],
   ] as const) {
-    t.equal((await ctx.request('GET', path('manifests/<reference>', { reference: ref }), accept)).res.status, 200, `warm manifest ${ref.slice(0, 19)}`);
+    t.equal(
+      (await ctx.request('GET', path('manifests/<reference>', { reference: ref }), accept)).res.status,
+      200,
+      `warm manifest ${ref.slice(0, 19)}`,
+    );
   }
   for (const group of groups()) {
     await t.test(group, async (t) => {

@@ -33,7 +33,10 @@ export function readmeFlagRows(text: string): Row[] {
       return;
     }
     if (!inTable || /^\|-/.test(line)) return;
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     const flagCell = (cells[0] ?? '').replace(/`/g, '');
     const words = flagCell.split(/\s+/);
     const firstFlag = words.findIndex((w) => w.startsWith('-'));
@@ -70,7 +73,10 @@ t.test('every flag of every command, and its environment variable, is in a READM
     return;
   }
   const commandNames = new Set(help.map((h) => h.path.at(-1) ?? ''));
-  t.ok(commandNames.has('config') && commandNames.has('ls') && commandNames.has('containerd'), 'the walk reached the admin and client-config commands');
+  t.ok(
+    commandNames.has('config') && commandNames.has('ls') && commandNames.has('containerd'),
+    'the walk reached the admin and client-config commands',
+  );
   const known = new Map<string, CliOption>();
   for (const { path: p, options } of help) {
     const command = p.at(-1) ?? '';
@@ -85,6 +91,9 @@ t.test('every flag of every command, and its environment variable, is in a READM
     }
   }
   for (const row of rows) {
-    t.ok(known.has(`${row.command} ${row.flag}`), `README line ${row.line}: \`${row.command ? `${row.command} ` : ''}${row.flag}\` is a flag of ${row.command || 'the program'}`);
+    t.ok(
+      known.has(`${row.command} ${row.flag}`),
+      `README line ${row.line}: \`${row.command ? `${row.command} ` : ''}${row.flag}\` is a flag of ${row.command || 'the program'}`,
+    );
   }
 });

@@ -18,12 +18,16 @@ function blocks(lang: string): string[] {
 }
 
 t.test('the README shows the containerd hosts.toml that client-config writes', async (t) => {
-  const toml = renderContainerdHostsToml('docker.io', { mirror: parseMirrorAddress('http://mirror.example:8080', false) } as Parameters<typeof renderContainerdHostsToml>[1]).trim();
+  const toml = renderContainerdHostsToml('docker.io', { mirror: parseMirrorAddress('http://mirror.example:8080', false) } as Parameters<
+    typeof renderContainerdHostsToml
+  >[1]).trim();
   t.ok(blocks('toml').includes(toml), toml);
 });
 
 t.test('the README shows the registries.conf stanzas that client-config crio prints, with a port namespace', async (t) => {
-  const conf = renderCrioRegistriesConf(['docker.io', 'registry.local:5000'], { mirror: parseMirrorAddress('mirror.example:8080', true) } as Parameters<typeof renderCrioRegistriesConf>[1]).trim();
+  const conf = renderCrioRegistriesConf(['docker.io', 'registry.local:5000'], {
+    mirror: parseMirrorAddress('mirror.example:8080', true),
+  } as Parameters<typeof renderCrioRegistriesConf>[1]).trim();
   t.ok(blocks('toml').includes(conf), conf);
 });
 

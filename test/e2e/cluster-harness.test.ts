@@ -7,7 +7,10 @@ import t from 'tap';
 import { startMirrorCluster, type ClusterReplica } from './harness/cluster.js';
 
 function lastMembership(r: ClusterReplica): { members: string[]; selfListed: boolean } | undefined {
-  const line = r.process?.logs().filter((l) => l['msg'] === 'cluster membership').pop();
+  const line = r.process
+    ?.logs()
+    .filter((l) => l['msg'] === 'cluster membership')
+    .pop();
   return line ? { members: line['members'] as string[], selfListed: line['selfListed'] as boolean } : undefined;
 }
 
@@ -44,11 +47,15 @@ t.test('a DNS name: a replica added and one removed while running', async (t) =>
   }
   const added = await cluster.add();
   t.equal(added.address, '127.0.0.4');
-  for (const r of cluster.running()) t.ok(await eventually(() => lastMembership(r)?.members.includes(added.url) === true, 15_000), `${r.url} sees the new replica`);
+  for (const r of cluster.running())
+    t.ok(await eventually(() => lastMembership(r)?.members.includes(added.url) === true, 15_000), `${r.url} sees the new replica`);
 
   await cluster.stop(1);
   for (const r of cluster.running()) {
-    t.ok(await eventually(() => lastMembership(r)?.members.length === 3 && !lastMembership(r)?.members.includes(b?.url as string), 15_000), `${r.url} sees ${b?.url} gone`);
+    t.ok(
+      await eventually(() => lastMembership(r)?.members.length === 3 && !lastMembership(r)?.members.includes(b?.url as string), 15_000),
+      `${r.url} sees ${b?.url} gone`,
+    );
   }
   t.ok((cluster.dns?.queries('mirror-peers.e2e.test') ?? 0) >= 8, 'resolved again and again');
 });

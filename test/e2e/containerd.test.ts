@@ -59,7 +59,10 @@ if (requireBinaries(t, ['containerd', 'ctr', 'skopeo', 'docker-registry', 'htpas
     // mirror's own upstream config (docker.io and private.example).
     const upstreamConfig = join(seeded.work, 'upstreams.yaml');
     await writeFile(upstreamConfig, seeded.configYaml);
-    const { stderr } = await runClientConfig(['containerd', '--mirror', mirror.url, '--dir', hostsDir], ['--upstream-config-file', upstreamConfig]);
+    const { stderr } = await runClientConfig(
+      ['containerd', '--mirror', mirror.url, '--dir', hostsDir],
+      ['--upstream-config-file', upstreamConfig],
+    );
     env = { seeded, mirror, hostsDir, clientConfigStderr: stderr };
     ctd = await startContainerd();
     if (ctd.snapshotterNote) t.comment(ctd.snapshotterNote);
@@ -170,7 +173,10 @@ if (requireBinaries(t, ['containerd', 'ctr', 'skopeo', 'docker-registry', 'htpas
     t.equal(info, 'layer 0 of image seed 104 (linux/arm64)\n', 'the arm64 snapshot holds the arm64 layer');
     assertOnlyMirrorUpstream(t, E().seeded.upstream, m.up, repoOf(REFS.multi));
     const lines = await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.multi), namespace: 'docker.io', via: 'ns' });
-    t.ok(lines.some((l) => l.path.endsWith(`/manifests/${arm.manifestDigest}`)), 'the arm64 manifest came by digest through the mirror');
+    t.ok(
+      lines.some((l) => l.path.endsWith(`/manifests/${arm.manifestDigest}`)),
+      'the arm64 manifest came by digest through the mirror',
+    );
   });
 
   t.test('ctr pull of a 3-level repository team/project/app', async (t) => {
@@ -193,7 +199,11 @@ if (requireBinaries(t, ['containerd', 'ctr', 'skopeo', 'docker-registry', 'htpas
     await assertCompleteAndUnpacked(t, c, image);
     const layer = images().large.layers[0]!;
     const blob = join(c.dir, 'root', 'io.containerd.content.v1.content', 'blobs', 'sha256', layer.digest.slice('sha256:'.length));
-    t.equal(await hashFile(blob).catch((e: Error) => e.message), layer.digest, 'the layer in containerd\'s content store hashes to its digest');
+    t.equal(
+      await hashFile(blob).catch((e: Error) => e.message),
+      layer.digest,
+      "the layer in containerd's content store hashes to its digest",
+    );
     t.equal(E().seeded.upstream.blobGets(layer.digest), 1, 'the upstream served the large layer once');
     assertOnlyMirrorUpstream(t, E().seeded.upstream, m.up, repoOf(REFS.large));
     await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.large), namespace: 'docker.io', via: 'ns' });
@@ -242,8 +252,19 @@ if (requireBinaries(t, ['containerd', 'ctr', 'skopeo', 'docker-registry', 'htpas
     }
     const lines = mirrorRequests(mirror, mark);
     t.ok(lines.length > 0, 'the mirror served the offline pulls');
-    t.same(lines.filter((l) => l.status >= 400 && !(l.method === 'GET' && l.path === '/v2/')).map((l) => `${l.method} ${l.path} ${l.status}`), [], 'no request failed');
-    t.ok(lines.every((l) => l.path === '/v2/' || l.via === 'ns'), 'every offline request came with ns=');
-    t.ok(lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'), 'blobs came from the cache', { sample: lines.slice(0, 5) });
+    t.same(
+      lines.filter((l) => l.status >= 400 && !(l.method === 'GET' && l.path === '/v2/')).map((l) => `${l.method} ${l.path} ${l.status}`),
+      [],
+      'no request failed',
+    );
+    t.ok(
+      lines.every((l) => l.path === '/v2/' || l.via === 'ns'),
+      'every offline request came with ns=',
+    );
+    t.ok(
+      lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'),
+      'blobs came from the cache',
+      { sample: lines.slice(0, 5) },
+    );
   });
 }

@@ -92,11 +92,26 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     t.equal(sha256Hex(raw), images().docker.manifestDigest, 'the raw manifest is the upstream manifest');
     const info = await inspectJson(hub(REFS.docker), opts());
     t.equal(info['Digest'], images().docker.manifestDigest, 'inspect Digest');
-    t.same(info['Layers'], images().docker.layers.map((l) => l.digest), 'inspect Layers (the config came through the mirror)');
+    t.same(
+      info['Layers'],
+      images().docker.layers.map((l) => l.digest),
+      'inspect Layers (the config came through the mirror)',
+    );
     assertOnlyMirrorUpstream(t, E().seeded.upstream, m.up, repoOf(REFS.docker));
-    await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.docker), namespace: 'docker.io', via: 'path', blobs: true });
-    const paths = mirrorRequests(E().mirror, m.mirror).filter((l) => l.repository === repoOf(REFS.docker)).map((l) => l.path);
-    t.ok(paths.every((p) => p.startsWith('/v2/docker.io/library/alpine/')), 'skopeo sent the namespace as a path prefix', { paths });
+    await assertMirrorServed(t, E().mirror, m.mirror, {
+      repository: repoOf(REFS.docker),
+      namespace: 'docker.io',
+      via: 'path',
+      blobs: true,
+    });
+    const paths = mirrorRequests(E().mirror, m.mirror)
+      .filter((l) => l.repository === repoOf(REFS.docker))
+      .map((l) => l.path);
+    t.ok(
+      paths.every((p) => p.startsWith('/v2/docker.io/library/alpine/')),
+      'skopeo sent the namespace as a path prefix',
+      { paths },
+    );
   });
 
   t.test('skopeo copy --all --preserve-digests of the multi-arch index keeps the index and every platform', async (t) => {
@@ -152,12 +167,30 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     if (!p) return;
     const m = marks();
     await p.run(['pull', `docker.io/${REFS.oci}`]);
-    await assertPodmanImage(t, p, `docker.io/${REFS.oci}`, images().oci.manifestDigest, images().oci.layers.map((l) => l.diffId));
+    await assertPodmanImage(
+      t,
+      p,
+      `docker.io/${REFS.oci}`,
+      images().oci.manifestDigest,
+      images().oci.layers.map((l) => l.diffId),
+    );
     await p.run(['pull', '--platform', 'linux/arm64', `docker.io/${REFS.multi}`]);
     const arm = images().multi.images.find((i) => i.platform.architecture === 'arm64')!;
-    await assertPodmanImage(t, p, `docker.io/${REFS.multi}`, images().multi.manifestDigest, arm.layers.map((l) => l.diffId));
+    await assertPodmanImage(
+      t,
+      p,
+      `docker.io/${REFS.multi}`,
+      images().multi.manifestDigest,
+      arm.layers.map((l) => l.diffId),
+    );
     await p.run(['pull', `docker.io/${REFS.docker}`]);
-    await assertPodmanImage(t, p, `docker.io/${REFS.docker}`, images().docker.manifestDigest, images().docker.layers.map((l) => l.diffId));
+    await assertPodmanImage(
+      t,
+      p,
+      `docker.io/${REFS.docker}`,
+      images().docker.manifestDigest,
+      images().docker.layers.map((l) => l.diffId),
+    );
     await p.run(['pull', `${PRIVATE_NS}/${REFS.secret}`]);
     await assertPodmanImage(t, p, `${PRIVATE_NS}/${REFS.secret}`, images().secret.manifestDigest);
     assertOnlyMirrorUpstream(t, E().seeded.upstream, m.up, repoOf(REFS.oci));
@@ -207,8 +240,18 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
 
     const lines = mirrorRequests(mirror, mark);
     t.ok(lines.length > 0, 'the mirror served the offline pulls');
-    t.same(lines.filter((l) => l.status >= 400 && l.path !== '/v2/').map((l) => `${l.method} ${l.path} ${l.status}`), [], 'no request failed');
-    t.ok(lines.every((l) => l.path === '/v2/' || l.via === 'path'), 'every offline request named its namespace in the path');
-    t.ok(lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'), 'blobs came from the cache');
+    t.same(
+      lines.filter((l) => l.status >= 400 && l.path !== '/v2/').map((l) => `${l.method} ${l.path} ${l.status}`),
+      [],
+      'no request failed',
+    );
+    t.ok(
+      lines.every((l) => l.path === '/v2/' || l.via === 'path'),
+      'every offline request named its namespace in the path',
+    );
+    t.ok(
+      lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'),
+      'blobs came from the cache',
+    );
   });
 }

@@ -84,7 +84,13 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
     const upstreamDigests = { docker: await upstreamDigest(upstream, REFS.docker), oci: await upstreamDigest(upstream, REFS.oci) };
 
     const namespace = upstream.host;
-    const configYaml = [`- namespace: ${JSON.stringify(namespace)}`, `  host: ${JSON.stringify(upstream.host)}`, '  tls: false', `  user_agent: ${MIRROR_UA}`, ''].join('\n');
+    const configYaml = [
+      `- namespace: ${JSON.stringify(namespace)}`,
+      `  host: ${JSON.stringify(upstream.host)}`,
+      '  tls: false',
+      `  user_agent: ${MIRROR_UA}`,
+      '',
+    ].join('\n');
     const configFile = join(work, 'upstreams.yaml');
     await writeFile(configFile, configYaml);
     const mirror = await startMirrorProcess({ root: join(work, 'cache'), configYaml });
@@ -112,7 +118,11 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
     const paths = mirrorRequests(E().mirror, mark)
       .filter((l) => l.repository === repoOf(REFS[key]))
       .map((l) => l.path);
-    tt.ok(paths.length > 0 && paths.every((p) => p.startsWith(`/v2/${E().segment}/${repoOf(REFS[key])}/`)), `the client sent /v2/${E().segment}/...`, { paths });
+    tt.ok(
+      paths.length > 0 && paths.every((p) => p.startsWith(`/v2/${E().segment}/${repoOf(REFS[key])}/`)),
+      `the client sent /v2/${E().segment}/...`,
+      { paths },
+    );
   };
 
   t.test('client-config crio writes the mirror location <mirror>/127.0.0.1_<port>, without notes', async (t) => {
@@ -155,7 +165,13 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
     const m = marks();
     const name = `${E().namespace}/${REFS.oci}`;
     await p.run(['pull', name]);
-    await assertPodmanImage(t, p, name, E().upstreamDigests.oci, E().images.oci.layers.map((l) => l.diffId));
+    await assertPodmanImage(
+      t,
+      p,
+      name,
+      E().upstreamDigests.oci,
+      E().images.oci.layers.map((l) => l.diffId),
+    );
     t.equal(E().upstreamDigests.oci, E().images.oci.manifestDigest, 'the upstream holds the fixture bytes');
     assertOnlyMirrorUpstream(t, E().upstream, m.up, repoOf(REFS.oci));
     await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.oci), namespace: E().namespace, via: 'path' });
@@ -169,13 +185,31 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
     const m = marks();
     const name = `${E().namespace}/${REFS.docker}`;
     await p.run(['pull', name]);
-    await assertPodmanImage(t, p, name, E().upstreamDigests.docker, E().images.docker.layers.map((l) => l.diffId));
-    const lines = await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.docker), namespace: E().namespace, via: 'path' });
-    t.ok(lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'), 'blobs came from the cache skopeo filled', {
-      lines: lines.map((l) => `${l.method} ${l.path} ${l.cache}`),
+    await assertPodmanImage(
+      t,
+      p,
+      name,
+      E().upstreamDigests.docker,
+      E().images.docker.layers.map((l) => l.diffId),
+    );
+    const lines = await assertMirrorServed(t, E().mirror, m.mirror, {
+      repository: repoOf(REFS.docker),
+      namespace: E().namespace,
+      via: 'path',
     });
+    t.ok(
+      lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'),
+      'blobs came from the cache skopeo filled',
+      {
+        lines: lines.map((l) => `${l.method} ${l.path} ${l.cache}`),
+      },
+    );
     t.same(
-      E().upstream.accessLog().slice(m.up).filter((e) => e.path.includes('/blobs/')).map((e) => e.line),
+      E()
+        .upstream.accessLog()
+        .slice(m.up)
+        .filter((e) => e.path.includes('/blobs/'))
+        .map((e) => e.line),
       [],
       'no blob was fetched from the upstream again',
     );

@@ -124,8 +124,14 @@ if (requireBinaries(t, ['dockerd', 'docker', 'skopeo', 'docker-registry', 'htpas
     const m = marks();
     await d.docker(['pull', REFS.docker]);
     await assertRepoDigest(t, d, REFS.docker, images().docker.manifestDigest);
-    const layers = JSON.parse((await d.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', REFS.docker])).stdout) as string[];
-    t.same(layers, images().docker.layers.map((l) => l.diffId), 'the layers Docker extracted have the upstream diff_ids');
+    const layers = JSON.parse(
+      (await d.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', REFS.docker])).stdout,
+    ) as string[];
+    t.same(
+      layers,
+      images().docker.layers.map((l) => l.diffId),
+      'the layers Docker extracted have the upstream diff_ids',
+    );
     assertOnlyMirrorUpstream(t, E().seeded.upstream, m.up, repoOf(REFS.docker));
     await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.docker), namespace: 'docker.io', via: 'default' });
   });
@@ -151,9 +157,19 @@ if (requireBinaries(t, ['dockerd', 'docker', 'skopeo', 'docker-registry', 'htpas
     const arm = images().multi.images.find((i) => i.platform.architecture === 'arm64')!;
     const amd = images().multi.images.find((i) => i.platform.architecture === 'amd64')!;
     assertOnlyMirrorUpstream(t, E().seeded.upstream, m.up, repoOf(REFS.multi));
-    const lines = await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.multi), namespace: 'docker.io', via: 'default' });
-    t.ok(lines.some((l) => l.path.endsWith(`/blobs/${arm.layers[0]!.digest}`)), 'the arm64 layer came through the mirror');
-    t.notOk(lines.some((l) => l.path.endsWith(`/blobs/${amd.layers[0]!.digest}`)), 'the amd64 layer was not requested');
+    const lines = await assertMirrorServed(t, E().mirror, m.mirror, {
+      repository: repoOf(REFS.multi),
+      namespace: 'docker.io',
+      via: 'default',
+    });
+    t.ok(
+      lines.some((l) => l.path.endsWith(`/blobs/${arm.layers[0]!.digest}`)),
+      'the arm64 layer came through the mirror',
+    );
+    t.notOk(
+      lines.some((l) => l.path.endsWith(`/blobs/${amd.layers[0]!.digest}`)),
+      'the amd64 layer was not requested',
+    );
   });
 
   t.test('docker pull of a 3-level repository team/project/app', async (t) => {
@@ -173,7 +189,11 @@ if (requireBinaries(t, ['dockerd', 'docker', 'skopeo', 'docker-registry', 'htpas
     await d.docker(['pull', REFS.large]);
     await assertRepoDigest(t, d, REFS.large, images().large.manifestDigest);
     const layers = JSON.parse((await d.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', REFS.large])).stdout) as string[];
-    t.same(layers, images().large.layers.map((l) => l.diffId), 'Docker extracted the layer and verified its diff_id');
+    t.same(
+      layers,
+      images().large.layers.map((l) => l.diffId),
+      'Docker extracted the layer and verified its diff_id',
+    );
     t.equal(E().seeded.upstream.blobGets(images().large.layers[0]!.digest), 1, 'the upstream served the large layer once');
     assertOnlyMirrorUpstream(t, E().seeded.upstream, m.up, repoOf(REFS.large));
     await assertMirrorServed(t, E().mirror, m.mirror, { repository: repoOf(REFS.large), namespace: 'docker.io', via: 'default' });
@@ -217,7 +237,14 @@ if (requireBinaries(t, ['dockerd', 'docker', 'skopeo', 'docker-registry', 'htpas
     }
     const lines = mirrorRequests(mirror, mark);
     t.ok(lines.length > 0, 'the mirror served the offline pulls');
-    t.same(lines.filter((l) => l.status >= 400).map((l) => `${l.method} ${l.path} ${l.status}`), [], 'no request failed');
-    t.ok(lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'), 'blobs came from the cache');
+    t.same(
+      lines.filter((l) => l.status >= 400).map((l) => `${l.method} ${l.path} ${l.status}`),
+      [],
+      'no request failed',
+    );
+    t.ok(
+      lines.some((l) => l.path.includes('/blobs/') && l.cache === 'hit'),
+      'blobs came from the cache',
+    );
   });
 }

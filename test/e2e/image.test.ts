@@ -67,11 +67,23 @@ t.test('apt sources: one-line and deb822 entries, the first with the suite and m
       'Enabled: no',
     ].join('\n'),
   );
-  t.same(deb822, [{ uri: 'http://deb.example/debian', suites: ['bookworm', 'bookworm-updates'], components: ['main', 'contrib'] }], 'an inline key is no keyring; Enabled: no is skipped');
-  const oneLine = parseOneLineSources(
-    ['deb-src http://src.example/debian bookworm main', '# deb http://commented.example/debian bookworm main', 'deb [arch=amd64 signed-by=/nonexistent.gpg] https://one.example/debian bookworm main'].join('\n'),
+  t.same(
+    deb822,
+    [{ uri: 'http://deb.example/debian', suites: ['bookworm', 'bookworm-updates'], components: ['main', 'contrib'] }],
+    'an inline key is no keyring; Enabled: no is skipped',
   );
-  t.same(oneLine, [{ uri: 'https://one.example/debian', suites: ['bookworm'], components: ['main'] }], 'deb-src and comments skipped, options parsed');
+  const oneLine = parseOneLineSources(
+    [
+      'deb-src http://src.example/debian bookworm main',
+      '# deb http://commented.example/debian bookworm main',
+      'deb [arch=amd64 signed-by=/nonexistent.gpg] https://one.example/debian bookworm main',
+    ].join('\n'),
+  );
+  t.same(
+    oneLine,
+    [{ uri: 'https://one.example/debian', suites: ['bookworm'], components: ['main'] }],
+    'deb-src and comments skipped, options parsed',
+  );
   const sources = [
     { uri: 'http://security.example/debian-security', suites: ['bookworm-security'], components: ['main'] },
     { uri: 'http://contrib.example/debian', suites: ['bookworm'], components: ['contrib'] },
@@ -82,7 +94,11 @@ t.test('apt sources: one-line and deb822 entries, the first with the suite and m
 });
 
 t.test('the image from the Dockerfile on a local Debian base', async (t) => {
-  if (!requireBinaries(t, ['dockerd', 'docker', 'debootstrap', 'skopeo', 'docker-registry']) || !requireRoot(t, 'the image e2e test (debootstrap, dockerd)')) return;
+  if (
+    !requireBinaries(t, ['dockerd', 'docker', 'debootstrap', 'skopeo', 'docker-registry']) ||
+    !requireRoot(t, 'the image e2e test (debootstrap, dockerd)')
+  )
+    return;
   const source = findSuiteSource(SUITE);
   if (!source) {
     const reason = `NO APT SOURCE for ${SUITE} main in /etc/apt: debootstrap has no mirror to use`;
@@ -138,9 +154,14 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
   await writeOciLayout(join(work, 'layout'), [{ ref: 'img', image }]);
   await pushLayout(join(work, 'layout'), 'img', `${upstream.host}/${REF}`);
   const configPath = join(work, 'upstream.yaml');
-  await writeFile(configPath, [`- namespace: docker.io`, `  host: ${JSON.stringify(upstream.host)}`, '  tls: false', `  user_agent: ${MIRROR_UA}`, ''].join('\n'), { mode: 0o644 });
+  await writeFile(
+    configPath,
+    [`- namespace: docker.io`, `  host: ${JSON.stringify(upstream.host)}`, '  tls: false', `  user_agent: ${MIRROR_UA}`, ''].join('\n'),
+    { mode: 0o644 },
+  );
 
-  const inspect = async <T>(target: string, format: string): Promise<T> => JSON.parse((await d.docker(['inspect', '--format', `{{json ${format}}}`, target], 30_000)).stdout) as T;
+  const inspect = async <T>(target: string, format: string): Promise<T> =>
+    JSON.parse((await d.docker(['inspect', '--format', `{{json ${format}}}`, target], 30_000)).stdout) as T;
   const exec = async (name: string, cmd: string[]): Promise<string> => (await d.docker(['exec', name, ...cmd], 30_000)).stdout.trim();
 
   /** Starts the image detached on the host network; the name is removed with its volume in teardown. */
@@ -148,12 +169,25 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     containers.push(name);
     await d.docker(
       [
-        'run', '--detach', '--name', name, '--network', 'host',
+        'run',
+        '--detach',
+        '--name',
+        name,
+        '--network',
+        'host',
         ...health,
-        '--env', `HEALTHCHECK_URL=${healthUrl}`,
-        '--volume', `${configPath}:${CONFIG_IN_CONTAINER}:ro`,
+        '--env',
+        `HEALTHCHECK_URL=${healthUrl}`,
+        '--volume',
+        `${configPath}:${CONFIG_IN_CONTAINER}:ro`,
         IMAGE_TAG,
-        '--listen', `127.0.0.1:${port}`, '--upstream-config-file', CONFIG_IN_CONTAINER, 'filesystem', '--root', '/data',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--upstream-config-file',
+        CONFIG_IN_CONTAINER,
+        'filesystem',
+        '--root',
+        '/data',
       ],
       60_000,
     );
@@ -191,14 +225,15 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     t.comment(`debootstrap root: ${tar.cached ? 'from the cache' : 'made now'} (${tar.path})`);
     try {
       const { extraCa } = await timed('base image', () => buildNodeBaseImage(d.docker, tar.path, BASE_TAG));
-      if (extraCa) t.comment('the base trusts this machine\'s NODE_EXTRA_CA_CERTS (for npm ci in the build)');
+      if (extraCa) t.comment("the base trusts this machine's NODE_EXTRA_CA_CERTS (for npm ci in the build)");
     } finally {
       await tar.release();
     }
     const version = await run('/usr/bin/node', ['--version']);
-    const inImage = (cmd: string[]): Promise<string> => d.docker(['run', '--rm', '--network', 'none', BASE_TAG, ...cmd], 120_000).then((r) => r.stdout.trim());
+    const inImage = (cmd: string[]): Promise<string> =>
+      d.docker(['run', '--rm', '--network', 'none', BASE_TAG, ...cmd], 120_000).then((r) => r.stdout.trim());
     t.match(await inImage(['cat', '/etc/debian_version']), /^12\./, 'Debian 12 (bookworm)');
-    t.equal(await inImage(['node', '--version']), version.stdout.trim(), 'node is the machine\'s');
+    t.equal(await inImage(['node', '--version']), version.stdout.trim(), "node is the machine's");
     t.match(await inImage(['npm', '--version']), /^\d+\.\d+\.\d+$/, 'npm runs through its link');
     t.match(await inImage(['npx', '--version']), /^\d+\.\d+\.\d+$/, 'npx runs through its link');
     const ldd = await lddIn(d.docker, BASE_TAG, '/usr/bin/node');
@@ -209,8 +244,13 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     const ctx = await trackedFilesCopy(REPO_ROOT);
     try {
       t.ok(ctx.files.includes('Dockerfile') && ctx.files.includes('.dockerignore'), 'the context holds the Dockerfile and .dockerignore');
-      t.notOk(ctx.files.some((f) => f.startsWith('node_modules/') || f.startsWith('dist/')), 'no node_modules or dist/ in the context');
-      await timed('image build', () => d.docker(['build', '--network', 'host', '--build-arg', `BASE_IMAGE=${BASE_TAG}`, '--tag', IMAGE_TAG, ctx.dir], 40 * 60_000));
+      t.notOk(
+        ctx.files.some((f) => f.startsWith('node_modules/') || f.startsWith('dist/')),
+        'no node_modules or dist/ in the context',
+      );
+      await timed('image build', () =>
+        d.docker(['build', '--network', 'host', '--build-arg', `BASE_IMAGE=${BASE_TAG}`, '--tag', IMAGE_TAG, ctx.dir], 40 * 60_000),
+      );
     } finally {
       await rm(ctx.dir, { recursive: true, force: true });
     }
@@ -221,14 +261,27 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     t.equal(await inspect<string>(IMAGE_TAG, '.Config.User'), '10001:10001', 'USER 10001:10001');
     t.same(await inspect<string[]>(IMAGE_TAG, '.Config.Entrypoint'), ['oci-registry'], 'ENTRYPOINT oci-registry');
     const listing = await d.docker(['run', '--rm', '--network', 'none', '--entrypoint', 'ls', IMAGE_TAG, '-A', '/app'], 120_000);
-    t.same(listing.stdout.split('\n').filter(Boolean).sort(), ['dist', 'example.yaml', 'node_modules', 'package-lock.json', 'package.json'], '/app holds the program only (no src/, test/)');
+    t.same(
+      listing.stdout.split('\n').filter(Boolean).sort(),
+      ['dist', 'example.yaml', 'node_modules', 'package-lock.json', 'package.json'],
+      '/app holds the program only (no src/, test/)',
+    );
   });
 
   t.test('the container listens on --listen, as uid and gid 10001', async (t) => {
     if (!needsBuild(t)) return;
     const port = await freePort();
     mainUrl = `http://127.0.0.1:${port}`;
-    await runContainer(mainName, port, `${mainUrl}/healthz`, ['--health-interval', '2s', '--health-timeout', '5s', '--health-start-period', '30s', '--health-retries', '3']);
+    await runContainer(mainName, port, `${mainUrl}/healthz`, [
+      '--health-interval',
+      '2s',
+      '--health-timeout',
+      '5s',
+      '--health-start-period',
+      '30s',
+      '--health-retries',
+      '3',
+    ]);
     await timed('container serving', () => waitServing(mainName, mainUrl));
     running = true;
     const res = await fetch(`${mainUrl}/v2/`);
@@ -242,7 +295,11 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
     t.match(status, /^Uid:\s+10001\s+10001\s+10001\s+10001$/m, `/proc/${pid}/status: every uid is 10001`);
     t.match(status, /^Gid:\s+10001\s+10001\s+10001\s+10001$/m, `/proc/${pid}/status: every gid is 10001`);
-    t.match((await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0] ?? '', /(?:^|\/)node$/, 'the container\'s first process is node itself (it gets docker stop\'s SIGTERM)');
+    t.match(
+      (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0] ?? '',
+      /(?:^|\/)node$/,
+      "the container's first process is node itself (it gets docker stop's SIGTERM)",
+    );
   });
 
   t.test('the image HEALTHCHECK turns healthy', async (t) => {
@@ -251,7 +308,9 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     t.same(check.Test.slice(0, 3), ['CMD', 'node', '-e'], 'the image declares the node fetch HEALTHCHECK');
     type Health = { Status: string; Log: { ExitCode: number; Output: string }[] | null };
     let health: Health | undefined;
-    const ok = await timed('healthy', () => eventually(async () => (health = await inspect<Health>(mainName, '.State.Health')).Status === 'healthy', 60_000, 500));
+    const ok = await timed('healthy', () =>
+      eventually(async () => (health = await inspect<Health>(mainName, '.State.Health')).Status === 'healthy', 60_000, 500),
+    );
     t.ok(ok, `docker inspect .State.Health.Status is healthy (last: ${health?.Status})`, { log: health?.Log });
     t.equal(health?.Log?.at(-1)?.ExitCode, 0, 'the last check exited 0');
   });
@@ -269,13 +328,23 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     if (!needsRunning(t)) return;
     const files = (await exec(mainName, ['find', '/data', '-type', 'f', '-printf', '%U:%G %p\\n'])).split('\n').filter(Boolean);
     t.ok(files.length > 0, '/data holds files', { files });
-    t.same(files.filter((f) => !f.startsWith('10001:10001 ')), [], 'every file in /data belongs to 10001:10001');
+    t.same(
+      files.filter((f) => !f.startsWith('10001:10001 ')),
+      [],
+      'every file in /data belongs to 10001:10001',
+    );
     for (const layer of image.layers) {
       const hex = layer.digest.slice('sha256:'.length);
-      t.ok(files.some((f) => f.includes(hex)), `layer ${layer.digest.slice(0, 19)} is stored under /data`);
+      t.ok(
+        files.some((f) => f.includes(hex)),
+        `layer ${layer.digest.slice(0, 19)} is stored under /data`,
+      );
     }
     const mounts = await inspect<{ Destination: string; Type: string }[]>(mainName, '.Mounts');
-    t.ok(mounts.some((m) => m.Destination === '/data' && m.Type === 'volume'), '/data is the image\'s VOLUME');
+    t.ok(
+      mounts.some((m) => m.Destination === '/data' && m.Type === 'volume'),
+      "/data is the image's VOLUME",
+    );
   });
 
   t.test('with the upstream stopped, a second pull is served from /data', async (t) => {
@@ -307,10 +376,21 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     const port = await freePort();
     const nowhere = await freePort();
     const name = `${mainName}-unhealthy`;
-    await runContainer(name, port, `http://127.0.0.1:${nowhere}/healthz`, ['--health-interval', '1s', '--health-timeout', '5s', '--health-start-period', '1s', '--health-retries', '2']);
+    await runContainer(name, port, `http://127.0.0.1:${nowhere}/healthz`, [
+      '--health-interval',
+      '1s',
+      '--health-timeout',
+      '5s',
+      '--health-start-period',
+      '1s',
+      '--health-retries',
+      '2',
+    ]);
     await waitServing(name, `http://127.0.0.1:${port}`);
     let status = '';
-    const ok = await timed('unhealthy', () => eventually(async () => (status = await inspect<string>(name, '.State.Health.Status')) === 'unhealthy', 60_000, 500));
+    const ok = await timed('unhealthy', () =>
+      eventually(async () => (status = await inspect<string>(name, '.State.Health.Status')) === 'unhealthy', 60_000, 500),
+    );
     t.ok(ok, `docker inspect .State.Health.Status is unhealthy (last: ${status})`);
     await d.docker(['rm', '--force', '--volumes', name], 60_000);
     containers.splice(containers.indexOf(name), 1);
@@ -328,6 +408,10 @@ t.test('the image from the Dockerfile on a local Debian base', async (t) => {
     t.equal(state.Running, false, 'the container stopped');
     t.equal(state.ExitCode, 0, 'exit code 0: the server handled SIGTERM (143: died of it, 137: SIGKILLed)');
     const logs = await d.docker(['logs', mainName], 30_000);
-    t.match(logs.stdout, /"signal":"SIGTERM"[^\n]*"msg":"shutting down"|"msg":"shutting down"[^\n]*"signal":"SIGTERM"/, 'the server logged its SIGTERM shutdown');
+    t.match(
+      logs.stdout,
+      /"signal":"SIGTERM"[^\n]*"msg":"shutting down"|"msg":"shutting down"[^\n]*"signal":"SIGTERM"/,
+      'the server logged its SIGTERM shutdown',
+    );
   });
 });

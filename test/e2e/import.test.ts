@@ -114,9 +114,17 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
     return mirror;
   };
 
-  const get = async (mirror: MirrorProcess, path: string): Promise<{ status: number; body: Buffer; digest: string | null; type: string | null }> => {
+  const get = async (
+    mirror: MirrorProcess,
+    path: string,
+  ): Promise<{ status: number; body: Buffer; digest: string | null; type: string | null }> => {
     const res = await fetch(`${mirror.url}${path}`, { headers: { accept: ACCEPT } });
-    return { status: res.status, body: Buffer.from(await res.arrayBuffer()), digest: res.headers.get('docker-content-digest'), type: res.headers.get('content-type') };
+    return {
+      status: res.status,
+      body: Buffer.from(await res.arrayBuffer()),
+      digest: res.headers.get('docker-content-digest'),
+      type: res.headers.get('content-type'),
+    };
   };
 
   /** skopeo copy through the mirror into a dir: (skopeo verifies every blob against the manifest). */
@@ -145,15 +153,25 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
 
     const dir = await pullToDir(tt, mirror, 'docker.io/library/alpine:3.20');
     tt.equal(await hashFile(join(dir, 'manifest.json')), m.digest, 'skopeo pulled that manifest');
-    const config = JSON.parse((await readFile(join(dir, docker.configDigest.slice(7)))).toString('utf8')) as { rootfs: { diff_ids: string[] } };
-    tt.same(config.rootfs.diff_ids, docker.layers.map((l) => l.diffId), 'diff_ids are the upstream ones');
+    const config = JSON.parse((await readFile(join(dir, docker.configDigest.slice(7)))).toString('utf8')) as {
+      rootfs: { diff_ids: string[] };
+    };
+    tt.same(
+      config.rootfs.diff_ids,
+      docker.layers.map((l) => l.diffId),
+      'diff_ids are the upstream ones',
+    );
     tt.same(
       manifest.layers.map((l) => l.mediaType),
       docker.layers.map(() => 'application/vnd.docker.image.rootfs.diff.tar'),
       'the archive held uncompressed layers, described as such',
     );
     for (const [i, layer] of manifest.layers.entries()) {
-      tt.equal(await hashFile(join(dir, layer.digest.slice(7))), docker.layers[i]?.diffId, `layer ${i} is the upstream layer, uncompressed`);
+      tt.equal(
+        await hashFile(join(dir, layer.digest.slice(7))),
+        docker.layers[i]?.diffId,
+        `layer ${i} is the upstream layer, uncompressed`,
+      );
     }
   });
 
@@ -172,8 +190,13 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
     tt.equal(sha256(raw), multi.manifestDigest, 'skopeo sees the same index');
     const dir = await pullToDir(tt, mirror, 'team/multi:1', true);
     for (const img of multi.images) {
-      tt.equal(await hashFile(join(dir, `${img.manifestDigest.slice(7)}.manifest.json`)), img.manifestDigest, `${img.platform.architecture} manifest`);
-      for (const d of [img.configDigest, ...img.layers.map((l) => l.digest)]) tt.equal(await hashFile(join(dir, d.slice(7))), d, `blob ${d.slice(0, 19)}`);
+      tt.equal(
+        await hashFile(join(dir, `${img.manifestDigest.slice(7)}.manifest.json`)),
+        img.manifestDigest,
+        `${img.platform.architecture} manifest`,
+      );
+      for (const d of [img.configDigest, ...img.layers.map((l) => l.digest)])
+        tt.equal(await hashFile(join(dir, d.slice(7))), d, `blob ${d.slice(0, 19)}`);
     }
   });
 
@@ -195,7 +218,9 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
     tt.not(r.code, 0);
     tt.match(r.stderr, /--as/);
     const files = async (sub: string): Promise<string[]> =>
-      (await readdir(join(root, sub), { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).map((e) => e.name);
+      (await readdir(join(root, sub), { recursive: true, withFileTypes: true }).catch(() => []))
+        .filter((e) => e.isFile())
+        .map((e) => e.name);
     tt.same(await files('blobs'), [], 'no blob left behind');
     tt.same(await files('manifests'), [], 'no manifest left behind');
     tt.same(await files('repositories'), [], 'no tag');
@@ -216,7 +241,8 @@ if (requireBinaries(t, ['skopeo', 'docker-registry'])) {
 
     const second = await freshRoot(tt, 'export-dst');
     await importInto(tt, second, archive);
-    const tree = async (root: string, sub: string): Promise<string[]> => (await readdir(join(root, sub), { recursive: true })).map(String).sort();
+    const tree = async (root: string, sub: string): Promise<string[]> =>
+      (await readdir(join(root, sub), { recursive: true })).map(String).sort();
     tt.same(await tree(second, 'blobs'), await tree(first, 'blobs'), 'the same blobs');
     tt.same(await tree(second, 'manifests'), await tree(first, 'manifests'), 'the same manifests');
     tt.same(await tree(second, 'repositories'), await tree(first, 'repositories'), 'the same tags');

@@ -70,7 +70,11 @@ async function pushBlob(registry: DockerRegistry, repo: string, bytes: Buffer): 
 }
 
 async function pushManifest(registry: DockerRegistry, repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<string> {
-  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${reference}`, { method: 'PUT', headers: { 'content-type': mediaType }, body: new Uint8Array(bytes) });
+  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${reference}`, {
+    method: 'PUT',
+    headers: { 'content-type': mediaType },
+    body: new Uint8Array(bytes),
+  });
   const text = await res.text();
   if (res.status !== 201) throw new Error(`manifest PUT ${repo}:${reference}: ${res.status} ${text}`);
   return sha256(bytes);
@@ -130,7 +134,15 @@ if (requireBinaries(t, ['docker-registry'])) {
         { namespace: 'docker.io', extra: [] as string[] },
         { namespace: upstream.host, extra: ['  manifest_invalidation_time: 0s'] },
       ]
-        .map((u) => [`- namespace: ${JSON.stringify(u.namespace)}`, `  host: ${JSON.stringify(upstream.host)}`, '  tls: false', `  user_agent: ${MIRROR_UA}`, ...u.extra].join('\n'))
+        .map((u) =>
+          [
+            `- namespace: ${JSON.stringify(u.namespace)}`,
+            `  host: ${JSON.stringify(upstream.host)}`,
+            '  tls: false',
+            `  user_agent: ${MIRROR_UA}`,
+            ...u.extra,
+          ].join('\n'),
+        )
         .join('\n');
       const mirror = await startMirrorProcess({ root: join(work, 'cache'), configYaml });
       env = { upstream, work, pushed, configYaml, mirror };
@@ -222,10 +234,26 @@ if (requireBinaries(t, ['docker-registry'])) {
     for (const dialect of dialects(e)) await t.test(dialect.name, async (tt) => assertLists(tt, e, dialect, null));
     const entries = upstreamSince(e, mark);
     const lines = entries.map((l) => `${l.method} ${l.url} ${l.status} ${l.userAgent}`);
-    t.same(entries.filter((l) => l.userAgent !== MIRROR_UA).map((l) => l.line), [], 'only the mirror talked to the upstream');
-    t.ok(entries.some((l) => l.path === `/v2/${REPO}/referrers/${e.pushed.subject.manifestDigest}` && l.status === 404), 'the mirror asked the API first', { lines });
-    t.ok(entries.some((l) => l.method === 'GET' && l.path === `/v2/${REPO}/manifests/${e.pushed.tag}` && l.status === 200), 'then fetched the tag', { lines });
-    t.same(entries.filter((l) => l.url.includes('ns=')).map((l) => l.url), [], 'ns is never forwarded');
+    t.same(
+      entries.filter((l) => l.userAgent !== MIRROR_UA).map((l) => l.line),
+      [],
+      'only the mirror talked to the upstream',
+    );
+    t.ok(
+      entries.some((l) => l.path === `/v2/${REPO}/referrers/${e.pushed.subject.manifestDigest}` && l.status === 404),
+      'the mirror asked the API first',
+      { lines },
+    );
+    t.ok(
+      entries.some((l) => l.method === 'GET' && l.path === `/v2/${REPO}/manifests/${e.pushed.tag}` && l.status === 200),
+      'then fetched the tag',
+      { lines },
+    );
+    t.same(
+      entries.filter((l) => l.url.includes('ns=')).map((l) => l.url),
+      [],
+      'ns is never forwarded',
+    );
   });
 
   t.test('the tag-schema index is pullable through the mirror as a manifest, byte for byte', async (t) => {

@@ -204,7 +204,11 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
   const assertOnlyMirrorUpstream = (tt: Test, registry: DockerRegistry, mark: number, repo?: string): void => {
     const entries = since(registry, mark);
     const strangers = entries.filter((e) => e.userAgent !== MIRROR_UA);
-    tt.same(strangers.map((e) => e.line), [], 'every upstream request came from the mirror');
+    tt.same(
+      strangers.map((e) => e.line),
+      [],
+      'every upstream request came from the mirror',
+    );
     if (repo) {
       const fetched = entries.filter((e) => e.userAgent === MIRROR_UA && e.path.startsWith(`/v2/${repo}/manifests/`));
       tt.ok(fetched.length > 0, `the mirror fetched /v2/${repo}/manifests/... from the upstream`, {
@@ -239,10 +243,15 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     }
     tt.ok(lines.length > 0, `the mirror logged a request for ${prefix}...`, { mirrorLog: mirror.logLines.slice(-20) });
     const resolved = lines.filter((l) => 'namespace' in l || 'repository' in l || 'via' in l);
-    for (const l of resolved) tt.match(l, expected, `the mirror resolved ${prefix} to ${expected.namespace} ${expected.repository} via ${expected.via}`);
+    for (const l of resolved)
+      tt.match(l, expected, `the mirror resolved ${prefix} to ${expected.namespace} ${expected.repository} via ${expected.via}`);
   };
 
-  const hashFile = async (path: string): Promise<string> => 'sha256:' + createHash('sha256').update(await readFile(path)).digest('hex');
+  const hashFile = async (path: string): Promise<string> =>
+    'sha256:' +
+    createHash('sha256')
+      .update(await readFile(path))
+      .digest('hex');
 
   /** Asserts that a `dir:` copy holds `image` exactly: manifest (at `manifestFile`), config and layers. */
   const assertDirHoldsImage = async (tt: Test, dir: string, image: Image, manifestFile = 'manifest.json'): Promise<void> => {
@@ -317,13 +326,19 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     assertOnlyMirrorUpstream(t, upstream, mark, 'library/nginx');
     await assertMirrorLogged(t, mirror, 'library/nginx', { namespace: 'docker.io', repository: 'library/nginx', via: 'ns' });
     const forwardedNs = since(upstream, mark).filter((e) => e.url.includes('ns='));
-    t.same(forwardedNs.map((e) => e.url), [], 'ns is never forwarded to the upstream');
+    t.same(
+      forwardedNs.map((e) => e.url),
+      [],
+      'ns is never forwarded to the upstream',
+    );
   });
 
   t.test('ns=<registry host:port>: a manifest by fetch comes from that configured namespace', async (t) => {
     const { mirror, upstream, images } = await M();
     const mark = upstream.accessLog().length;
-    const m = await fetchMirror(mirror, `/v2/team/ns/app/manifests/v1?ns=${encodeURIComponent(upstream.host)}`, { headers: { accept: ACCEPT_ALL } });
+    const m = await fetchMirror(mirror, `/v2/team/ns/app/manifests/v1?ns=${encodeURIComponent(upstream.host)}`, {
+      headers: { accept: ACCEPT_ALL },
+    });
     t.equal(m.status, 200, 'status');
     t.equal(sha256(m.body), images.oci.manifestDigest, 'manifest bytes');
     t.equal(m.headers.get('docker-content-digest'), images.oci.manifestDigest, 'Docker-Content-Digest');
@@ -338,7 +353,11 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     t.equal(m.status, 200, 'status');
     t.equal(sha256(m.body), images.oci.manifestDigest, 'manifest bytes');
     assertOnlyMirrorUpstream(t, upstream, mark, 'team/prefix/app');
-    await assertMirrorLogged(t, mirror, `${upstream.host}/team/prefix/app`, { namespace: upstream.host, repository: 'team/prefix/app', via: 'path' });
+    await assertMirrorLogged(t, mirror, `${upstream.host}/team/prefix/app`, {
+      namespace: upstream.host,
+      repository: 'team/prefix/app',
+      via: 'path',
+    });
   });
 
   t.test('path prefix via registries.conf mirror: skopeo inspect docker.io/library/redis returns the upstream image', async (t) => {
@@ -348,7 +367,11 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     t.equal(sha256(raw), images.oci.manifestDigest, 'raw manifest');
     const info = await inspectJson('docker://docker.io/library/redis:7', { registriesConf });
     t.equal(info['Digest'], images.oci.manifestDigest, 'inspect Digest');
-    t.same(info['Layers'], images.oci.layers.map((l) => l.digest), 'inspect Layers (reads the config through the mirror)');
+    t.same(
+      info['Layers'],
+      images.oci.layers.map((l) => l.digest),
+      'inspect Layers (reads the config through the mirror)',
+    );
     assertOnlyMirrorUpstream(t, upstream, mark, 'library/redis');
     await assertMirrorLogged(t, mirror, 'docker.io/library/redis', { namespace: 'docker.io', repository: 'library/redis', via: 'path' });
   });
@@ -360,7 +383,11 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     await copy('docker://docker.io/library/postgres:16', `dir:${dest}`, { registriesConf });
     await assertDirHoldsImage(t, dest, images.oci);
     assertOnlyMirrorUpstream(t, upstream, mark, 'library/postgres');
-    await assertMirrorLogged(t, mirror, 'docker.io/library/postgres', { namespace: 'docker.io', repository: 'library/postgres', via: 'path' });
+    await assertMirrorLogged(t, mirror, 'docker.io/library/postgres', {
+      namespace: 'docker.io',
+      repository: 'library/postgres',
+      via: 'path',
+    });
   });
 
   t.test('multi-arch OCI index: copy with --override-arch arm64 copies the arm64 image', async (t) => {
@@ -420,7 +447,11 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     await copy('docker://docker.io/team/project/app-prefix:v1', `dir:${dest}`, { registriesConf });
     await assertDirHoldsImage(t, dest, images.deep);
     assertOnlyMirrorUpstream(t, upstream, mark, 'team/project/app-prefix');
-    await assertMirrorLogged(t, mirror, 'docker.io/team/project/app-prefix', { namespace: 'docker.io', repository: 'team/project/app-prefix', via: 'path' });
+    await assertMirrorLogged(t, mirror, 'docker.io/team/project/app-prefix', {
+      namespace: 'docker.io',
+      repository: 'team/project/app-prefix',
+      via: 'path',
+    });
   });
 
   t.test('an upstream behind htpasswd is pulled with the configured credentials (skopeo sends none)', async (t) => {
@@ -430,9 +461,13 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     await copy(`docker://${PRIVATE_NS}/team/secret:1`, `dir:${dest}`, { registriesConf });
     await assertDirHoldsImage(t, dest, images.oci);
     const entries = since(privateUpstream, mark);
-    t.ok(entries.some((e) => e.userAgent === MIRROR_UA && e.path === '/v2/team/secret/manifests/1' && e.status === 200), 'the mirror fetched the manifest with credentials', {
-      upstreamRequests: entries.map((e) => `${e.method} ${e.url} ${e.status}`),
-    });
+    t.ok(
+      entries.some((e) => e.userAgent === MIRROR_UA && e.path === '/v2/team/secret/manifests/1' && e.status === 200),
+      'the mirror fetched the manifest with credentials',
+      {
+        upstreamRequests: entries.map((e) => `${e.method} ${e.url} ${e.status}`),
+      },
+    );
     assertOnlyMirrorUpstream(t, privateUpstream, mark);
     await assertMirrorLogged(t, mirror, `${PRIVATE_NS}/team/secret`, { namespace: PRIVATE_NS, repository: 'team/secret', via: 'path' });
   });
@@ -455,6 +490,10 @@ if (requireBinaries(t, ['skopeo', 'docker-registry', 'htpasswd'])) {
     const dest = join(work, 'out-cached-2');
     await copy(mirrorRef(mirror, 'library/cached:1'), `dir:${dest}`);
     await assertDirHoldsImage(t, dest, images.docker);
-    t.same(blobs.map((d) => upstream.blobGets(d)), after1, 'no new upstream blob GETs for the second pull');
+    t.same(
+      blobs.map((d) => upstream.blobGets(d)),
+      after1,
+      'no new upstream blob GETs for the second pull',
+    );
   });
 }

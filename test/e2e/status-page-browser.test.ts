@@ -24,7 +24,11 @@ const CHROMIUM = '/usr/bin/chromium';
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
 
 async function launch(t: Test): Promise<Browser> {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-background-networking'], headless: true });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-background-networking'],
+    headless: true,
+  });
   t.teardown(() => browser.close());
   return browser;
 }
@@ -74,7 +78,12 @@ async function scene(t: Test): Promise<Scene> {
   t.teardown(() => m.close());
   const images: Array<[string, string, string, AddedImage]> = [
     ['docker.io', 'library/alpine', '3.20', up.addImage('library/alpine', { tag: '3.20', layers: [randomBytesSeeded(900_000, 1)] })],
-    ['docker.io', 'library/nginx', '1.27', up.addImage('library/nginx', { tag: '1.27', layers: [randomBytesSeeded(1_400_000, 2), randomBytesSeeded(300_000, 3)] })],
+    [
+      'docker.io',
+      'library/nginx',
+      '1.27',
+      up.addImage('library/nginx', { tag: '1.27', layers: [randomBytesSeeded(1_400_000, 2), randomBytesSeeded(300_000, 3)] }),
+    ],
     ['ghcr.io', 'acme/api', 'v2.4.1', up.addImage('acme/api', { tag: 'v2.4.1', layers: [randomBytesSeeded(600_000, 4)] })],
   ];
   for (const [ns, repo, tag, img] of images) await pull(m, ns, repo, tag, img);
@@ -101,7 +110,8 @@ t.test('the status page in a real browser: sections, a live download, then the n
   const res = await page.goto(`${m.url}/`);
   t.equal(res?.status(), 200);
   t.equal(await page.title(), 'oci-registry status');
-  for (const id of ['cache', 'traffic', 'downloads', 'upstreams', 'repositories']) t.ok(await page.isVisible(`section#${id}`), `section ${id} is shown`);
+  for (const id of ['cache', 'traffic', 'downloads', 'upstreams', 'repositories'])
+    t.ok(await page.isVisible(`section#${id}`), `section ${id} is shown`);
   t.match(await page.textContent('#repositories'), 'docker.io/library/alpine');
   t.match(await page.textContent('#upstreams'), /registry\.internal:5000[\s\S]*ECONNREFUSED/);
   t.equal(await page.locator('tr.download').count(), 0, 'no download yet');
@@ -145,7 +155,8 @@ t.test('with JavaScript off the page is complete', async (t) => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
   await page.goto(`${m.url}/`);
-  for (const id of ['cache', 'traffic', 'downloads', 'upstreams', 'repositories']) t.ok(await page.isVisible(`section#${id}`), `section ${id} is shown`);
+  for (const id of ['cache', 'traffic', 'downloads', 'upstreams', 'repositories'])
+    t.ok(await page.isVisible(`section#${id}`), `section ${id} is shown`);
   t.equal(await page.locator('#repositories tr.tag').count(), 3);
   t.ok(await page.isVisible('#manual-refresh'), 'says how to refresh');
 });
@@ -167,7 +178,7 @@ t.test('names planted in the cache run no script in the browser', async (t) => {
   watch(t, page);
   await page.goto(`${m.url}/`);
   t.equal(await page.locator('img').count(), 0, 'no img element');
-  t.equal(await page.locator('script').count(), 1, 'only the page\'s own script');
+  t.equal(await page.locator('script').count(), 1, "only the page's own script");
   t.match(await page.textContent('#repositories'), 'x<script>alert(1)</script>', 'the name shows as text');
   t.match(await page.textContent('#repositories'), '<img src=x onerror=alert(2)>');
 });

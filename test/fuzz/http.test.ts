@@ -80,7 +80,14 @@ function dechunk(data: Buffer): Buffer {
 }
 
 function get(port: number, target: string, method = 'GET', extraHeaders = ''): Promise<RawReply> {
-  return rawRequest(port, Buffer.concat([Buffer.from(`${method} `), Buffer.from(target, 'latin1'), Buffer.from(` HTTP/1.1\r\nHost: mirror.test\r\n${extraHeaders}Connection: close\r\n\r\n`)]));
+  return rawRequest(
+    port,
+    Buffer.concat([
+      Buffer.from(`${method} `),
+      Buffer.from(target, 'latin1'),
+      Buffer.from(` HTTP/1.1\r\nHost: mirror.test\r\n${extraHeaders}Connection: close\r\n\r\n`),
+    ]),
+  );
 }
 
 /** The OCI error code of a reply body, or undefined when the body is not `{"errors":[{"code","message"}]}`. */
@@ -140,7 +147,11 @@ async function setup(t: Test): Promise<Env> {
   await mkdir(join(parent, 'sentinel', 'etc'), { recursive: true });
   await writeFile(join(parent, 'sentinel', 'etc', 'passwd'), 'root:x:0:0\n');
   await writeFile(join(parent, 'outside.txt'), 'outside the cache root\n');
-  const m = await startMirror({ root: join(parent, 'cache'), defaultNamespace: NS, upstreams: [{ namespace: NS, host: up.host, readTimeoutMs: 3000 }] });
+  const m = await startMirror({
+    root: join(parent, 'cache'),
+    defaultNamespace: NS,
+    upstreams: [{ namespace: NS, host: up.host, readTimeoutMs: 3000 }],
+  });
   t.teardown(() => m.close());
   return { up, m, port: Number(new URL(m.url).port), img, parent };
 }
@@ -150,17 +161,75 @@ const segment = fc.oneof(
   {
     weight: 5,
     arbitrary: fc.constantFrom(
-      '..', '.', '', '%2e%2e', '%2E%2E', '.%2e', '%2e', '%2F', '%2f', '..%2f..%2fsentinel', '%00', '%', '%zz', '%5C', '\\', '..\\..',
-      '~', ';', ';x=1', '_tags', '_uploads', 'UPPER', '-x', 'x-', '__', 'é', '日本', '\u202e', '\ud83d\ude00', '\0', '\t', ' ', '\r\n',
-      'etc', 'passwd', 'sentinel', '..%252f', '%252e%252e', '127.0.0.1:1', 'localhost', '[::1]', '169.254.169.254', 'docker.io',
-      'manifests', 'blobs', 'tags', 'list', 'referrers', 'uploads',
+      '..',
+      '.',
+      '',
+      '%2e%2e',
+      '%2E%2E',
+      '.%2e',
+      '%2e',
+      '%2F',
+      '%2f',
+      '..%2f..%2fsentinel',
+      '%00',
+      '%',
+      '%zz',
+      '%5C',
+      '\\',
+      '..\\..',
+      '~',
+      ';',
+      ';x=1',
+      '_tags',
+      '_uploads',
+      'UPPER',
+      '-x',
+      'x-',
+      '__',
+      'é',
+      '日本',
+      '\u202e',
+      '\ud83d\ude00',
+      '\0',
+      '\t',
+      ' ',
+      '\r\n',
+      'etc',
+      'passwd',
+      'sentinel',
+      '..%252f',
+      '%252e%252e',
+      '127.0.0.1:1',
+      'localhost',
+      '[::1]',
+      '169.254.169.254',
+      'docker.io',
+      'manifests',
+      'blobs',
+      'tags',
+      'list',
+      'referrers',
+      'uploads',
     ),
   },
   { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 10 }) },
   { weight: 1, arbitrary: fc.integer({ min: 100, max: 2500 }).map((n) => 'a'.repeat(n)) },
 );
 const reference = fc.oneof(
-  fc.constantFrom('latest', 'v1', 'sha256:' + 'a'.repeat(64), '..', '%2e%2e', 'sha256:..', 'sha256:%2e%2e', 'sha512:' + 'f'.repeat(128), 'Latest', '_', 'a'.repeat(129), ''),
+  fc.constantFrom(
+    'latest',
+    'v1',
+    'sha256:' + 'a'.repeat(64),
+    '..',
+    '%2e%2e',
+    'sha256:..',
+    'sha256:%2e%2e',
+    'sha512:' + 'f'.repeat(128),
+    'Latest',
+    '_',
+    'a'.repeat(129),
+    '',
+  ),
   segment,
 );
 const endpoint = fc.oneof(
@@ -171,91 +240,144 @@ const endpoint = fc.oneof(
   segment,
 );
 const query = fc.constantFrom(
-  '', '', '', '?ns=fixture.test', '?ns=127.0.0.1:1', '?ns=..%2f..', '?ns=%00', '?ns=', '?ns=a&ns=b', '?n=-1', '?n=99999999999999', '?n=abc',
-  '?last=%00', '?last=..', '?artifactType=%2e%2e', '?%', '?ns=LOCALHOST', '?ns=[::1]:80',
+  '',
+  '',
+  '',
+  '?ns=fixture.test',
+  '?ns=127.0.0.1:1',
+  '?ns=..%2f..',
+  '?ns=%00',
+  '?ns=',
+  '?ns=a&ns=b',
+  '?n=-1',
+  '?n=99999999999999',
+  '?n=abc',
+  '?last=%00',
+  '?last=..',
+  '?artifactType=%2e%2e',
+  '?%',
+  '?ns=LOCALHOST',
+  '?ns=[::1]:80',
 );
-const prefix = fc.constantFrom('/v2/', '/v2/', '/v2/', '/v2//', '/v2/./', '/v2/../', '//v2/', '/V2/', '/', 'http://mirror.test/v2/', 'http://127.0.0.1:1/v2/', '/v2/%2e%2e/');
+const prefix = fc.constantFrom(
+  '/v2/',
+  '/v2/',
+  '/v2/',
+  '/v2//',
+  '/v2/./',
+  '/v2/../',
+  '//v2/',
+  '/V2/',
+  '/',
+  'http://mirror.test/v2/',
+  'http://127.0.0.1:1/v2/',
+  '/v2/%2e%2e/',
+);
 const hostilePath = fc
   .tuple(prefix, fc.array(segment, { maxLength: 5 }), endpoint, query)
   .map(([p, segs, e, q]) => `${p}${[...segs, e].join('/')}${q}`)
   .filter((p) => Buffer.byteLength(p) < 12_000);
 
-t.test('a few hundred generated hostile paths: never a 5xx, never a hang, OCI error bodies, nothing written outside the cache root', async (t) => {
-  const env = await setup(t);
-  // Warm the cache a little so that some paths hit stored content.
-  const warm = await get(env.port, `/v2/library/app/manifests/latest`, 'GET', 'Accept: application/vnd.oci.image.manifest.v1+json\r\n');
-  t.equal(warm.status, 200, 'a legitimate pull works');
-  const root = join(env.parent, 'cache');
-  const spool = join(env.parent, 'cache-spool');
-  const outsideBefore = await snapshot(env.parent, [root, spool]);
-  const rootTopBefore = (await readdir(root)).sort();
+t.test(
+  'a few hundred generated hostile paths: never a 5xx, never a hang, OCI error bodies, nothing written outside the cache root',
+  async (t) => {
+    const env = await setup(t);
+    // Warm the cache a little so that some paths hit stored content.
+    const warm = await get(env.port, `/v2/library/app/manifests/latest`, 'GET', 'Accept: application/vnd.oci.image.manifest.v1+json\r\n');
+    t.equal(warm.status, 200, 'a legitimate pull works');
+    const root = join(env.parent, 'cache');
+    const spool = join(env.parent, 'cache-spool');
+    const outsideBefore = await snapshot(env.parent, [root, spool]);
+    const rootTopBefore = (await readdir(root)).sort();
 
-  const paths = fc.sample(hostilePath, { numRuns: 400, seed: 42 });
-  const problems: string[] = [];
-  const statuses = new Map<number, number>();
-  let next = 0;
-  const worker = async () => {
-    while (next < paths.length) {
-      const path = paths[next++] as string;
-      const method = next % 5 === 0 ? 'HEAD' : 'GET';
-      const target = requestTarget(path);
-      const r = await get(env.port, target, method);
-      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
-      const what = `${method} ${JSON.stringify(target.slice(0, 160))}`;
-      if (r.end === 'timeout') problems.push(`${what}: no response within ${TIMEOUT_MS} ms`);
-      else if (r.end === 'closed') problems.push(`${what}: connection closed without a response`);
-      else if (r.status >= 500) problems.push(`${what}: ${r.status} ${r.body.toString('utf8').slice(0, 200)}`);
-      else if (r.status >= 400) {
-        if (!/^application\/json/.test(r.headers['content-type'] ?? '')) problems.push(`${what}: ${r.status} with content-type ${r.headers['content-type']}`);
-        if (method === 'GET' && ociCode(r) === undefined) problems.push(`${what}: ${r.status} without an OCI error body: ${r.body.toString('utf8').slice(0, 200)}`);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
-  t.comment(`statuses: ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}`);
-  t.same(problems.slice(0, 25), [], `all ${paths.length} hostile requests answered properly (${problems.length} problems, first 25 shown)`);
-
-  const still = await get(env.port, '/v2/');
-  t.equal(still.status, 200, 'the server still serves /v2/');
-  t.same(await snapshot(env.parent, [root, spool]), outsideBefore, 'nothing was created or changed outside the cache root');
-  t.same((await readdir(root)).sort(), rootTopBefore, 'no new top-level entry in the cache root');
-  // Every tag record lies under repositories/<valid namespace>/<valid components>/_tags/<valid tag>, every
-  // access link under repositories/<valid namespace>/<valid components>/_links/<blobs|manifests>/sha256/<hex>.
-  const bad: string[] = [];
-  const walk = async (dir: string, parts: string[]): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p, [...parts, e.name]);
-      else {
-        const [ns, ...rest] = parts;
-        const tagsAt = rest.indexOf('_tags');
-        const linksAt = rest.indexOf('_links');
-        const repo = rest.slice(0, tagsAt >= 0 ? tagsAt : linksAt);
-        const recordOk =
-          tagsAt >= 0
-            ? tagsAt === rest.length - 1 && SPEC_TAG.test(e.name)
-            : linksAt >= 0 && linksAt === rest.length - 3 && ['blobs', 'manifests'].includes(rest[linksAt + 1] ?? '') && rest[linksAt + 2] === 'sha256' && /^[a-f0-9]{64}$/.test(e.name);
-        if (!ns || !isValidNamespace(ns) || !recordOk || repo.length === 0 || !repo.every((c) => SPEC_NAME_COMPONENT.test(c))) {
-          bad.push(relative(root, p));
+    const paths = fc.sample(hostilePath, { numRuns: 400, seed: 42 });
+    const problems: string[] = [];
+    const statuses = new Map<number, number>();
+    let next = 0;
+    const worker = async () => {
+      while (next < paths.length) {
+        const path = paths[next++] as string;
+        const method = next % 5 === 0 ? 'HEAD' : 'GET';
+        const target = requestTarget(path);
+        const r = await get(env.port, target, method);
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        const what = `${method} ${JSON.stringify(target.slice(0, 160))}`;
+        if (r.end === 'timeout') problems.push(`${what}: no response within ${TIMEOUT_MS} ms`);
+        else if (r.end === 'closed') problems.push(`${what}: connection closed without a response`);
+        else if (r.status >= 500) problems.push(`${what}: ${r.status} ${r.body.toString('utf8').slice(0, 200)}`);
+        else if (r.status >= 400) {
+          if (!/^application\/json/.test(r.headers['content-type'] ?? ''))
+            problems.push(`${what}: ${r.status} with content-type ${r.headers['content-type']}`);
+          if (method === 'GET' && ociCode(r) === undefined)
+            problems.push(`${what}: ${r.status} without an OCI error body: ${r.body.toString('utf8').slice(0, 200)}`);
         }
       }
-    }
-  };
-  await walk(join(root, 'repositories'), []);
-  t.same(bad, [], 'every stored tag record and access link has a valid namespace, repository and name');
-});
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    t.comment(`statuses: ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}`);
+    t.same(
+      problems.slice(0, 25),
+      [],
+      `all ${paths.length} hostile requests answered properly (${problems.length} problems, first 25 shown)`,
+    );
+
+    const still = await get(env.port, '/v2/');
+    t.equal(still.status, 200, 'the server still serves /v2/');
+    t.same(await snapshot(env.parent, [root, spool]), outsideBefore, 'nothing was created or changed outside the cache root');
+    t.same((await readdir(root)).sort(), rootTopBefore, 'no new top-level entry in the cache root');
+    // Every tag record lies under repositories/<valid namespace>/<valid components>/_tags/<valid tag>, every
+    // access link under repositories/<valid namespace>/<valid components>/_links/<blobs|manifests>/sha256/<hex>.
+    const bad: string[] = [];
+    const walk = async (dir: string, parts: string[]): Promise<void> => {
+      for (const e of await readdir(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) await walk(p, [...parts, e.name]);
+        else {
+          const [ns, ...rest] = parts;
+          const tagsAt = rest.indexOf('_tags');
+          const linksAt = rest.indexOf('_links');
+          const repo = rest.slice(0, tagsAt >= 0 ? tagsAt : linksAt);
+          const recordOk =
+            tagsAt >= 0
+              ? tagsAt === rest.length - 1 && SPEC_TAG.test(e.name)
+              : linksAt >= 0 &&
+                linksAt === rest.length - 3 &&
+                ['blobs', 'manifests'].includes(rest[linksAt + 1] ?? '') &&
+                rest[linksAt + 2] === 'sha256' &&
+                /^[a-f0-9]{64}$/.test(e.name);
+          if (!ns || !isValidNamespace(ns) || !recordOk || repo.length === 0 || !repo.every((c) => SPEC_NAME_COMPONENT.test(c))) {
+            bad.push(relative(root, p));
+          }
+        }
+      }
+    };
+    await walk(join(root, 'repositories'), []);
+    t.same(bad, [], 'every stored tag record and access link has a valid namespace, repository and name');
+  },
+);
 
 t.test('methods other than GET and HEAD get 405 UNSUPPORTED with an OCI body', async (t) => {
   const env = await setup(t);
-  const targets = ['/v2/', `/v2/library/app/manifests/latest`, `/v2/library/app/blobs/${env.img.layerDigests[0]}`, '/v2/library/app/tags/list'];
+  const targets = [
+    '/v2/',
+    `/v2/library/app/manifests/latest`,
+    `/v2/library/app/blobs/${env.img.layerDigests[0]}`,
+    '/v2/library/app/tags/list',
+  ];
   // CONNECT is not a request for a resource (Node hands it to a 'connect' listener); every other method
   // Node's HTTP parser knows reaches the application.
   const methods = METHODS.filter((m) => m !== 'GET' && m !== 'HEAD' && m !== 'CONNECT');
   const wrong: string[] = [];
   for (const target of targets) {
     for (const method of methods) {
-      const r = await get(env.port, target, method, method === 'POST' || method === 'PUT' || method === 'PATCH' || method === 'QUERY' ? 'Content-Length: 0\r\n' : '');
-      if (r.status !== 405 || (method !== 'OPTIONS' && ociCode(r) !== 'UNSUPPORTED')) wrong.push(`${method} ${target}: ${r.status} ${ociCode(r) ?? r.body.toString('utf8').slice(0, 80)}`);
+      const r = await get(
+        env.port,
+        target,
+        method,
+        method === 'POST' || method === 'PUT' || method === 'PATCH' || method === 'QUERY' ? 'Content-Length: 0\r\n' : '',
+      );
+      if (r.status !== 405 || (method !== 'OPTIONS' && ociCode(r) !== 'UNSUPPORTED'))
+        wrong.push(`${method} ${target}: ${r.status} ${ociCode(r) ?? r.body.toString('utf8').slice(0, 80)}`);
     }
   }
   t.same(wrong, [], `${methods.length} methods x ${targets.length} paths: 405 UNSUPPORTED`);
@@ -285,18 +407,21 @@ t.test('an oversized header (> 16 KiB) gets 431 and the server keeps serving', a
   t.equal(ok.body.toString('utf8'), env.img.bytes.toString('utf8'));
 });
 
-t.test('requests rejected by the HTTP parser (bad request line, raw NUL or non-ASCII, oversized header) get an OCI error body', async (t) => {
-  const env = await setup(t);
-  const cases: [string, Buffer][] = [
-    ['raw NUL in the path', Buffer.from('GET /v2/x\0/manifests/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 'latin1')],
-    ['raw UTF-8 in the path', Buffer.from('GET /v2/é/manifests/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 'utf8')],
-    ['unknown method token', Buffer.from('FOO /v2/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')],
-    ['oversized header', Buffer.from(`GET /v2/ HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\nConnection: close\r\n\r\n`)],
-  ];
-  for (const [what, req] of cases) {
-    const r = await rawRequest(env.port, req);
-    t.ok(r.status >= 400 && r.status < 500, `${what}: ${r.status}`);
-    t.ok(ociCode(r), `${what}: OCI error body (got ${r.body.toString('utf8').slice(0, 120)})`);
-  }
-  t.equal((await get(env.port, '/v2/')).status, 200, 'still serving');
-});
+t.test(
+  'requests rejected by the HTTP parser (bad request line, raw NUL or non-ASCII, oversized header) get an OCI error body',
+  async (t) => {
+    const env = await setup(t);
+    const cases: [string, Buffer][] = [
+      ['raw NUL in the path', Buffer.from('GET /v2/x\0/manifests/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 'latin1')],
+      ['raw UTF-8 in the path', Buffer.from('GET /v2/é/manifests/y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 'utf8')],
+      ['unknown method token', Buffer.from('FOO /v2/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')],
+      ['oversized header', Buffer.from(`GET /v2/ HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\nConnection: close\r\n\r\n`)],
+    ];
+    for (const [what, req] of cases) {
+      const r = await rawRequest(env.port, req);
+      t.ok(r.status >= 400 && r.status < 500, `${what}: ${r.status}`);
+      t.ok(ociCode(r), `${what}: OCI error body (got ${r.body.toString('utf8').slice(0, 120)})`);
+    }
+    t.equal((await get(env.port, '/v2/')).status, 200, 'still serving');
+  },
+);

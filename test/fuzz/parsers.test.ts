@@ -47,11 +47,69 @@ const hostileSegment = fc.oneof(
   {
     weight: 4,
     arbitrary: fc.constantFrom(
-      '..', '.', '', '%2e%2e', '%2E%2E', '%2e', '%2F', '%2f', '%00', '%', '%zz', '%5c', '\\', '\0', '..%2f..', '...', '~', ';',
-      'manifests', 'blobs', 'tags', 'list', 'referrers', '_tags', '_uploads', 'UPPER', '-x', 'x-', 'x--y', '_x', '__', 'x___y',
-      'é', '日本', '\u202e', '\ud800', '\uffff', ' ', '\t', '\n', '?', '#', '&', '=', '"', "'", '<script>', '$(id)',
-      'docker.io', 'index.docker.io', 'ghcr.io', 'localhost', 'localhost:5000', '127.0.0.1', '127.0.0.1:5000', '[::1]', '[::1]:5000',
-      '169.254.169.254', '10.0.0.1:80', '0x7f000001', 'a.b.c.d.e', 'x.local', 'fixture.test',
+      '..',
+      '.',
+      '',
+      '%2e%2e',
+      '%2E%2E',
+      '%2e',
+      '%2F',
+      '%2f',
+      '%00',
+      '%',
+      '%zz',
+      '%5c',
+      '\\',
+      '\0',
+      '..%2f..',
+      '...',
+      '~',
+      ';',
+      'manifests',
+      'blobs',
+      'tags',
+      'list',
+      'referrers',
+      '_tags',
+      '_uploads',
+      'UPPER',
+      '-x',
+      'x-',
+      'x--y',
+      '_x',
+      '__',
+      'x___y',
+      'é',
+      '日本',
+      '\u202e',
+      '\ud800',
+      '\uffff',
+      ' ',
+      '\t',
+      '\n',
+      '?',
+      '#',
+      '&',
+      '=',
+      '"',
+      "'",
+      '<script>',
+      '$(id)',
+      'docker.io',
+      'index.docker.io',
+      'ghcr.io',
+      'localhost',
+      'localhost:5000',
+      '127.0.0.1',
+      '127.0.0.1:5000',
+      '[::1]',
+      '[::1]:5000',
+      '169.254.169.254',
+      '10.0.0.1:80',
+      '0x7f000001',
+      'a.b.c.d.e',
+      'x.local',
+      'fixture.test',
     ),
   },
   { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
@@ -74,23 +132,29 @@ function timed<T>(f: () => T): { value: T | undefined; error: unknown; ms: numbe
 
 t.test('parseV2Path: only OciError escapes, and a parsed path reassembles to the input with clean parts', async (t) => {
   fc.assert(
-    fc.property(fc.oneof(hostilePath, fc.string({ unit: 'binary', maxLength: 300 }).map((s) => `/v2/${s}`)), (raw) => {
-      const r = timed(() => parseV2Path(raw));
-      if (r.ms > SLOW_MS) throw new Error(`parseV2Path took ${r.ms} ms`);
-      if (r.error !== undefined) {
-        if (!(r.error instanceof OciError)) throw r.error;
-        return;
-      }
-      const p = r.value;
-      if (p === undefined || p.kind === 'base') return;
-      const parts = p.kind === 'tags' ? [p.name] : p.kind === 'manifests' ? [p.name, p.reference] : [p.name, p.digest];
-      for (const part of parts) {
-        if (/[%\\\0]/.test(part)) throw new Error(`unclean part ${JSON.stringify(part)} from ${JSON.stringify(raw)}`);
-      }
-      const rebuilt =
-        p.kind === 'tags' ? `/v2/${p.name}/tags/list` : `/v2/${p.name}/${p.kind}/${p.kind === 'manifests' ? p.reference : p.digest}`;
-      if (rebuilt !== raw) throw new Error(`${JSON.stringify(raw)} parsed as ${JSON.stringify(p)}`);
-    }),
+    fc.property(
+      fc.oneof(
+        hostilePath,
+        fc.string({ unit: 'binary', maxLength: 300 }).map((s) => `/v2/${s}`),
+      ),
+      (raw) => {
+        const r = timed(() => parseV2Path(raw));
+        if (r.ms > SLOW_MS) throw new Error(`parseV2Path took ${r.ms} ms`);
+        if (r.error !== undefined) {
+          if (!(r.error instanceof OciError)) throw r.error;
+          return;
+        }
+        const p = r.value;
+        if (p === undefined || p.kind === 'base') return;
+        const parts = p.kind === 'tags' ? [p.name] : p.kind === 'manifests' ? [p.name, p.reference] : [p.name, p.digest];
+        for (const part of parts) {
+          if (/[%\\\0]/.test(part)) throw new Error(`unclean part ${JSON.stringify(part)} from ${JSON.stringify(raw)}`);
+        }
+        const rebuilt =
+          p.kind === 'tags' ? `/v2/${p.name}/tags/list` : `/v2/${p.name}/${p.kind}/${p.kind === 'manifests' ? p.reference : p.digest}`;
+        if (rebuilt !== raw) throw new Error(`${JSON.stringify(raw)} parsed as ${JSON.stringify(p)}`);
+      },
+    ),
     RUNS,
   );
   t.pass('no unexpected exception, every parse reassembles to its input');
@@ -110,7 +174,10 @@ function configs(): { label: string; config: MirrorConfig }[] {
       ['127.0.0.1:5000', explicitUpstream('127.0.0.1:5000', '127.0.0.1:5000')],
     ]),
   };
-  const openPlusLocal: MirrorConfig = { ...open, upstreams: new Map([['registry.local:5000', explicitUpstream('registry.local:5000', '10.1.2.3:5000')]]) };
+  const openPlusLocal: MirrorConfig = {
+    ...open,
+    upstreams: new Map([['registry.local:5000', explicitUpstream('registry.local:5000', '10.1.2.3:5000')]]),
+  };
   return [
     { label: 'open mirroring', config: open },
     { label: 'config file', config: withFile },
@@ -120,11 +187,50 @@ function configs(): { label: string; config: MirrorConfig }[] {
 
 const hostileNamespace = fc.oneof(
   fc.constantFrom(
-    'docker.io', 'DOCKER.IO', ' docker.io ', 'index.docker.io', 'registry-1.docker.io', 'ghcr.io', 'quay.io:443', 'registry.local:5000',
-    '127.0.0.1', '127.0.0.1:5000', '127.1', '2130706433', '0x7f000001', 'localhost', 'LOCALHOST:80', 'a.localhost', 'localhost.',
-    '[::1]', '[::1]:5000', '[::ffff:127.0.0.1]', '[fe80::1%25eth0]', '[fc00::1]:80', '169.254.169.254', '10.0.0.1:80', '192.168.1.1',
-    '100.64.0.1', '0.0.0.0', '8.8.8.8', '[2001:db8::1]', 'user@host', 'host/path', 'http://evil.com', 'evil.com#', 'evil.com:99999',
-    'evil.com:-1', '', ' ', '.', '..', 'a..b', '-a.com', 'a-.com', 'é.com', 'xn--nxasmq6b.com',
+    'docker.io',
+    'DOCKER.IO',
+    ' docker.io ',
+    'index.docker.io',
+    'registry-1.docker.io',
+    'ghcr.io',
+    'quay.io:443',
+    'registry.local:5000',
+    '127.0.0.1',
+    '127.0.0.1:5000',
+    '127.1',
+    '2130706433',
+    '0x7f000001',
+    'localhost',
+    'LOCALHOST:80',
+    'a.localhost',
+    'localhost.',
+    '[::1]',
+    '[::1]:5000',
+    '[::ffff:127.0.0.1]',
+    '[fe80::1%25eth0]',
+    '[fc00::1]:80',
+    '169.254.169.254',
+    '10.0.0.1:80',
+    '192.168.1.1',
+    '100.64.0.1',
+    '0.0.0.0',
+    '8.8.8.8',
+    '[2001:db8::1]',
+    'user@host',
+    'host/path',
+    'http://evil.com',
+    'evil.com#',
+    'evil.com:99999',
+    'evil.com:-1',
+    '',
+    ' ',
+    '.',
+    '..',
+    'a..b',
+    '-a.com',
+    'a-.com',
+    'é.com',
+    'xn--nxasmq6b.com',
   ),
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.integer({ min: 250, max: 2000 }).map((n) => `${'a'.repeat(n)}.com`),
@@ -155,7 +261,8 @@ t.test('Resolver: only OciError escapes; a resolved repository is valid and neve
             throw new Error(`invalid namespace ${JSON.stringify(repo.namespace)}`);
           }
           if (repo.upstream.namespace !== repo.namespace) throw new Error('upstream does not match the namespace');
-          if (!config.allowUnlisted && !repo.upstream.explicit) throw new Error(`unlisted namespace ${repo.namespace} resolved with a config file`);
+          if (!config.allowUnlisted && !repo.upstream.explicit)
+            throw new Error(`unlisted namespace ${repo.namespace} resolved with a config file`);
           if (!repo.upstream.explicit) {
             const host = repo.upstream.host.startsWith('[')
               ? repo.upstream.host.slice(1, repo.upstream.host.indexOf(']'))
@@ -175,13 +282,20 @@ t.test('Resolver: only OciError escapes; a resolved repository is valid and neve
 t.test('names: isValidRepositoryName agrees with the spec grammar (and the 255 limit) on generated names', async (t) => {
   const specValid = fc.stringMatching(SPEC_NAME).filter((s) => s.length > 0);
   fc.assert(
-    fc.property(fc.oneof(specValid, fc.array(hostileSegment, { maxLength: 5 }).map((s) => s.join('/')), fc.string({ unit: 'binary' })), (name) => {
-      const r = timed(() => isValidRepositoryName(name));
-      if (r.error !== undefined) throw r.error;
-      if (r.ms > SLOW_MS) throw new Error(`took ${r.ms} ms`);
-      const expected = name.length > 0 && name.length <= 255 && SPEC_NAME.test(name);
-      if (r.value !== expected) throw new Error(`${JSON.stringify(name)}: got ${String(r.value)}, spec says ${String(expected)}`);
-    }),
+    fc.property(
+      fc.oneof(
+        specValid,
+        fc.array(hostileSegment, { maxLength: 5 }).map((s) => s.join('/')),
+        fc.string({ unit: 'binary' }),
+      ),
+      (name) => {
+        const r = timed(() => isValidRepositoryName(name));
+        if (r.error !== undefined) throw r.error;
+        if (r.ms > SLOW_MS) throw new Error(`took ${r.ms} ms`);
+        const expected = name.length > 0 && name.length <= 255 && SPEC_NAME.test(name);
+        if (r.value !== expected) throw new Error(`${JSON.stringify(name)}: got ${String(r.value)}, spec says ${String(expected)}`);
+      },
+    ),
     RUNS,
   );
   t.pass('agrees with the spec grammar');
@@ -200,7 +314,8 @@ t.test('parseReference: a tag satisfies the tag grammar, a digest the digest gra
       }
       const ref = r.value;
       if (ref?.kind === 'tag' && (!SPEC_TAG.test(ref.tag) || ref.tag !== input)) throw new Error(`bad tag ${JSON.stringify(ref.tag)}`);
-      if (ref?.kind === 'digest' && (!SPEC_DIGEST.test(ref.digest.value) || ref.digest.value !== input)) throw new Error(`bad digest ${JSON.stringify(ref.digest.value)}`);
+      if (ref?.kind === 'digest' && (!SPEC_DIGEST.test(ref.digest.value) || ref.digest.value !== input))
+        throw new Error(`bad digest ${JSON.stringify(ref.digest.value)}`);
       if (isValidTag(input) !== SPEC_TAG.test(input)) throw new Error(`isValidTag disagrees on ${JSON.stringify(input)}`);
     }),
     RUNS,
@@ -208,25 +323,32 @@ t.test('parseReference: a tag satisfies the tag grammar, a digest the digest gra
   t.pass('references satisfy their grammars');
 });
 
-t.test('digests: tryParseDigest accepts exactly sha256/sha512 lowercase hex of the right length; parseDigest throws only OciError', async (t) => {
-  fc.assert(
-    fc.property(fc.oneof(digestLike, fc.string({ unit: 'binary', maxLength: 200 })), (input) => {
-      const d = tryParseDigest(input);
-      if ((d !== undefined) !== SPEC_DIGEST.test(input)) throw new Error(`tryParseDigest(${JSON.stringify(input)}) = ${JSON.stringify(d)}`);
-      if (d && (d.value !== input || `${d.algorithm}:${d.hex}` !== input)) throw new Error('digest parts do not reassemble');
-      try {
-        parseDigest(input);
-      } catch (e) {
-        if (!(e instanceof OciError) || e.code !== 'DIGEST_INVALID') throw e;
-      }
-    }),
-    RUNS,
-  );
-  t.pass('digest grammar holds');
-});
+t.test(
+  'digests: tryParseDigest accepts exactly sha256/sha512 lowercase hex of the right length; parseDigest throws only OciError',
+  async (t) => {
+    fc.assert(
+      fc.property(fc.oneof(digestLike, fc.string({ unit: 'binary', maxLength: 200 })), (input) => {
+        const d = tryParseDigest(input);
+        if ((d !== undefined) !== SPEC_DIGEST.test(input))
+          throw new Error(`tryParseDigest(${JSON.stringify(input)}) = ${JSON.stringify(d)}`);
+        if (d && (d.value !== input || `${d.algorithm}:${d.hex}` !== input)) throw new Error('digest parts do not reassemble');
+        try {
+          parseDigest(input);
+        } catch (e) {
+          if (!(e instanceof OciError) || e.code !== 'DIGEST_INVALID') throw e;
+        }
+      }),
+      RUNS,
+    );
+    t.pass('digest grammar holds');
+  },
+);
 
 /** RFC 9110 single byte-range semantics, computed exactly with BigInt. */
-function rangeOracle(header: string, size: number): { kind: 'full' } | { kind: 'unsatisfiable' } | { kind: 'partial'; start: number; end: number } {
+function rangeOracle(
+  header: string,
+  size: number,
+): { kind: 'full' } | { kind: 'unsatisfiable' } | { kind: 'partial'; start: number; end: number } {
   const m = /^bytes=(\d*)-(\d*)$/.exec(header);
   if (!m) return { kind: 'full' };
   const [, a = '', b = ''] = m;
@@ -282,7 +404,8 @@ t.test('parseRange: never throws, a partial range lies inside the body, and stri
         const same =
           want.kind === got.kind &&
           (want.kind !== 'partial' || (got.kind === 'partial' && got.range.start === want.start && got.range.end === want.end));
-        if (!same) throw new Error(`${JSON.stringify(header)} on ${total} bytes: got ${JSON.stringify(got)}, RFC 9110 says ${JSON.stringify(want)}`);
+        if (!same)
+          throw new Error(`${JSON.stringify(header)} on ${total} bytes: got ${JSON.stringify(got)}, RFC 9110 says ${JSON.stringify(want)}`);
       }
     }),
     { ...RUNS, numRuns: 5000 },
@@ -301,15 +424,19 @@ t.test('parseRange ignores a range whose last position is below its first, also 
 t.test('parseChallenge (hostile upstream WWW-Authenticate): never throws, never slow', async (t) => {
   const param = fc.tuple(
     fc.constantFrom('realm', 'service', 'scope', 'error', 'REALM', 'x', ''),
-    fc.oneof(fc.string({ maxLength: 40 }), fc.string({ maxLength: 40 }).map((s) => `"${s}"`), fc.constant('"unterminated')),
+    fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.string({ maxLength: 40 }).map((s) => `"${s}"`),
+      fc.constant('"unterminated'),
+    ),
   );
   fc.assert(
     fc.property(
       fc.oneof(
         fc.string({ unit: 'binary', maxLength: 300 }),
-        fc.tuple(fc.constantFrom('Bearer', 'Basic', 'bearer', 'Digest', ''), fc.array(param, { maxLength: 8 })).map(
-          ([scheme, ps]) => `${scheme} ${ps.map(([k, v]) => `${k}=${v}`).join(',')}`,
-        ),
+        fc
+          .tuple(fc.constantFrom('Bearer', 'Basic', 'bearer', 'Digest', ''), fc.array(param, { maxLength: 8 }))
+          .map(([scheme, ps]) => `${scheme} ${ps.map(([k, v]) => `${k}=${v}`).join(',')}`),
       ),
       (header) => {
         const r = timed(() => parseChallenge(header));
@@ -327,7 +454,9 @@ t.test('parseDuration: never throws; a result is a non-negative number of millis
     fc.property(
       fc.oneof(
         fc.string({ unit: 'binary', maxLength: 40 }),
-        fc.tuple(fc.bigInt({ min: 0n, max: 10n ** 400n }), fc.constantFrom('ms', 's', 'm', 'h', 'd', 'w', 'y', '')).map(([n, u]) => `${n}${u}`),
+        fc
+          .tuple(fc.bigInt({ min: 0n, max: 10n ** 400n }), fc.constantFrom('ms', 's', 'm', 'h', 'd', 'w', 'y', ''))
+          .map(([n, u]) => `${n}${u}`),
       ),
       (text) => {
         const r = timed(() => parseDuration(text));

@@ -181,7 +181,10 @@ export class MemoryStorage implements Storage {
 
   async listTags(repo: RepositoryRef): Promise<string[]> {
     const prefix = `${repo.namespace}/${repo.repository}:`;
-    return [...this.tags.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)).sort();
+    return [...this.tags.keys()]
+      .filter((k) => k.startsWith(prefix))
+      .map((k) => k.slice(prefix.length))
+      .sort();
   }
 
   async deleteTag(repo: RepositoryRef, tag: string): Promise<void> {

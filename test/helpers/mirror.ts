@@ -65,7 +65,7 @@ export function testConfig(options: StartMirrorOptions): MirrorConfig {
   for (const u of options.upstreams ?? []) {
     upstreams.set(u.namespace, { ...defaultUpstreamSettings(), tls: false, explicit: true, ...u });
   }
-  return { ...base, upstreams, allowUnlisted: options.allowUnlisted ?? (options.upstreams === undefined) };
+  return { ...base, upstreams, allowUnlisted: options.allowUnlisted ?? options.upstreams === undefined };
 }
 
 /** The mirror in this process, on 127.0.0.1 and an ephemeral port, with a temp filesystem cache. */

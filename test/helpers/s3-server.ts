@@ -201,10 +201,13 @@ export async function startS3Server(options: { bucket?: string } = {}): Promise<
   const uploadsDir = join(dir, bucket, UPLOADS_DIR);
   const requests = async (): Promise<Array<{ method: string; url: string }>> => {
     const text = await readFile(requestLog, 'utf8').catch(() => '');
-    return text.split('\n').filter((l) => l !== '').map((l) => {
-      const space = l.indexOf(' ');
-      return { method: l.slice(0, space), url: l.slice(space + 1) };
-    });
+    return text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => {
+        const space = l.indexOf(' ');
+        return { method: l.slice(0, space), url: l.slice(space + 1) };
+      });
   };
   return {
     get endpoint() {
@@ -237,7 +240,10 @@ export async function startS3Server(options: { bucket?: string } = {}): Promise<
       return (await requests()).filter((r) => {
         const [p, q = ''] = r.url.split('?');
         const query = new URLSearchParams(q);
-        return decodeURIComponent(p ?? '') === path && ((r.method === 'POST' && query.has('uploads')) || (r.method === 'PUT' && !query.has('uploadId')));
+        return (
+          decodeURIComponent(p ?? '') === path &&
+          ((r.method === 'POST' && query.has('uploads')) || (r.method === 'PUT' && !query.has('uploadId')))
+        );
       }).length;
     },
     async pendingUploads(keyPrefix = '') {

@@ -4,10 +4,17 @@ import { reply, startRawUpstream } from '../fixtures/raw-upstream.js';
 import { startFixtureUpstream, type FixtureOptions, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror, type TestUpstream } from '../helpers/mirror.js';
 
-async function setup(t: Test, fixture: FixtureOptions, upstream: Partial<TestUpstream> = {}): Promise<{ up: FixtureUpstream; mirror: TestMirror }> {
+async function setup(
+  t: Test,
+  fixture: FixtureOptions,
+  upstream: Partial<TestUpstream> = {},
+): Promise<{ up: FixtureUpstream; mirror: TestMirror }> {
   const up = await startFixtureUpstream(fixture);
   t.teardown(() => up.close());
-  const mirror = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host, ...upstream }], defaultNamespace: 'fixture.test' });
+  const mirror = await startMirror({
+    upstreams: [{ namespace: 'fixture.test', host: up.host, ...upstream }],
+    defaultNamespace: 'fixture.test',
+  });
   t.teardown(() => mirror.close());
   return { up, mirror };
 }
@@ -30,13 +37,21 @@ async function pull(t: Test, mirror: TestMirror, repo: string, tag: string): Pro
 }
 
 t.test('basic auth upstream: the mirror pulls with the configured username and password', async (t) => {
-  const { up, mirror } = await setup(t, { auth: { kind: 'basic', username: 'mirror', password: 'pw1' } }, { username: 'mirror', password: 'pw1' });
+  const { up, mirror } = await setup(
+    t,
+    { auth: { kind: 'basic', username: 'mirror', password: 'pw1' } },
+    { username: 'mirror', password: 'pw1' },
+  );
   up.addImage('org/app', { tag: 'v1', layers: [randomBytesSeeded(20_000, 1)] });
   await pull(t, mirror, 'org/app', 'v1');
 });
 
 t.test('bearer upstream: the mirror gets a token with username/password at the token endpoint', async (t) => {
-  const { up, mirror } = await setup(t, { auth: { kind: 'bearer', username: 'robot', password: 'tokpw' } }, { username: 'robot', password: 'tokpw' });
+  const { up, mirror } = await setup(
+    t,
+    { auth: { kind: 'bearer', username: 'robot', password: 'tokpw' } },
+    { username: 'robot', password: 'tokpw' },
+  );
   up.addImage('org/app', { tag: 'v1' });
   await pull(t, mirror, 'org/app', 'v1');
   t.equal(up.tokenRequests.length, 1, 'one token for the whole pull');
@@ -60,7 +75,11 @@ t.test('bearer upstream with redirected blobs: the CDN host never sees the token
 });
 
 t.test('wrong upstream credentials are 403 DENIED and the response never contains them', async (t) => {
-  const { up, mirror } = await setup(t, { auth: { kind: 'bearer', username: 'robot', password: 'right' } }, { username: 'robot', password: 'Wr0ngPa55' });
+  const { up, mirror } = await setup(
+    t,
+    { auth: { kind: 'bearer', username: 'robot', password: 'right' } },
+    { username: 'robot', password: 'Wr0ngPa55' },
+  );
   up.addImage('org/app', { tag: 'v1' });
   const { res, body } = await get(mirror, '/v2/org/app/manifests/v1');
   t.equal(res.status, 403);
@@ -81,7 +100,11 @@ t.test('a basic auth upstream without configured credentials is 403 DENIED, not 
 
 t.test('a token realm on another host than the upstream never receives its credentials; the 403 names token_realm_hosts', async (t) => {
   // Whoever answers for the upstream names the realm: credentials would otherwise go wherever it says.
-  const { up, mirror } = await setup(t, { auth: { kind: 'bearer', username: 'robot', password: 'R3almPw' }, tokenRealmHost: 'localhost' }, { username: 'robot', password: 'R3almPw' });
+  const { up, mirror } = await setup(
+    t,
+    { auth: { kind: 'bearer', username: 'robot', password: 'R3almPw' }, tokenRealmHost: 'localhost' },
+    { username: 'robot', password: 'R3almPw' },
+  );
   up.addImage('org/app', { tag: 'v1' });
   const { res, body } = await get(mirror, '/v2/org/app/manifests/v1');
   t.equal(res.status, 403);
@@ -94,7 +117,11 @@ t.test('a token realm on another host than the upstream never receives its crede
 });
 
 t.test('with token_realm_hosts listing the realm host, the mirror pulls with its credentials', async (t) => {
-  const { up, mirror } = await setup(t, { auth: { kind: 'bearer', username: 'robot', password: 'pw' }, tokenRealmHost: 'localhost' }, { username: 'robot', password: 'pw', tokenRealmHosts: ['localhost'] });
+  const { up, mirror } = await setup(
+    t,
+    { auth: { kind: 'bearer', username: 'robot', password: 'pw' }, tokenRealmHost: 'localhost' },
+    { username: 'robot', password: 'pw', tokenRealmHosts: ['localhost'] },
+  );
   up.addImage('org/app', { tag: 'v1' });
   await pull(t, mirror, 'org/app', 'v1');
   t.equal(up.tokenRequests[0]?.headers.authorization, `Basic ${Buffer.from('robot:pw').toString('base64')}`);

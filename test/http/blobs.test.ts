@@ -6,7 +6,10 @@ import { startMirror, type TestMirror } from '../helpers/mirror.js';
 
 const SIZE = 300_000;
 
-async function setup(t: Test, options?: FixtureOptions): Promise<{ up: FixtureUpstream; mirror: TestMirror; bytes: Buffer; digest: string }> {
+async function setup(
+  t: Test,
+  options?: FixtureOptions,
+): Promise<{ up: FixtureUpstream; mirror: TestMirror; bytes: Buffer; digest: string }> {
   const up = await startFixtureUpstream(options);
   t.teardown(() => up.close());
   const mirror = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host }], defaultNamespace: 'fixture.test' });
@@ -22,7 +25,10 @@ async function get(mirror: TestMirror, path: string, init: RequestInit = {}): Pr
 }
 
 /** A GET with exactly these headers over a fresh connection (fetch adds its own Accept-Encoding and decodes). */
-function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function rawGet(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: 'GET', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];

@@ -5,10 +5,18 @@ import { startMirror, type StartMirrorOptions, type TestMirror, type TestUpstrea
 
 const OCI = { accept: `${MEDIA_TYPES.ociManifest}, ${MEDIA_TYPES.ociIndex}` };
 
-async function setup(t: Test, upstream: Partial<TestUpstream> = {}, options: Partial<StartMirrorOptions> = {}): Promise<{ up: FixtureUpstream; mirror: TestMirror }> {
+async function setup(
+  t: Test,
+  upstream: Partial<TestUpstream> = {},
+  options: Partial<StartMirrorOptions> = {},
+): Promise<{ up: FixtureUpstream; mirror: TestMirror }> {
   const up = await startFixtureUpstream();
   t.teardown(() => up.close());
-  const mirror = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host, ...upstream }], defaultNamespace: 'fixture.test', ...options });
+  const mirror = await startMirror({
+    upstreams: [{ namespace: 'fixture.test', host: up.host, ...upstream }],
+    defaultNamespace: 'fixture.test',
+    ...options,
+  });
   t.teardown(() => mirror.close());
   return { up, mirror };
 }

@@ -35,7 +35,11 @@ async function cacheTags(m: TestMirror, names: Array<[namespace: string, reposit
   for (const [namespace, repository] of names) await m.storage.putTag({ namespace, repository }, 'latest', record);
 }
 
-async function catalog(m: TestMirror, query = '', headers: Record<string, string> = {}): Promise<{ res: Response; repositories: string[] }> {
+async function catalog(
+  m: TestMirror,
+  query = '',
+  headers: Record<string, string> = {},
+): Promise<{ res: Response; repositories: string[] }> {
   const res = await fetch(`${m.url}/v2/_catalog${query}`, { headers });
   const doc = (await res.json()) as { repositories?: string[] };
   return { res, repositories: doc.repositories ?? [] };
@@ -169,5 +173,9 @@ t.test('repositories of a namespace with client_auth are listed only to clients 
   ]);
   t.same((await catalog(m)).repositories, ['public'], 'anonymous: the public namespace only');
   t.same((await catalog(m, '', { authorization: basic('alice', 'nope') })).repositories, ['public'], 'wrong password: the same');
-  t.same((await catalog(m, '', { authorization: basic('alice', 's3cret') })).repositories, ['other.test/private', 'public'], 'with credentials: both');
+  t.same(
+    (await catalog(m, '', { authorization: basic('alice', 's3cret') })).repositories,
+    ['other.test/private', 'public'],
+    'with credentials: both',
+  );
 });

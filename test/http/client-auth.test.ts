@@ -11,7 +11,10 @@ import { startMirror, type StartMirrorOptions } from '../helpers/mirror.js';
 
 const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
 
-async function setup(t: { teardown: (fn: () => Promise<void>) => void }, opts: { cost?: number } & Pick<StartMirrorOptions, 'htpasswd'> = {}) {
+async function setup(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  opts: { cost?: number } & Pick<StartMirrorOptions, 'htpasswd'> = {},
+) {
   const up = await startFixtureUpstream();
   const img = up.addImage('team/app', { tag: 'v1' });
   const dir = await mkdtemp(join(tmpdir(), 'htpasswd-'));
@@ -78,7 +81,11 @@ function clientFrom(t: { teardown: (fn: () => Promise<void>) => void }, address:
   return agent;
 }
 
-async function statusOf(url: string, dispatcher: Agent, authorization?: string): Promise<{ status: number; retryAfter: string | undefined; code: string | undefined }> {
+async function statusOf(
+  url: string,
+  dispatcher: Agent,
+  authorization?: string,
+): Promise<{ status: number; retryAfter: string | undefined; code: string | undefined }> {
   const res = await request(url, { dispatcher, ...(authorization ? { headers: { authorization } } : {}) });
   const text = await res.body.text();
   const retryAfter = res.headers['retry-after'];
@@ -139,7 +146,10 @@ t.test('clients hammering wrong passwords do not slow down other requests (bcryp
   await Promise.all(hammers);
   t.ok(during >= 4, `wrong passwords were being checked meanwhile (${during})`);
   const ratio = loaded / Math.max(baseline, 0.5);
-  t.ok(ratio < 20, `median latency of a public-namespace request: ${baseline.toFixed(2)} ms alone, ${loaded.toFixed(2)} ms under the guessing (x${ratio.toFixed(1)})`);
+  t.ok(
+    ratio < 20,
+    `median latency of a public-namespace request: ${baseline.toFixed(2)} ms alone, ${loaded.toFixed(2)} ms under the guessing (x${ratio.toFixed(1)})`,
+  );
 });
 
 t.test('an address that keeps failing logins gets 429 TOOMANYREQUESTS with Retry-After; other addresses do not', async (t) => {

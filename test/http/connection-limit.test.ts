@@ -30,7 +30,11 @@ async function setup(t: Test): Promise<Setup> {
   const up = await startFixtureUpstream();
   t.teardown(() => up.close());
   // A send timeout far beyond the test: held responses stay held until their clients go.
-  const mirror = await startMirror({ upstreams: [{ namespace: up.host, host: up.host }], maxConnectionsPerClient: CAP, sendTimeoutMs: 600_000 });
+  const mirror = await startMirror({
+    upstreams: [{ namespace: up.host, host: up.host }],
+    maxConnectionsPerClient: CAP,
+    sendTimeoutMs: 600_000,
+  });
   t.teardown(() => mirror.close());
   const digest = up.addBlob(randomBytesSeeded(32 * MiB, 7));
   const path = `/v2/library/app/blobs/${digest}?ns=${up.host}`;
@@ -78,7 +82,10 @@ t.test('a response that ends, or whose client leaves, gives its place back', asy
   t.equal((await fetch(`${s.mirror.url}${s.path}`, { method: 'HEAD' })).status, 429, 'at the cap');
   // A client that leaves.
   held[0]?.socket.destroy();
-  t.ok(await eventually(async () => (await fetch(`${s.mirror.url}${s.path}`, { method: 'HEAD' })).status === 200), 'a place is free once it left');
+  t.ok(
+    await eventually(async () => (await fetch(`${s.mirror.url}${s.path}`, { method: 'HEAD' })).status === 200),
+    'a place is free once it left',
+  );
   // A response that ends: a client reading to the end.
   const reader = held[1] as RawGet;
   reader.readAll();

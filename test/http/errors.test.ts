@@ -61,16 +61,31 @@ t.test('anything else is INTERNAL with a generic message, never the original mes
 
 const STACK = /\n\s+at |\.ts:\d+|\.js:\d+|node:internal|node_modules/;
 
-async function setup(t: Test, upstream: Partial<TestUpstream> = {}, options: Partial<StartMirrorOptions> = {}): Promise<{ up: FixtureUpstream; mirror: TestMirror }> {
+async function setup(
+  t: Test,
+  upstream: Partial<TestUpstream> = {},
+  options: Partial<StartMirrorOptions> = {},
+): Promise<{ up: FixtureUpstream; mirror: TestMirror }> {
   const up = await startFixtureUpstream();
   t.teardown(() => up.close());
-  const mirror = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host, ...upstream }], defaultNamespace: 'fixture.test', ...options });
+  const mirror = await startMirror({
+    upstreams: [{ namespace: 'fixture.test', host: up.host, ...upstream }],
+    defaultNamespace: 'fixture.test',
+    ...options,
+  });
   t.teardown(() => mirror.close());
   return { up, mirror };
 }
 
 /** Asserts an OCI error response: status, JSON content type, {"errors":[{code,message}]}, no stack trace. */
-async function expectError(t: Test, mirror: TestMirror, path: string, status: number, code: string | undefined, init: RequestInit = {}): Promise<Response> {
+async function expectError(
+  t: Test,
+  mirror: TestMirror,
+  path: string,
+  status: number,
+  code: string | undefined,
+  init: RequestInit = {},
+): Promise<Response> {
   const res = await fetch(`${mirror.url}${path}`, init);
   const text = await res.text();
   t.equal(res.status, status, `${init.method ?? 'GET'} ${path} -> ${status}`);

@@ -37,7 +37,10 @@ async function expectError(t: Test, res: Response, body: Buffer, status: number,
 }
 
 /** A raw GET with exactly these headers (fetch always adds Accept: *\/*). */
-function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function rawGet(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: 'GET', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -125,7 +128,12 @@ t.test('a stored media type the client does not accept is 404 MANIFEST_UNKNOWN, 
 t.test('an index requested by a client that accepts only image manifests is 404 MANIFEST_UNKNOWN', async (t) => {
   const { up, mirror } = await setup(t);
   const a = up.addImage('org/app');
-  up.addManifest('org/app', { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: a.digest, size: a.bytes.length }] }, OCI_INDEX, 'multi');
+  up.addManifest(
+    'org/app',
+    { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: a.digest, size: a.bytes.length }] },
+    OCI_INDEX,
+    'multi',
+  );
   const { res, body } = await get(mirror, '/v2/org/app/manifests/multi', accept(OCI_MANIFEST));
   await expectError(t, res, body, 404, 'MANIFEST_UNKNOWN');
 });
@@ -143,8 +151,17 @@ t.test("containerd's Accept list is served Docker and OCI manifests and indexes 
   const { up, mirror } = await setup(t);
   const d = up.addImage('org/app', { tag: 'docker', format: 'docker' });
   const o = up.addImage('org/app', { tag: 'oci' });
-  up.addManifest('org/app', { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: o.digest, size: o.bytes.length }] }, OCI_INDEX, 'index');
-  for (const [tag, type] of [['docker', DOCKER_MANIFEST], ['oci', OCI_MANIFEST], ['index', OCI_INDEX]] as const) {
+  up.addManifest(
+    'org/app',
+    { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: o.digest, size: o.bytes.length }] },
+    OCI_INDEX,
+    'index',
+  );
+  for (const [tag, type] of [
+    ['docker', DOCKER_MANIFEST],
+    ['oci', OCI_MANIFEST],
+    ['index', OCI_INDEX],
+  ] as const) {
     const { res } = await get(mirror, `/v2/org/app/manifests/${tag}`, accept(CONTAINERD_ACCEPT));
     t.equal(res.status, 200, tag);
     t.equal(res.headers.get('content-type'), type, tag);
@@ -191,7 +208,13 @@ t.test('a Docker manifest list and its children are served with their Docker med
   const child = up.addImage('org/list', { format: 'docker' });
   const listDigest = up.addManifest(
     'org/list',
-    { schemaVersion: 2, mediaType: DOCKER_LIST, manifests: [{ mediaType: DOCKER_MANIFEST, digest: child.digest, size: child.bytes.length, platform: { architecture: 'amd64', os: 'linux' } }] },
+    {
+      schemaVersion: 2,
+      mediaType: DOCKER_LIST,
+      manifests: [
+        { mediaType: DOCKER_MANIFEST, digest: child.digest, size: child.bytes.length, platform: { architecture: 'amd64', os: 'linux' } },
+      ],
+    },
     DOCKER_LIST,
     'latest',
   );
@@ -275,7 +298,12 @@ t.test("a manifest by tag whose bytes do not hash to upstream's Docker-Content-D
 t.test('a manifest the upstream serves as text/html is 502 with an OCI error, never stored or served', async (t) => {
   // A captive portal, a login page or a misconfigured proxy answering 200 for the manifest URL.
   let html = true;
-  const good = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] });
+  const good = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 },
+    layers: [],
+  });
   const page = '<html><body>Sign in to continue</body></html>';
   const up = await startRawUpstream((_req, res) => (html ? reply(res, 200, 'text/html', page) : reply(res, 200, OCI_MANIFEST, good)));
   t.teardown(() => up.close());

@@ -76,7 +76,10 @@ t.test('the artifactType filter passes through and OCI-Filters-Applied is echoed
   const { res, index } = await referrers(mirror, `/v2/org/app/referrers/${subject.digest}${q(SIG)}`);
   t.equal(res.status, 200);
   t.equal(res.headers.get('oci-filters-applied'), 'artifactType');
-  t.same(index.manifests.map((m) => m.digest), [sig.digest]);
+  t.same(
+    index.manifests.map((m) => m.digest),
+    [sig.digest],
+  );
   t.equal(index.manifests[0]?.artifactType, SIG);
   const sent = up.requests.find((r) => r.path.includes('/referrers/'));
   t.equal(sent?.query.get('artifactType'), SIG, 'the filter reached the upstream');
@@ -87,7 +90,10 @@ t.test('an upstream API that ignores artifactType: the mirror filters and sends 
   const { res, index } = await referrers(mirror, `/v2/org/app/referrers/${subject.digest}${q(SBOM)}`);
   t.equal(res.status, 200);
   t.equal(res.headers.get('oci-filters-applied'), 'artifactType');
-  t.same(index.manifests.map((m) => m.digest), [sbom.digest]);
+  t.same(
+    index.manifests.map((m) => m.digest),
+    [sbom.digest],
+  );
 });
 
 t.test('a subject without referrers is an empty index', async (t) => {
@@ -116,7 +122,11 @@ t.test('without the referrers API, the index at tag <alg>-<hex> of the subject i
   t.equal(index.schemaVersion, 2);
   t.equal(index.mediaType, MEDIA_TYPES.ociIndex);
   t.same(index.manifests, [referrerDescriptor(sig), referrerDescriptor(sbom)], 'the descriptors as the tag-schema index holds them');
-  t.equal(up.countRequests({ method: 'GET', pathIncludes: `/v2/org/app/manifests/${tagSchemaTag(subject.digest)}` }), 1, 'the tag was fetched once');
+  t.equal(
+    up.countRequests({ method: 'GET', pathIncludes: `/v2/org/app/manifests/${tagSchemaTag(subject.digest)}` }),
+    1,
+    'the tag was fetched once',
+  );
 });
 
 t.test('without the referrers API, artifactType is filtered by the mirror with OCI-Filters-Applied', async (t) => {
@@ -159,7 +169,9 @@ t.test('an upstream answering the referrers path with a 200 page (not an index) 
 t.test('the tag-schema index stays pullable as a manifest, byte for byte', async (t) => {
   const { mirror, subject, tagIndex } = await setupTagSchema(t);
   await referrers(mirror, `/v2/org/app/referrers/${subject.digest}`);
-  const res = await fetch(`${mirror.url}/v2/org/app/manifests/${tagSchemaTag(subject.digest)}`, { headers: { accept: MEDIA_TYPES.ociIndex } });
+  const res = await fetch(`${mirror.url}/v2/org/app/manifests/${tagSchemaTag(subject.digest)}`, {
+    headers: { accept: MEDIA_TYPES.ociIndex },
+  });
   t.equal(res.status, 200);
   t.equal(res.headers.get('docker-content-digest'), tagIndex.digest);
   t.same(Buffer.from(await res.arrayBuffer()), tagIndex.bytes);
@@ -180,7 +192,12 @@ t.test('a sha512 subject is looked up at tag sha512-<first 64 hex> (tags are at 
   const { up, mirror, sig } = await setup(t, { referrers: false });
   const subject = `sha512:${createHash('sha512').update('subject').digest('hex')}`;
   const tag = `sha512-${subject.slice('sha512:'.length, 'sha512:'.length + 64)}`;
-  up.addManifest('org/app', { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [referrerDescriptor(sig)] }, MEDIA_TYPES.ociIndex, tag);
+  up.addManifest(
+    'org/app',
+    { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [referrerDescriptor(sig)] },
+    MEDIA_TYPES.ociIndex,
+    tag,
+  );
   const { res, index } = await referrers(mirror, `/v2/org/app/referrers/${subject}`);
   t.equal(res.status, 200);
   t.same(digests(index), [sig.digest]);
@@ -200,7 +217,12 @@ t.test('tag-schema entries that are not usable descriptors are dropped; the othe
     { mediaType: MEDIA_TYPES.ociManifest, digest: sig.digest, size: 1, artifactType: 42 },
   ];
   const manifests = [...junk, referrerDescriptor(sig)];
-  up.addManifest('org/app', { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests }, MEDIA_TYPES.ociIndex, tagSchemaTag(subject.digest));
+  up.addManifest(
+    'org/app',
+    { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests },
+    MEDIA_TYPES.ociIndex,
+    tagSchemaTag(subject.digest),
+  );
   const { res, index } = await referrers(mirror, `/v2/org/app/referrers/${subject.digest}`);
   t.equal(res.status, 200);
   t.same(index.manifests, [referrerDescriptor(sig)]);
@@ -218,7 +240,12 @@ t.test('a tag-schema index that is not JSON is a clean 502 OCI error (no stack, 
 
 t.test('a tag-schema index without a manifests array is a clean 502 OCI error', async (t) => {
   const { up, mirror, subject } = await setup(t, { referrers: false });
-  up.addManifest('org/app', { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: 'none' }, MEDIA_TYPES.ociIndex, tagSchemaTag(subject.digest));
+  up.addManifest(
+    'org/app',
+    { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: 'none' },
+    MEDIA_TYPES.ociIndex,
+    tagSchemaTag(subject.digest),
+  );
   const err = await errorOf(await fetch(`${mirror.url}/v2/org/app/referrers/${subject.digest}`));
   t.equal(err.status, 502);
   t.equal(err.code, 'UPSTREAM_ERROR');
@@ -226,7 +253,12 @@ t.test('a tag-schema index without a manifests array is a clean 502 OCI error', 
 
 t.test('an oversized tag-schema index (over 4 MiB) is a clean 502 OCI error', async (t) => {
   const { up, mirror, subject, sig } = await setup(t, { referrers: false });
-  const big = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [referrerDescriptor(sig)], annotations: { pad: 'x'.repeat(4 * 1024 * 1024) } };
+  const big = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociIndex,
+    manifests: [referrerDescriptor(sig)],
+    annotations: { pad: 'x'.repeat(4 * 1024 * 1024) },
+  };
   up.addManifest('org/app', big, MEDIA_TYPES.ociIndex, tagSchemaTag(subject.digest));
   const err = await errorOf(await fetch(`${mirror.url}/v2/org/app/referrers/${subject.digest}`));
   t.equal(err.status, 502);

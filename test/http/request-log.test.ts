@@ -34,7 +34,8 @@ async function setup(t: Test): Promise<{ up: FixtureUpstream; m: TestMirror; lin
   return { up, m, lines, digest: img.layerDigests[0] as string };
 }
 
-const requestLines = (lines: LogLine[], pathPart: string) => lines.filter((l) => l['msg'] === 'request' && String(l['path']).includes(pathPart));
+const requestLines = (lines: LogLine[], pathPart: string) =>
+  lines.filter((l) => l['msg'] === 'request' && String(l['path']).includes(pathPart));
 
 t.test('a complete response is logged once, not as aborted, with its bytes', async (t) => {
   const { up, m, lines, digest } = await setup(t);

@@ -12,7 +12,15 @@ function capture(level: 'info' | 'warn'): { log: ReturnType<typeof createLogger>
     },
   });
   const log = createLogger(level, sink);
-  return { log, lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    log,
+    lines: () =>
+      out
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 t.test('a record at an enabled level carries the request id and the fields, redacted as the parent does', async (t) => {

@@ -78,7 +78,10 @@ t.test('/v2/docker.io/library/x/... is docker.io library/x (cri-o / podman mirro
   const { res, body } = await get(mirror, '/v2/docker.io/library/x/manifests/latest');
   t.equal(res.status, 200);
   t.same(body, img.bytes);
-  t.ok(up.requests.some((r) => r.path === '/v2/library/x/manifests/latest'), 'the prefix is not sent upstream');
+  t.ok(
+    up.requests.some((r) => r.path === '/v2/library/x/manifests/latest'),
+    'the prefix is not sent upstream',
+  );
   const blob = await get(mirror, `/v2/docker.io/library/x/blobs/${img.configDigest}`);
   t.equal(blob.res.status, 200);
 });
@@ -161,7 +164,13 @@ t.test('without a config, a loopback or private literal namespace is 403 DENIED'
   const up = await fixture(t);
   up.addImage('repo', { tag: 'v1' });
   const mirror = await mirrorOf(t, {});
-  for (const path of [`/v2/${up.host}/repo/manifests/v1`, `/v2/repo/manifests/v1?ns=${up.host}`, '/v2/10.0.0.1/repo/manifests/v1', `/v2/localhost:${up.port}/repo/manifests/v1`, '/v2/169.254.169.254/latest/manifests/v1']) {
+  for (const path of [
+    `/v2/${up.host}/repo/manifests/v1`,
+    `/v2/repo/manifests/v1?ns=${up.host}`,
+    '/v2/10.0.0.1/repo/manifests/v1',
+    `/v2/localhost:${up.port}/repo/manifests/v1`,
+    '/v2/169.254.169.254/latest/manifests/v1',
+  ]) {
     const { res, body } = await get(mirror, path);
     t.equal(res.status, 403, path);
     t.equal(errorCode(body), 'DENIED', path);
@@ -201,7 +210,10 @@ t.test('/v2/127.0.0.1_PORT/repo/... (the port written _PORT) is namespace 127.0.
   t.equal(res.status, 200);
   t.same(body, img.bytes);
   t.equal(res.headers.get('oci-namespace'), up.host, 'OCI-Namespace is the canonical host:port');
-  t.ok(up.requests.some((r) => r.path === '/v2/team/repo/manifests/v1'), 'the prefix is not sent upstream');
+  t.ok(
+    up.requests.some((r) => r.path === '/v2/team/repo/manifests/v1'),
+    'the prefix is not sent upstream',
+  );
 });
 
 t.test('a blob fetched through /v2/host_PORT/... is cached for ?ns=host:PORT and /v2/host:PORT/... (one namespace)', async (t) => {
@@ -225,7 +237,11 @@ t.test('abuse: without a config, /v2/127.0.0.1_PORT/... and /v2/localhost_PORT/.
   const up = await fixture(t);
   up.addImage('repo', { tag: 'v1' });
   const mirror = await mirrorOf(t, {});
-  for (const path of [`/v2/127.0.0.1_${up.port}/repo/manifests/v1`, `/v2/localhost_${up.port}/repo/manifests/v1`, '/v2/169.254.169.254_80/latest/manifests/v1']) {
+  for (const path of [
+    `/v2/127.0.0.1_${up.port}/repo/manifests/v1`,
+    `/v2/localhost_${up.port}/repo/manifests/v1`,
+    '/v2/169.254.169.254_80/latest/manifests/v1',
+  ]) {
     const { res, body } = await get(mirror, path);
     t.equal(res.status, 403, path);
     t.equal(errorCode(body), 'DENIED', path);

@@ -19,7 +19,12 @@ function counting(): { resolver: Pick<Resolver, 'resolve'>; calls: () => number 
   };
 }
 
-const input = (name: string, extra: Partial<ResolveInput> = {}): ResolveInput => ({ name, ns: undefined, registryHeader: undefined, ...extra });
+const input = (name: string, extra: Partial<ResolveInput> = {}): ResolveInput => ({
+  name,
+  ns: undefined,
+  registryHeader: undefined,
+  ...extra,
+});
 
 t.test('a name resolves once, then comes from memory with the same answer', async (t) => {
   const { resolver, calls } = counting();

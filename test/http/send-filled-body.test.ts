@@ -89,7 +89,8 @@ function get(url: string, abortAfter?: number): Promise<Received> {
         got += c.length;
         if (abortAfter !== undefined && got >= abortAfter) req.destroy();
       });
-      const done = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete: res.complete });
+      const done = () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete: res.complete });
       res.on('end', done);
       res.on('close', done);
       res.on('error', () => undefined);
@@ -141,7 +142,10 @@ t.test('a client that never reads gets only small buffers, and what was filled b
   const reads = body.reads;
   await new Promise((r) => setTimeout(r, 300));
   t.equal(body.reads, reads, 'no reads while the client reads nothing');
-  t.ok(body.sizes.every((n) => n === SMALL_BUFFER_SIZE), `only ${SMALL_BUFFER_SIZE}-byte buffers (sizes: ${[...new Set(body.sizes)].join(', ')})`);
+  t.ok(
+    body.sizes.every((n) => n === SMALL_BUFFER_SIZE),
+    `only ${SMALL_BUFFER_SIZE}-byte buffers (sizes: ${[...new Set(body.sizes)].join(', ')})`,
+  );
   client.readAll();
   await eventually(() => client.bodyBytes >= bytes.length, 60_000);
   t.equal(client.bodyDigest(), sha256(bytes), 'exact bytes once it reads');

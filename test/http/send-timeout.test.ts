@@ -113,7 +113,7 @@ t.test('a slow client that keeps reading is kept, for many times the send timeou
   t.equal(await sendTimeouts(s.mirror), 0, 'no send timeout counted');
 });
 
-t.test('the clock does not run while a response waits for its download: a slow upstream is not the client\'s fault', async (t) => {
+t.test("the clock does not run while a response waits for its download: a slow upstream is not the client's fault", async (t) => {
   const s = await setup(t);
   const bytes = randomBytesSeeded(3 * MiB, 3);
   const digest = s.up.addBlob(bytes);
@@ -130,7 +130,7 @@ t.test('the clock does not run while a response waits for its download: a slow u
   t.equal(await sendTimeouts(s.mirror), 0, 'no send timeout counted');
 });
 
-t.test('abuse: a client that reads a byte at a time is cut, because the mirror\'s socket takes nothing from it', async (t) => {
+t.test("abuse: a client that reads a byte at a time is cut, because the mirror's socket takes nothing from it", async (t) => {
   // One byte per read lets the client's kernel advertise no new window (TCP waits for about a segment
   // of free space), so the mirror's kernel takes no bytes and the response makes no progress.
   const s = await setup(t);

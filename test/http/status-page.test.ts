@@ -34,7 +34,14 @@ async function withMirror(t: Test, options: StartMirrorOptions): Promise<TestMir
 }
 
 /** Pulls an image through the mirror as a client would: manifest by tag, then config and layers. */
-async function pull(m: TestMirror, ns: string, repo: string, tag: string, img: AddedImage, headers: Record<string, string> = {}): Promise<void> {
+async function pull(
+  m: TestMirror,
+  ns: string,
+  repo: string,
+  tag: string,
+  img: AddedImage,
+  headers: Record<string, string> = {},
+): Promise<void> {
   const r = await fetch(`${m.url}/v2/${repo}/manifests/${tag}?ns=${ns}`, { headers: { accept: OCI_ACCEPT, ...headers } });
   if (r.status !== 200) throw new Error(`manifest: ${r.status}`);
   await r.arrayBuffer();
@@ -51,7 +58,11 @@ async function json(m: TestMirror, query = '', headers: Record<string, string> =
   return (await r.json()) as StatusSnapshot;
 }
 
-async function page(m: TestMirror, query = '', headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: string }> {
+async function page(
+  m: TestMirror,
+  query = '',
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; body: string }> {
   const r = await fetch(`${m.url}/${query}`, { headers });
   return { status: r.status, headers: r.headers, body: await r.text() };
 }
@@ -74,12 +85,13 @@ t.test('the page renders its sections as HTML after a pull', async (t) => {
   t.equal(res.status, 200);
   t.match(res.headers.get('content-type') ?? '', /^text\/html; charset=utf-8/);
   t.equal(res.headers.get('cache-control'), 'no-store');
-  for (const id of ['cache', 'traffic', 'downloads', 'upstreams', 'repositories']) t.match(res.body, `<section id="${id}"`, `section ${id}`);
+  for (const id of ['cache', 'traffic', 'downloads', 'upstreams', 'repositories'])
+    t.match(res.body, `<section id="${id}"`, `section ${id}`);
   t.match(res.body, 'registry.example/team/app', 'the cached repository');
   t.match(res.body, '<strong>v1</strong>', 'its tag');
   t.match(res.body, img.digest.slice(0, 19), 'its digest, shortened');
   t.match(res.body, `http://${up.host}`, 'the upstream it came from');
-  t.match(res.body, "document.getElementById('live')", 'the page\'s own script is inserted as it is');
+  t.match(res.body, "document.getElementById('live')", "the page's own script is inserted as it is");
   t.match(res.body, ':root { color-scheme: light dark;', 'so is its style');
 });
 
@@ -93,7 +105,10 @@ t.test('the JSON twin reports a pull: tag, sizes, hit ratio, bytes by source, up
   const up = await withUpstream(t);
   const layer = randomBytesSeeded(100_000, 7);
   const img = up.addImage('team/app', { tag: 'v1', layers: [layer] });
-  const m = await withMirror(t, { upstreams: [{ namespace: 'registry.example', host: up.host }], lifecycle: { maxCacheSize: { kind: 'bytes', bytes: 10 * 1024 * 1024 }, gcIntervalMs: 0 } });
+  const m = await withMirror(t, {
+    upstreams: [{ namespace: 'registry.example', host: up.host }],
+    lifecycle: { maxCacheSize: { kind: 'bytes', bytes: 10 * 1024 * 1024 }, gcIntervalMs: 0 },
+  });
   await pull(m, 'registry.example', 'team/app', 'v1', img); // misses
   await m.settled();
   await pull(m, 'registry.example', 'team/app', 'v1', img); // hits
@@ -108,7 +123,7 @@ t.test('the JSON twin reports a pull: tag, sizes, hit ratio, bytes by source, up
   t.equal(row?.size, img.bytes.length + configSize + layer.length, 'manifest + config + layer, as ls counts');
   t.equal(row?.blobs, 2);
   t.equal(row?.missingBlobs, 0);
-  t.ok(row?.lastAccess && Date.now() - Date.parse(row.lastAccess) < 60_000, 'last access: this process\'s, before any flush');
+  t.ok(row?.lastAccess && Date.now() - Date.parse(row.lastAccess) < 60_000, "last access: this process's, before any flush");
   t.equal(s.repositories.next, null);
   t.equal(s.cache.blobBytes, configSize + layer.length);
   t.equal(s.cache.blobs, 2);
@@ -282,16 +297,31 @@ t.test('with an open namespace the page is open, but protected namespaces show o
   t.notMatch(anon.body, 'private.example', 'neither its repositories nor its upstream row');
   t.match(anon.body, 'href="/?login=1"', 'offers to sign in');
   const anonJson = await json(m);
-  t.same(anonJson.repositories.rows.map((r) => r.namespace), ['public.example']);
-  t.same(anonJson.upstreams.map((u) => u.namespace), ['public.example']);
+  t.same(
+    anonJson.repositories.rows.map((r) => r.namespace),
+    ['public.example'],
+  );
+  t.same(
+    anonJson.upstreams.map((u) => u.namespace),
+    ['public.example'],
+  );
 
   const login = await fetch(`${m.url}/?login=1`);
   t.equal(login.status, 401, '?login asks for credentials');
   t.match(login.headers.get('www-authenticate') ?? '', /Basic/);
 
   const authed = await json(m, '', { authorization: basic('alice', 's3cret') });
-  t.same(authed.repositories.rows.map((r) => r.namespace), ['private.example', 'public.example']);
-  t.same(authed.upstreams.map((u) => [u.namespace, u.clientAuth]), [['private.example', true], ['public.example', false]]);
+  t.same(
+    authed.repositories.rows.map((r) => r.namespace),
+    ['private.example', 'public.example'],
+  );
+  t.same(
+    authed.upstreams.map((u) => [u.namespace, u.clientAuth]),
+    [
+      ['private.example', true],
+      ['public.example', false],
+    ],
+  );
 });
 
 t.test('a download through a protected namespace is not shown to anonymous viewers', async (t) => {
@@ -316,8 +346,18 @@ t.test('a download through a protected namespace is not shown to anonymous viewe
 
 t.test('the repository listing is paged: n rows, a next cursor, n capped, bad n refused', async (t) => {
   const up = await withUpstream(t);
-  const m = await withMirror(t, { upstreams: [{ namespace: 'registry.example', host: up.host }, { namespace: '127.0.0.1:5000', host: up.host }] });
-  const record = { digest: `sha256:${'a'.repeat(64)}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, checkedAt: new Date() };
+  const m = await withMirror(t, {
+    upstreams: [
+      { namespace: 'registry.example', host: up.host },
+      { namespace: '127.0.0.1:5000', host: up.host },
+    ],
+  });
+  const record = {
+    digest: `sha256:${'a'.repeat(64)}`,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: 2,
+    checkedAt: new Date(),
+  };
   for (const tag of ['a', 'b', 'c']) await m.storage.putTag({ namespace: 'registry.example', repository: 'x/one' }, tag, record);
   for (const tag of ['1', '2']) await m.storage.putTag({ namespace: 'registry.example', repository: 'x/two' }, tag, record);
   await m.storage.putTag({ namespace: '127.0.0.1:5000', repository: 'app' }, 'latest', record);
@@ -333,7 +373,14 @@ t.test('the repository listing is paged: n rows, a next cursor, n capped, bad n 
     after = s.repositories.next;
     pages++;
   }
-  t.same(seen, ['127.0.0.1:5000/app:latest', 'registry.example/x/one:a', 'registry.example/x/one:b', 'registry.example/x/one:c', 'registry.example/x/two:1', 'registry.example/x/two:2']);
+  t.same(seen, [
+    '127.0.0.1:5000/app:latest',
+    'registry.example/x/one:a',
+    'registry.example/x/one:b',
+    'registry.example/x/one:c',
+    'registry.example/x/two:1',
+    'registry.example/x/two:2',
+  ]);
   t.equal(pages, 3);
 
   const html = (await page(m, '?n=2')).body;
@@ -362,9 +409,16 @@ t.test('a page reads only the tag records it shows; the live refresh (n=0) reads
     },
   }) as Storage;
   const m = await withMirror(t, { storage, root, upstreams: [{ namespace: 'registry.example', host: up.host }] });
-  const record = { digest: `sha256:${'b'.repeat(64)}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 2, checkedAt: new Date() };
-  for (let i = 0; i < 40; i++) await m.storage.putTag({ namespace: 'registry.example', repository: `r${String(i).padStart(2, '0')}` }, 'v1', record);
-  for (let i = 0; i < 40; i++) await m.storage.putTag({ namespace: 'registry.example', repository: 'many' }, `t${String(i).padStart(2, '0')}`, record);
+  const record = {
+    digest: `sha256:${'b'.repeat(64)}`,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: 2,
+    checkedAt: new Date(),
+  };
+  for (let i = 0; i < 40; i++)
+    await m.storage.putTag({ namespace: 'registry.example', repository: `r${String(i).padStart(2, '0')}` }, 'v1', record);
+  for (let i = 0; i < 40; i++)
+    await m.storage.putTag({ namespace: 'registry.example', repository: 'many' }, `t${String(i).padStart(2, '0')}`, record);
 
   await json(m, '?n=0'); // the first listing of the cache (sizes) is made once and reused
   calls.getTag = calls.listTags = calls.listRepositories = 0;

@@ -16,7 +16,11 @@ async function setup(t: Test): Promise<{ up: FixtureUpstream; mirror: TestMirror
   return { up, mirror };
 }
 
-async function tags(mirror: TestMirror, path: string, init: RequestInit = {}): Promise<{ res: Response; doc: { name: string; tags: string[] } }> {
+async function tags(
+  mirror: TestMirror,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ res: Response; doc: { name: string; tags: string[] } }> {
   const res = await fetch(`${mirror.url}${path}`, init);
   return { res, doc: (await res.json()) as { name: string; tags: string[] } };
 }

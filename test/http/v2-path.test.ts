@@ -15,7 +15,11 @@ t.test('manifests, blobs and referrers split the name from the argument at any d
 });
 
 t.test('a host-like prefix stays part of the name (resolution happens later)', async (t) => {
-  t.same(parseV2Path('/v2/docker.io/library/nginx/manifests/1.27'), { kind: 'manifests', name: 'docker.io/library/nginx', reference: '1.27' });
+  t.same(parseV2Path('/v2/docker.io/library/nginx/manifests/1.27'), {
+    kind: 'manifests',
+    name: 'docker.io/library/nginx',
+    reference: '1.27',
+  });
   t.same(parseV2Path('/v2/localhost:5000/app/tags/list'), { kind: 'tags', name: 'localhost:5000/app' });
 });
 

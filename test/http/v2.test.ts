@@ -80,6 +80,6 @@ t.test('write methods on /v2/ are 405 UNSUPPORTED with Allow: GET, HEAD', async 
     const res = await fetch(`${mirror.url}/v2/`, { method });
     t.equal(res.status, 405, method);
     t.equal(res.headers.get('allow'), 'GET, HEAD', method);
-    t.equal((await res.json() as { errors: { code: string }[] }).errors[0]?.code, 'UNSUPPORTED');
+    t.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'UNSUPPORTED');
   }
 });

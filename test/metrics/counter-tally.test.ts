@@ -27,9 +27,15 @@ t.test('counts per label set reach the counter when it is read, once each', asyn
     { labels: { route: 'blobs', method: 'GET', status: '404' }, value: 1 },
   ]);
   // A second read adds nothing; new counts add to what was read.
-  t.same((await values(registry)).map((v) => v.value), [2, 1, 1]);
+  t.same(
+    (await values(registry)).map((v) => v.value),
+    [2, 1, 1],
+  );
   tally.inc(1, 'manifests', 'GET', '200');
-  t.same((await values(registry)).map((v) => v.value), [3, 1, 1]);
+  t.same(
+    (await values(registry)).map((v) => v.value),
+    [3, 1, 1],
+  );
 });
 
 t.test('fewer labels, and amounts other than 1', async (t) => {

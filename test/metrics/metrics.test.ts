@@ -192,7 +192,10 @@ t.test('a stale serve (expired tag, upstream down) counts a stale outcome and ca
   const m = await s.metrics();
   t.equal(m.value('oci_registry_cache_requests_total', { namespace: s.ns, kind: 'manifest', outcome: 'stale' }), 1);
   t.equal(m.value('oci_registry_bytes_served_total', { namespace: s.ns, source: 'cache' }), r.body.length);
-  t.ok(m.value('oci_registry_upstream_errors_total', { namespace: s.ns, kind: 'manifest', code: 'UPSTREAM_UNAVAILABLE' }) >= 1, 'the failed revalidation is an upstream error');
+  t.ok(
+    m.value('oci_registry_upstream_errors_total', { namespace: s.ns, kind: 'manifest', code: 'UPSTREAM_UNAVAILABLE' }) >= 1,
+    'the failed revalidation is an upstream error',
+  );
 });
 
 t.test('upstream exchanges are counted by namespace, kind and status, with their duration', async (t) => {
@@ -245,7 +248,10 @@ t.test('storage errors and dropped corrupt blobs are counted', async (t) => {
 });
 
 /** A mirror whose collector runs only when the test calls it, with the fixture upstream's one-layer image. */
-async function collectingMirror(t: Test, lifecycle: StartMirrorOptions['lifecycle']): Promise<{ m: TestMirror; layerUrl: string; layerBytes: number }> {
+async function collectingMirror(
+  t: Test,
+  lifecycle: StartMirrorOptions['lifecycle'],
+): Promise<{ m: TestMirror; layerUrl: string; layerBytes: number }> {
   const up = await startFixtureUpstream();
   t.teardown(() => up.close());
   const layer = randomBytesSeeded(64 * 1024, 7);

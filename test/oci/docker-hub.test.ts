@@ -22,7 +22,8 @@ t.test('the registry host is one of the Docker Hub aliases', async (t) => {
 });
 
 t.test('isDockerHubHost knows index.docker.io, registry-1.docker.io and registry.hub.docker.com in any case', async (t) => {
-  for (const host of ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com', 'Registry-1.Docker.IO']) t.ok(isDockerHubHost(host), host);
+  for (const host of ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com', 'Registry-1.Docker.IO'])
+    t.ok(isDockerHubHost(host), host);
 });
 
 t.test('isDockerHubHost: other hosts, and docker.io itself (a namespace, not a registry host), are not Docker Hub hosts', async (t) => {

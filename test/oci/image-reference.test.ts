@@ -24,7 +24,12 @@ t.test('Docker Hub host aliases are docker.io, and its single-segment names get 
 });
 
 t.test('a digest reference has no default tag; tag and digest together keep both', async (t) => {
-  t.same(parseImageReference(`docker.io/library/nginx@${D}`), { namespace: 'docker.io', repository: 'library/nginx', tag: undefined, digest: D });
+  t.same(parseImageReference(`docker.io/library/nginx@${D}`), {
+    namespace: 'docker.io',
+    repository: 'library/nginx',
+    tag: undefined,
+    digest: D,
+  });
   t.same(parseImageReference(`nginx:1.27@${D}`), { namespace: 'docker.io', repository: 'library/nginx', tag: '1.27', digest: D });
 });
 
@@ -44,7 +49,11 @@ t.test('invalid references are refused with a reason', async (t) => {
 });
 
 t.test('an image list has one reference per line, # comments and blank lines ignored', async (t) => {
-  t.same(parseImageList('# mirror these\nnginx:1.27\n\n  ghcr.io/org/app:1   # trailing comment\r\nalpine\n'), ['nginx:1.27', 'ghcr.io/org/app:1', 'alpine']);
+  t.same(parseImageList('# mirror these\nnginx:1.27\n\n  ghcr.io/org/app:1   # trailing comment\r\nalpine\n'), [
+    'nginx:1.27',
+    'ghcr.io/org/app:1',
+    'alpine',
+  ]);
 });
 
 t.test('a host is case-insensitive: an upper-case registry host is its lower-case namespace', async (t) => {

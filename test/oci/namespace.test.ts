@@ -3,13 +3,33 @@ import { DOCKER_HUB, DOCKER_HUB_ALIASES } from '../../src/oci/docker-hub.js';
 import { canonicalNamespace, isValidNamespace, looksLikeHost } from '../../src/oci/namespace.js';
 
 t.test('a namespace is a host name with an optional port, or a bracketed IP literal', async (t) => {
-  for (const good of ['docker.io', 'localhost', 'localhost:5000', 'registry.local:5000', '127.0.0.1:8080', '[::1]:5000', 'my-registry.example.com', 'Registry.Example']) {
+  for (const good of [
+    'docker.io',
+    'localhost',
+    'localhost:5000',
+    'registry.local:5000',
+    '127.0.0.1:8080',
+    '[::1]:5000',
+    'my-registry.example.com',
+    'Registry.Example',
+  ]) {
     t.ok(isValidNamespace(good), good);
   }
 });
 
 t.test('a scheme, a path, a bad label, an empty port or a six-digit port is not a namespace', async (t) => {
-  for (const bad of ['', 'https://docker.io', 'docker.io/v2', '-bad.io', 'bad-.io', 'a..b', 'docker.io:', 'docker.io:123456', 'has space.io', 'under_score.io']) {
+  for (const bad of [
+    '',
+    'https://docker.io',
+    'docker.io/v2',
+    '-bad.io',
+    'bad-.io',
+    'a..b',
+    'docker.io:',
+    'docker.io:123456',
+    'has space.io',
+    'under_score.io',
+  ]) {
     t.notOk(isValidNamespace(bad), JSON.stringify(bad));
   }
 });

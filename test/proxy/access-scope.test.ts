@@ -89,7 +89,8 @@ async function tenants(t: Test, extra: Partial<StartMirrorOptions> = {}): Promis
   const base = `${m.url}/v2/secret.test/library/alpine-test`;
   t.equal((await request(`${base}/manifests/1`, { authorization: ALICE })).status, 200, 'alice pulls by tag');
   t.equal((await request(`${base}/manifests/${img.digest}`, { authorization: ALICE })).status, 200, 'and by digest');
-  for (const d of [img.configDigest, ...img.layerDigests]) t.equal((await request(`${base}/blobs/${d}`, { authorization: ALICE })).status, 200, 'and the blobs');
+  for (const d of [img.configDigest, ...img.layerDigests])
+    t.equal((await request(`${base}/blobs/${d}`, { authorization: ALICE })).status, 200, 'and the blobs');
   await m.settled();
   return { secret, good, img, m, unseen: sha256(Buffer.from('never pulled by anyone')) };
 }
@@ -126,7 +127,11 @@ t.test('HEAD through another namespace does not reveal which blobs are cached', 
   for (const d of [img.configDigest, ...img.layerDigests]) {
     const cached = await request(`${probe}/${d}`, { method: 'HEAD' });
     const never = await request(`${probe}/${unseen}`, { method: 'HEAD' });
-    t.same([cached.status, cached.digest === null], [never.status, never.digest === null], `HEAD ${d.slice(0, 15)}: same answer as a digest never pulled`);
+    t.same(
+      [cached.status, cached.digest === null],
+      [never.status, never.digest === null],
+      `HEAD ${d.slice(0, 15)}: same answer as a digest never pulled`,
+    );
     t.equal(cached.status, 404);
   }
 });
@@ -174,7 +179,11 @@ t.test('a repository whose upstream holds the digest is served from the cache af
     t.equal(sha256(r.body), layer, 'the right bytes');
   }
   t.equal(up.blobGets(layer), 0, 'no second download');
-  t.equal(up.countRequests({ method: 'HEAD', pathIncludes: `/team/b/blobs/${layer}` }), 1, 'one HEAD linked team/b, the warm requests after it asked nothing');
+  t.equal(
+    up.countRequests({ method: 'HEAD', pathIncludes: `/team/b/blobs/${layer}` }),
+    1,
+    'one HEAD linked team/b, the warm requests after it asked nothing',
+  );
   t.equal(contentRequests(up), 1, 'and nothing else reached the upstream');
 });
 
@@ -368,7 +377,10 @@ t.test('import links what it loads to the repository it names, and to no other',
     ...image.layers.map((l) => [l.digest, l.bytes] as [string, Buffer]),
   ]);
   for (const [d, b] of blobs) pack.entry({ name: `blobs/sha256/${d.slice(7)}`, size: b.length }, b);
-  const index = { schemaVersion: 2, manifests: [{ mediaType: image.mediaType, digest: image.manifestDigest, size: image.manifest.length }] };
+  const index = {
+    schemaVersion: 2,
+    manifests: [{ mediaType: image.mediaType, digest: image.manifestDigest, size: image.manifest.length }],
+  };
   pack.entry({ name: 'index.json' }, Buffer.from(JSON.stringify(index)));
   pack.entry({ name: 'oci-layout' }, Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
   pack.finalize();
@@ -386,9 +398,14 @@ t.test('import links what it loads to the repository it names, and to no other',
   t.equal((await request(`${m.url}/v2/reg.test/team/app/manifests/1`)).status, 200, 'by tag');
   t.equal((await request(`${m.url}/v2/reg.test/team/app/manifests/${image.manifestDigest}`)).status, 200, 'by digest');
   t.equal((await request(`${m.url}/v2/reg.test/team/app/blobs/${layer}`)).status, 200, 'its layer');
-  t.equal((await request(`${m.url}/v2/reg.test/team/other/manifests/${image.manifestDigest}`)).status, 404, 'not through another repository');
+  t.equal(
+    (await request(`${m.url}/v2/reg.test/team/other/manifests/${image.manifestDigest}`)).status,
+    404,
+    'not through another repository',
+  );
   t.equal((await request(`${m.url}/v2/reg.test/team/other/blobs/${layer}`)).status, 404);
   const repo = { namespace: 'reg.test', repository: 'team/app' };
   t.ok(await storage.getLink(repo, 'manifest', image.manifestDigest), 'the manifest is linked in storage');
-  for (const d of [image.configDigest, ...image.layers.map((l) => l.digest)]) t.ok(await storage.getLink(repo, 'blob', d), `blob ${d.slice(0, 15)} is linked`);
+  for (const d of [image.configDigest, ...image.layers.map((l) => l.digest)])
+    t.ok(await storage.getLink(repo, 'blob', d), `blob ${d.slice(0, 15)} is linked`);
 });

@@ -15,7 +15,14 @@ async function setup(t: Test) {
   const storage = new MemoryStorage();
   const upstream = new FakeUpstream();
   const now = () => Date.now();
-  const service = new BlobService({ storage, upstreams: upstream.upstreams, spoolDir, log: silentLog, links: testLinks(storage, now), now });
+  const service = new BlobService({
+    storage,
+    upstreams: upstream.upstreams,
+    spoolDir,
+    log: silentLog,
+    links: testLinks(storage, now),
+    now,
+  });
   return { storage, upstream, service };
 }
 

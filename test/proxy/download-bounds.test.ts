@@ -128,7 +128,12 @@ t.test('a stuck download of one namespace does not take over the same blob pulle
 t.test('a stuck manifest download of one namespace does not take over the same manifest by digest through another', async (t) => {
   const s = await setup(t);
   const accept = MEDIA_TYPES.ociManifest;
-  const image = { schemaVersion: 2, mediaType: accept, config: { mediaType: MEDIA_TYPES.ociConfig, digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] };
+  const image = {
+    schemaVersion: 2,
+    mediaType: accept,
+    config: { mediaType: MEDIA_TYPES.ociConfig, digest: `sha256:${'a'.repeat(64)}`, size: 2 },
+    layers: [],
+  };
   const digest = s.bad.addManifest('library/alpine-test', image, accept);
   s.good.addManifest('library/alpine-test', image, accept);
   s.bad.setManifestFault('library/alpine-test', digest, { kind: 'slow', chunkSize: 1, delayMs: 2000 });

@@ -73,7 +73,12 @@ async function setup(t: Test, failWritesAfterMs?: number): Promise<{ up: Fixture
   const root = await mkdtemp(join(tmpdir(), 'write-behind-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const gate = new Gate();
-  const m = await startMirror({ upstreams: [{ namespace: 'fixture.test', host: up.host }], defaultNamespace: 'fixture.test', root, storage: gatedStorage(root, gate, failWritesAfterMs) });
+  const m = await startMirror({
+    upstreams: [{ namespace: 'fixture.test', host: up.host }],
+    defaultNamespace: 'fixture.test',
+    root,
+    storage: gatedStorage(root, gate, failWritesAfterMs),
+  });
   t.teardown(async () => {
     gate.release();
     await m.close();

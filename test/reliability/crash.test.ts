@@ -30,7 +30,13 @@ async function corruptObjects(root: string): Promise<string[]> {
     const [alg, , hex] = file.slice(join(root, 'manifests').length + 1).split('/');
     const data = await readFile(file);
     const nl = data.indexOf(0x0a);
-    if (nl < 0 || createHash(alg ?? 'sha256').update(data.subarray(nl + 1)).digest('hex') !== hex) bad.push(file);
+    if (
+      nl < 0 ||
+      createHash(alg ?? 'sha256')
+        .update(data.subarray(nl + 1))
+        .digest('hex') !== hex
+    )
+      bad.push(file);
   }
   return bad;
 }

@@ -97,7 +97,15 @@ async function corruptObjects(root: string): Promise<string[]> {
     const [alg, , hex] = file.slice(join(root, 'manifests').length + 1).split('/');
     const data = await readFile(file);
     const nl = data.indexOf(0x0a);
-    if (!alg || !hex || nl < 0 || createHash(alg).update(data.subarray(nl + 1)).digest('hex') !== hex) bad.push(file);
+    if (
+      !alg ||
+      !hex ||
+      nl < 0 ||
+      createHash(alg)
+        .update(data.subarray(nl + 1))
+        .digest('hex') !== hex
+    )
+      bad.push(file);
   }
   return bad;
 }
@@ -314,24 +322,27 @@ for (const [label, fault, overrides] of [
   });
 }
 
-t.test('with no local disk to spool to, a blob streams uncached and an upstream reset mid-body cuts the client quickly (no hang)', async (t) => {
-  const { up, m, blobUrl } = await setup(t);
-  const { bytes, digest } = blob(t, up, 4 * MiB, 9);
-  const ok = blob(t, up, 2 * MiB, 10);
-  // Take away both places a fill writes to: the cache's tmp/ and the spool directory.
-  await rm(join(m.root, 'tmp'), { recursive: true, force: true });
-  await rm(join(m.root, '..', `${m.root.split('/').pop() ?? ''}-spool`), { recursive: true, force: true });
+t.test(
+  'with no local disk to spool to, a blob streams uncached and an upstream reset mid-body cuts the client quickly (no hang)',
+  async (t) => {
+    const { up, m, blobUrl } = await setup(t);
+    const { bytes, digest } = blob(t, up, 4 * MiB, 9);
+    const ok = blob(t, up, 2 * MiB, 10);
+    // Take away both places a fill writes to: the cache's tmp/ and the spool directory.
+    await rm(join(m.root, 'tmp'), { recursive: true, force: true });
+    await rm(join(m.root, '..', `${m.root.split('/').pop() ?? ''}-spool`), { recursive: true, force: true });
 
-  const fine = await pull(blobUrl(ok.digest));
-  t.equal(fine.status, 200, 'uncached streaming works');
-  t.equal(fine.body && sha256(fine.body), ok.digest, 'and hashes');
+    const fine = await pull(blobUrl(ok.digest));
+    t.equal(fine.status, 200, 'uncached streaming works');
+    t.equal(fine.body && sha256(fine.body), ok.digest, 'and hashes');
 
-  // Every GET of this blob is reset (the mirror may try more than once).
-  up.setBlobFault(digest, { kind: 'reset', afterBytes: MiB });
-  const cut = await pull(blobUrl(digest), {}, 8000);
-  t.ok(cut.ms < 5000, `settled in ${Math.round(cut.ms)} ms`);
-  t.notMatch(cut.error ?? '', /abort|timeout/i, `the client did not have to give up (${cut.error ?? 'no error'})`);
-  t.comment(`status ${cut.status}, content-length ${cut.headers.get('content-length')}, received ${cut.received}, error ${cut.error}`);
-  t.equal(cut.body, undefined, 'the body never completes');
-  t.ok(cut.received < bytes.length, `received ${cut.received} < ${bytes.length}`);
-});
+    // Every GET of this blob is reset (the mirror may try more than once).
+    up.setBlobFault(digest, { kind: 'reset', afterBytes: MiB });
+    const cut = await pull(blobUrl(digest), {}, 8000);
+    t.ok(cut.ms < 5000, `settled in ${Math.round(cut.ms)} ms`);
+    t.notMatch(cut.error ?? '', /abort|timeout/i, `the client did not have to give up (${cut.error ?? 'no error'})`);
+    t.comment(`status ${cut.status}, content-length ${cut.headers.get('content-length')}, received ${cut.received}, error ${cut.error}`);
+    t.equal(cut.body, undefined, 'the body never completes');
+    t.ok(cut.received < bytes.length, `received ${cut.received} < ${bytes.length}`);
+  },
+);

@@ -101,7 +101,15 @@ t.test('isPublicAddress refuses private, loopback, link-local, CGNAT, ULA and v4
     '',
   ];
   for (const a of notPublic) t.equal(isPublicAddress(a), false, `${a || '(empty)'} is not public`);
-  const publicOnes = ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '[2001:4860:4860::8888]'];
+  const publicOnes = [
+    '8.8.8.8',
+    '1.1.1.1',
+    '172.32.0.1',
+    '100.128.0.1',
+    '2606:4700:4700::1111',
+    '::ffff:8.8.8.8',
+    '[2001:4860:4860::8888]',
+  ];
   for (const a of publicOnes) t.equal(isPublicAddress(a), true, `${a} is public`);
 });
 
@@ -264,7 +272,11 @@ t.test('an explicitly configured loopback namespace is mirrored, also with open 
 t.test('with a config file, an unlisted public namespace is 404 NAME_UNKNOWN and nothing is dialled', async (t) => {
   const up = await fixture(t);
   const m = await mirror(t, { upstreams: [{ namespace: up.host, host: up.host }] });
-  for (const p of ['/v2/library/nginx/manifests/latest?ns=ghcr.io', '/v2/ghcr.io/library/nginx/manifests/latest', '/v2/library/nginx/manifests/latest?ns=8.8.8.8']) {
+  for (const p of [
+    '/v2/library/nginx/manifests/latest?ns=ghcr.io',
+    '/v2/ghcr.io/library/nginx/manifests/latest',
+    '/v2/library/nginx/manifests/latest?ns=8.8.8.8',
+  ]) {
     const r = await get(`${m.url}${p}`);
     t.equal(r.status, 404, `${p}: 404`);
     t.equal(r.code, 'NAME_UNKNOWN', `${p}: NAME_UNKNOWN`);
@@ -277,40 +289,63 @@ t.test('with a config file, an unlisted public namespace is 404 NAME_UNKNOWN and
   t.equal(up.requests.length, 0);
 });
 
-t.test('refused namespaces get one answer whatever the reason (private IP, localhost, resolves to loopback, does not resolve); only the log tells them apart', async (t) => {
-  // Different answers would let a client map the internal DNS: which names exist, which are private.
-  const lines: string[] = [];
-  const log = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) }));
-  const m = await mirror(t, { allowUnlisted: true, log });
-  const loopback = (await namesResolvingToLoopback())[0];
-  if (loopback === undefined) t.comment('no host name here resolves to loopback: that case is not covered');
-  const namespaces = ['10.1.2.3:5000', '[fd00::1]:5000', 'localhost:5000', 'no-such-registry.invalid', 'no-such-registry.invalid:5000', ...(loopback ? [`${loopback}:5000`] : [])];
-  const answers: { status: number; code: unknown; message: unknown }[] = [];
-  for (const ns of namespaces) {
-    const res = await fetch(`${m.url}/v2/x/app/manifests/v1?ns=${encodeURIComponent(ns)}`, { signal: AbortSignal.timeout(20_000) });
-    const text = await res.text();
-    const entry = (JSON.parse(text) as { errors: { code: unknown; message: unknown; detail: unknown }[] }).errors[0];
-    t.same(entry?.detail, { namespace: ns }, `ns=${ns}: the detail names only the namespace`);
-    t.notMatch(text, /ENOTFOUND|EAI_|127\.0\.|resolves to|lookup|private|local host/i, `ns=${ns}: the body gives no reason`);
-    answers.push({ status: res.status, code: entry?.code, message: entry?.message });
-  }
-  for (const [i, a] of answers.entries()) t.same(a, answers[0], `ns=${namespaces[i] ?? ''}: the same status, code and message as ns=${namespaces[0] ?? ''}`);
-  t.same(answers[0], { status: 403, code: 'DENIED', message: answers[0]?.message });
-  const logged = lines.join('');
-  t.match(logged, /no-such-registry\.invalid: DNS lookup failed/, 'the log has the DNS failure');
-  t.match(logged, /10\.1\.2\.3 is not a public address/, 'the log has the non-public address');
-  if (loopback) t.match(logged, /resolves to non-public address 127\./, 'the log has the loopback resolution');
-});
+t.test(
+  'refused namespaces get one answer whatever the reason (private IP, localhost, resolves to loopback, does not resolve); only the log tells them apart',
+  async (t) => {
+    // Different answers would let a client map the internal DNS: which names exist, which are private.
+    const lines: string[] = [];
+    const log = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) }));
+    const m = await mirror(t, { allowUnlisted: true, log });
+    const loopback = (await namesResolvingToLoopback())[0];
+    if (loopback === undefined) t.comment('no host name here resolves to loopback: that case is not covered');
+    const namespaces = [
+      '10.1.2.3:5000',
+      '[fd00::1]:5000',
+      'localhost:5000',
+      'no-such-registry.invalid',
+      'no-such-registry.invalid:5000',
+      ...(loopback ? [`${loopback}:5000`] : []),
+    ];
+    const answers: { status: number; code: unknown; message: unknown }[] = [];
+    for (const ns of namespaces) {
+      const res = await fetch(`${m.url}/v2/x/app/manifests/v1?ns=${encodeURIComponent(ns)}`, { signal: AbortSignal.timeout(20_000) });
+      const text = await res.text();
+      const entry = (JSON.parse(text) as { errors: { code: unknown; message: unknown; detail: unknown }[] }).errors[0];
+      t.same(entry?.detail, { namespace: ns }, `ns=${ns}: the detail names only the namespace`);
+      t.notMatch(text, /ENOTFOUND|EAI_|127\.0\.|resolves to|lookup|private|local host/i, `ns=${ns}: the body gives no reason`);
+      answers.push({ status: res.status, code: entry?.code, message: entry?.message });
+    }
+    for (const [i, a] of answers.entries())
+      t.same(a, answers[0], `ns=${namespaces[i] ?? ''}: the same status, code and message as ns=${namespaces[0] ?? ''}`);
+    t.same(answers[0], { status: 403, code: 'DENIED', message: answers[0]?.message });
+    const logged = lines.join('');
+    t.match(logged, /no-such-registry\.invalid: DNS lookup failed/, 'the log has the DNS failure');
+    t.match(logged, /10\.1\.2\.3 is not a public address/, 'the log has the non-public address');
+    if (loopback) t.match(logged, /resolves to non-public address 127\./, 'the log has the loopback resolution');
+  },
+);
 
 t.test('an unlisted namespace whose name stops resolving still serves its cached tag stale (a DNS outage is an outage)', async (t) => {
   const m = await mirror(t, { allowUnlisted: true });
   const ns = 'no-such-registry.invalid';
-  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] }));
+  const bytes = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 },
+      layers: [],
+    }),
+  );
   const digest = sha256(bytes);
   const longAgo = new Date(Date.now() - 365 * 86_400_000);
   // As left by pulls from when the name still resolved; the tag is long past manifest_invalidation_time.
   await m.storage.putManifest(digest, { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes, fetchedAt: longAgo });
-  await m.storage.putTag({ namespace: ns, repository: 'x/app' }, 'v1', { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: bytes.length, checkedAt: longAgo });
+  await m.storage.putTag({ namespace: ns, repository: 'x/app' }, 'v1', {
+    digest,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: bytes.length,
+    checkedAt: longAgo,
+  });
   const res = await fetch(`${m.url}/v2/x/app/manifests/v1?ns=${ns}`, { headers: { accept: OCI_ACCEPT } });
   t.equal(res.status, 200, 'served from the cache');
   t.equal(res.headers.get('docker-content-digest'), digest);

@@ -62,7 +62,11 @@ interface Reply {
 
 async function get(url: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
   const started = performance.now();
-  const res = await fetch(url, { method: init.method ?? 'GET', headers: { accept: OCI_ACCEPT, ...init.headers }, signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(url, {
+    method: init.method ?? 'GET',
+    headers: { accept: OCI_ACCEPT, ...init.headers },
+    signal: AbortSignal.timeout(30_000),
+  });
   const body = Buffer.from(await res.arrayBuffer());
   return { status: res.status, headers: res.headers, body, ms: performance.now() - started };
 }

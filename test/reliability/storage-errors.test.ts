@@ -69,7 +69,10 @@ for (const code of ['EACCES', 'ENOSPC'] as const) {
     const layer = randomBytesSeeded(2_000_000, 11);
     const image = up.addImage('team/app', { tag: 'v1', layers: [layer] });
     const root = await mkdtemp(join(tmpdir(), 'storage-errors-'));
-    const m = await startMirror({ upstreams: [{ namespace: 'docker.io', host: up.host }], storage: new FailingStorage(root, code, 'create') });
+    const m = await startMirror({
+      upstreams: [{ namespace: 'docker.io', host: up.host }],
+      storage: new FailingStorage(root, code, 'create'),
+    });
     t.teardown(async () => {
       await m.close();
       await up.close();
@@ -97,7 +100,10 @@ t.test('ENOSPC in the middle of a blob: nothing half-written becomes visible and
   const bytes = randomBytesSeeded(3_000_000, 12);
   const digest = up.addBlob(bytes);
   const root = await mkdtemp(join(tmpdir(), 'storage-errors-'));
-  const m = await startMirror({ upstreams: [{ namespace: 'docker.io', host: up.host }], storage: new FailingStorage(root, 'ENOSPC', 'write') });
+  const m = await startMirror({
+    upstreams: [{ namespace: 'docker.io', host: up.host }],
+    storage: new FailingStorage(root, 'ENOSPC', 'write'),
+  });
   t.teardown(async () => {
     await m.close();
     await up.close();

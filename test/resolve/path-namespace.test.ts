@@ -6,11 +6,23 @@ t.test('parsePathHostPort splits host_port at the last _ into the namespace host
   t.same(parsePathHostPort('registry.local_5000'), { host: 'registry.local', port: '5000', namespace: 'registry.local:5000' });
   t.same(parsePathHostPort('127.0.0.1_5000'), { host: '127.0.0.1', port: '5000', namespace: '127.0.0.1:5000' });
   t.same(parsePathHostPort('localhost_1'), { host: 'localhost', port: '1', namespace: 'localhost:1' });
-  t.same(parsePathHostPort('my_65535')?.namespace, 'my:65535', 'dotless: whether it is a host is the resolver\'s call');
+  t.same(parsePathHostPort('my_65535')?.namespace, 'my:65535', "dotless: whether it is a host is the resolver's call");
 });
 
 t.test('parsePathHostPort: no port, a port outside 1-65535, or a host part no host name has is not host_port', async (t) => {
-  for (const segment of ['registry.local', 'registry.local_', 'registry.local_0', 'registry.local_65536', 'registry.local_123456', 'registry.local_5a', '_5000', 'a_b.example_5000', '[::1]_5000', '::1_5000', 'my_repo']) {
+  for (const segment of [
+    'registry.local',
+    'registry.local_',
+    'registry.local_0',
+    'registry.local_65536',
+    'registry.local_123456',
+    'registry.local_5a',
+    '_5000',
+    'a_b.example_5000',
+    '[::1]_5000',
+    '::1_5000',
+    'my_repo',
+  ]) {
     t.equal(parsePathHostPort(segment), undefined, segment);
   }
 });

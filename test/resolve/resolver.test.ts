@@ -67,7 +67,10 @@ t.test('the X-Registry header names the namespace when there is no ns parameter'
 });
 
 t.test('X-Registry wins over a host-like first path segment', async (t) => {
-  t.match(new Resolver(listed).resolve(input('ghcr.io/app', { registryHeader: 'quay.io' })), { namespace: 'quay.io', repository: 'ghcr.io/app' });
+  t.match(new Resolver(listed).resolve(input('ghcr.io/app', { registryHeader: 'quay.io' })), {
+    namespace: 'quay.io',
+    repository: 'ghcr.io/app',
+  });
 });
 
 t.test('a first path segment with a dot names the namespace (cri-o / podman mirrors)', async (t) => {
@@ -93,7 +96,11 @@ t.test('a bare localhost first segment is host-like', async (t) => {
 });
 
 t.test('/v2/docker.io/library/nginx resolves to docker.io library/nginx', async (t) => {
-  t.match(new Resolver(listed).resolve(input('docker.io/library/nginx')), { namespace: 'docker.io', repository: 'library/nginx', source: 'path' });
+  t.match(new Resolver(listed).resolve(input('docker.io/library/nginx')), {
+    namespace: 'docker.io',
+    repository: 'library/nginx',
+    source: 'path',
+  });
 });
 
 t.test('/v2/docker.io/nginx gets the library/ prefix', async (t) => {
@@ -126,13 +133,25 @@ t.test('namespaces are case-insensitive', async (t) => {
 
 t.test('an unlisted namespace is refused with NAME_UNKNOWN when a config is given', async (t) => {
   const resolver = new Resolver(listed);
-  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'gcr.io' }))), 'NAME_UNKNOWN');
-  t.equal(codeOf(() => resolver.resolve(input('gcr.io/project/app'))), 'NAME_UNKNOWN');
-  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: 'public.ecr.aws' }))), 'NAME_UNKNOWN');
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { ns: 'gcr.io' }))),
+    'NAME_UNKNOWN',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('gcr.io/project/app'))),
+    'NAME_UNKNOWN',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { registryHeader: 'public.ecr.aws' }))),
+    'NAME_UNKNOWN',
+  );
 });
 
 t.test('an unlisted private namespace is NAME_UNKNOWN (not a dial) when a config is given', async (t) => {
-  t.equal(codeOf(() => new Resolver(listed).resolve(input('127.0.0.1:9999/app'))), 'NAME_UNKNOWN');
+  t.equal(
+    codeOf(() => new Resolver(listed).resolve(input('127.0.0.1:9999/app'))),
+    'NAME_UNKNOWN',
+  );
 });
 
 t.test('without a config, a public namespace is mirrored from https://<namespace> as an implicit upstream', async (t) => {
@@ -164,10 +183,22 @@ t.test('without a config, loopback, private and link-local literals are refused 
     'localhost:5000',
     'registry.localhost:5000',
   ]) {
-    t.equal(codeOf(() => resolver.resolve(input('app', { ns }))), 'DENIED', ns);
+    t.equal(
+      codeOf(() => resolver.resolve(input('app', { ns }))),
+      'DENIED',
+      ns,
+    );
   }
-  t.equal(codeOf(() => resolver.resolve(input('127.0.0.1:5000/app'))), 'DENIED', 'via the path too');
-  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: '10.0.0.1' }))), 'DENIED', 'via X-Registry too');
+  t.equal(
+    codeOf(() => resolver.resolve(input('127.0.0.1:5000/app'))),
+    'DENIED',
+    'via the path too',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { registryHeader: '10.0.0.1' }))),
+    'DENIED',
+    'via X-Registry too',
+  );
 });
 
 t.test('a refused literal or localhost namespace gets the very answer of a name that resolves privately or not at all', async (t) => {
@@ -200,17 +231,39 @@ t.test('a private namespace configured explicitly is mirrored', async (t) => {
 
 t.test('an invalid namespace is NAME_INVALID', async (t) => {
   const resolver = new Resolver(open());
-  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'https://ghcr.io' }))), 'NAME_INVALID');
-  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'ghcr.io/x' }))), 'NAME_INVALID');
-  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: 'a b' }))), 'NAME_INVALID');
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { ns: 'https://ghcr.io' }))),
+    'NAME_INVALID',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { ns: 'ghcr.io/x' }))),
+    'NAME_INVALID',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { registryHeader: 'a b' }))),
+    'NAME_INVALID',
+  );
 });
 
 t.test('an invalid repository name is NAME_INVALID, before any namespace policy', async (t) => {
   const resolver = new Resolver(listed);
-  t.equal(codeOf(() => resolver.resolve(input('Nginx'))), 'NAME_INVALID');
-  t.equal(codeOf(() => resolver.resolve(input('ghcr.io/Org/app'))), 'NAME_INVALID');
-  t.equal(codeOf(() => resolver.resolve(input('a//b', { ns: 'ghcr.io' }))), 'NAME_INVALID');
-  t.equal(codeOf(() => resolver.resolve(input('x', { ns: 'unlisted.io' }))), 'NAME_UNKNOWN', 'a valid name in an unlisted namespace');
+  t.equal(
+    codeOf(() => resolver.resolve(input('Nginx'))),
+    'NAME_INVALID',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('ghcr.io/Org/app'))),
+    'NAME_INVALID',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('a//b', { ns: 'ghcr.io' }))),
+    'NAME_INVALID',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('x', { ns: 'unlisted.io' }))),
+    'NAME_UNKNOWN',
+    'a valid name in an unlisted namespace',
+  );
 });
 
 t.test('a host-like segment alone (no repository after it) is a repository name of the default namespace', async (t) => {
@@ -256,7 +309,11 @@ t.test('host_port is folded to the lower-case namespace', async (t) => {
 t.test('a dotless first segment with an underscore stays a repository of the default namespace', async (t) => {
   const resolver = new Resolver(listed);
   t.match(resolver.resolve(input('my_repo/app')), { namespace: 'docker.io', repository: 'my_repo/app', source: 'default' });
-  t.match(resolver.resolve(input('my_5000/app')), { namespace: 'docker.io', repository: 'my_5000/app', source: 'default' }, 'even with a port-like suffix');
+  t.match(
+    resolver.resolve(input('my_5000/app')),
+    { namespace: 'docker.io', repository: 'my_5000/app', source: 'default' },
+    'even with a port-like suffix',
+  );
   t.match(resolver.resolve(input('a__b_1/c')), { namespace: 'docker.io', repository: 'a__b_1/c', source: 'default' });
 });
 
@@ -264,48 +321,90 @@ t.test('a dotless name_port names the namespace name:port when that namespace is
   const config = withConfig([upstream('docker.io', 'registry-1.docker.io'), upstream('registry:5000', '10.9.8.7:5000')]);
   const resolver = new Resolver(config);
   t.match(resolver.resolve(input('registry_5000/team/app')), { namespace: 'registry:5000', repository: 'team/app', source: 'path' });
-  t.match(resolver.resolve(input('registry_5001/team/app')), { namespace: 'docker.io', repository: 'registry_5001/team/app', source: 'default' }, 'another port is a repository');
+  t.match(
+    resolver.resolve(input('registry_5001/team/app')),
+    { namespace: 'docker.io', repository: 'registry_5001/team/app', source: 'default' },
+    'another port is a repository',
+  );
 });
 
 t.test('_0, _65536 and longer numbers are no port: a dotted segment is then an invalid namespace', async (t) => {
   const resolver = new Resolver(open());
   for (const segment of ['registry.local_0', 'registry.local_65536', 'registry.local_123456', 'registry.local_', 'registry.local_5a']) {
-    t.equal(codeOf(() => resolver.resolve(input(`${segment}/app`))), 'NAME_INVALID', segment);
+    t.equal(
+      codeOf(() => resolver.resolve(input(`${segment}/app`))),
+      'NAME_INVALID',
+      segment,
+    );
   }
   t.match(resolver.resolve(input('registry.local_65535/app')), { namespace: 'registry.local:65535' }, '65535 is a port');
   t.match(resolver.resolve(input('registry.local_1/app')), { namespace: 'registry.local:1' }, '1 is a port');
 });
 
 t.test('only the last _ separates the port: a host part with _ is an invalid namespace', async (t) => {
-  t.equal(codeOf(() => new Resolver(open()).resolve(input('a_b.example_5000/app'))), 'NAME_INVALID');
+  t.equal(
+    codeOf(() => new Resolver(open()).resolve(input('a_b.example_5000/app'))),
+    'NAME_INVALID',
+  );
 });
 
 t.test('an IPv6 literal has no _port form', async (t) => {
   const config = withConfig([upstream('[::1]:5000')]);
   const resolver = new Resolver(config);
   for (const segment of ['[::1]_5000', '::1_5000', '[--1]_5000']) {
-    t.equal(codeOf(() => resolver.resolve(input(`${segment}/app`))), 'NAME_INVALID', segment);
+    t.equal(
+      codeOf(() => resolver.resolve(input(`${segment}/app`))),
+      'NAME_INVALID',
+      segment,
+    );
   }
   t.match(resolver.resolve(input('app', { ns: '[::1]:5000' })), { namespace: '[::1]:5000' }, 'it is reached with ?ns= instead');
 });
 
 t.test('ns and X-Registry take the namespace as written: host_port there is invalid', async (t) => {
   const resolver = new Resolver(listed);
-  t.equal(codeOf(() => resolver.resolve(input('app', { ns: 'registry.local_5000' }))), 'NAME_INVALID');
-  t.equal(codeOf(() => resolver.resolve(input('app', { registryHeader: 'registry.local_5000' }))), 'NAME_INVALID');
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { ns: 'registry.local_5000' }))),
+    'NAME_INVALID',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('app', { registryHeader: 'registry.local_5000' }))),
+    'NAME_INVALID',
+  );
 });
 
 t.test('abuse: an unlisted host_port namespace is NAME_UNKNOWN when a config is given, like host:port', async (t) => {
   const resolver = new Resolver(listed);
-  t.equal(codeOf(() => resolver.resolve(input('127.0.0.1_9999/app'))), 'NAME_UNKNOWN');
-  t.equal(codeOf(() => resolver.resolve(input('127.0.0.1:9999/app'))), 'NAME_UNKNOWN');
-  t.equal(codeOf(() => resolver.resolve(input('registry.local_5001/app'))), 'NAME_UNKNOWN');
+  t.equal(
+    codeOf(() => resolver.resolve(input('127.0.0.1_9999/app'))),
+    'NAME_UNKNOWN',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('127.0.0.1:9999/app'))),
+    'NAME_UNKNOWN',
+  );
+  t.equal(
+    codeOf(() => resolver.resolve(input('registry.local_5001/app'))),
+    'NAME_UNKNOWN',
+  );
 });
 
 t.test('abuse: without a config, host_port naming a loopback, private or link-local address is DENIED', async (t) => {
   const resolver = new Resolver(open());
-  for (const segment of ['127.0.0.1_5000', '10.0.0.1_5000', '192.168.1.10_443', '169.254.169.254_80', '0.0.0.0_80', 'localhost_5000', 'registry.localhost_5000']) {
-    t.equal(codeOf(() => resolver.resolve(input(`${segment}/app`))), 'DENIED', segment);
+  for (const segment of [
+    '127.0.0.1_5000',
+    '10.0.0.1_5000',
+    '192.168.1.10_443',
+    '169.254.169.254_80',
+    '0.0.0.0_80',
+    'localhost_5000',
+    'registry.localhost_5000',
+  ]) {
+    t.equal(
+      codeOf(() => resolver.resolve(input(`${segment}/app`))),
+      'DENIED',
+      segment,
+    );
   }
 });
 
@@ -318,12 +417,24 @@ t.test('abuse: without a config, a dotless name_port is a repository name, never
 
 t.test('abuse: without a config, an upper-case dotless first segment is not a host to dial but an invalid name', async (t) => {
   // docker's reference parser would take `Internal` for a host; the mirror would then look up "internal".
-  t.equal(codeOf(() => new Resolver(open()).resolve(input('Internal/app'))), 'NAME_INVALID');
+  t.equal(
+    codeOf(() => new Resolver(open()).resolve(input('Internal/app'))),
+    'NAME_INVALID',
+  );
 });
 
 t.test('a path and an image reference name the same namespace and repository (one host-like test, one library/ rule)', async (t) => {
   const resolver = new Resolver(open());
-  for (const name of ['nginx', 'bitnami/redis', 'ghcr.io/org/app', 'GHCR.IO/org/app', 'index.docker.io/nginx', 'registry-1.docker.io/org/app', 'quay.io', 'a.b/c/d/e']) {
+  for (const name of [
+    'nginx',
+    'bitnami/redis',
+    'ghcr.io/org/app',
+    'GHCR.IO/org/app',
+    'index.docker.io/nginx',
+    'registry-1.docker.io/org/app',
+    'quay.io',
+    'a.b/c/d/e',
+  ]) {
     const viaPath = resolver.resolve(input(name));
     const viaReference = parseImageReference(name);
     t.same([viaPath.namespace, viaPath.repository], [viaReference.namespace, viaReference.repository], name);

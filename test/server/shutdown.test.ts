@@ -168,7 +168,9 @@ t.test('SIGTERM: a manifest fetch the upstream never answers, its client gone, d
   t.teardown(() => dispatcher.destroy());
 
   const aborter = new AbortController();
-  const pending = request(`${mirror.url}/v2/${REPO}/manifests/v1?ns=${upstream.host}`, { dispatcher, signal: aborter.signal }).catch(() => undefined);
+  const pending = request(`${mirror.url}/v2/${REPO}/manifests/v1?ns=${upstream.host}`, { dispatcher, signal: aborter.signal }).catch(
+    () => undefined,
+  );
   t.ok(await eventually(() => upstream.requests.some((r) => r.path.includes('/manifests/v1'))), 'the mirror asks the upstream');
   aborter.abort();
   await pending;

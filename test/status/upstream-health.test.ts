@@ -6,7 +6,10 @@ import { OciError } from '../../src/oci/errors.js';
 import { MAX_UNLISTED_NAMESPACES, UpstreamHealth } from '../../src/status/upstream-health.js';
 
 t.test('401, 403, 429 and 5xx are errors; 2xx and 404 are successes', async (t) => {
-  const h = new UpstreamHealth(() => true, () => 1000);
+  const h = new UpstreamHealth(
+    () => true,
+    () => 1000,
+  );
   for (const status of [401, 403, 429, 500, 502, 503]) {
     h.onResponse('ns', 'manifest', status);
     t.match(h.get('ns')?.lastError?.message, `manifest: HTTP ${status}`, `${status} is an error`);
@@ -19,8 +22,17 @@ t.test('401, 403, 429 and 5xx are errors; 2xx and 404 are successes', async (t) 
 });
 
 t.test('a transport error shows its message and reason, a failed download its result', async (t) => {
-  const h = new UpstreamHealth(() => true, () => 1000);
-  h.onError('ns', 'tags', 'UPSTREAM_TIMEOUT', 'ns.example', new OciError('UPSTREAM_TIMEOUT', 'upstream timed out', { detail: { namespace: 'ns', reason: 'UND_ERR_HEADERS_TIMEOUT' } }));
+  const h = new UpstreamHealth(
+    () => true,
+    () => 1000,
+  );
+  h.onError(
+    'ns',
+    'tags',
+    'UPSTREAM_TIMEOUT',
+    'ns.example',
+    new OciError('UPSTREAM_TIMEOUT', 'upstream timed out', { detail: { namespace: 'ns', reason: 'UND_ERR_HEADERS_TIMEOUT' } }),
+  );
   t.equal(h.get('ns')?.lastError?.message, 'tags: upstream timed out (UND_ERR_HEADERS_TIMEOUT)');
   h.downloadFinished('ns', 'digest_mismatch');
   t.match(h.get('ns')?.lastError?.message, /did not match its digest/);

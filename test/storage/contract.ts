@@ -198,7 +198,9 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
 
     await behaviour('a manifest round-trips its exact bytes, media type and fetchedAt', async (t, { storage }) => {
       // Not canonical JSON: odd spacing, key order, unicode, no trailing newline; bytes must not be re-encoded.
-      const bytes = Buffer.from('{ "schemaVersion":2,\n\t"mediaType" : "application/vnd.oci.image.index.v1+json", "é":"\u2603" ,"manifests":[]}');
+      const bytes = Buffer.from(
+        '{ "schemaVersion":2,\n\t"mediaType" : "application/vnd.oci.image.index.v1+json", "é":"\u2603" ,"manifests":[]}',
+      );
       const digest = digestOf(bytes);
       const fetchedAt = new Date('2024-05-06T07:08:09.123Z');
       const mediaType = 'application/vnd.oci.image.index.v1+json';
@@ -213,7 +215,11 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
         bytes: docker,
         fetchedAt,
       });
-      t.equal((await storage.getManifest(digestOf(docker)))?.mediaType, 'application/vnd.docker.distribution.manifest.v2+json', 'another media type');
+      t.equal(
+        (await storage.getManifest(digestOf(docker)))?.mediaType,
+        'application/vnd.docker.distribution.manifest.v2+json',
+        'another media type',
+      );
     });
 
     await behaviour('deleteManifest removes a manifest', async (t, { storage }) => {
@@ -228,7 +234,12 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
 
     await behaviour('a tag round-trips and a put replaces it', async (t, { storage }) => {
       const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
-      const first = { digest: digestOf(Buffer.from('a')), mediaType: 'application/vnd.oci.image.index.v1+json', size: 123, checkedAt: new Date('2024-01-02T03:04:05.678Z') };
+      const first = {
+        digest: digestOf(Buffer.from('a')),
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        size: 123,
+        checkedAt: new Date('2024-01-02T03:04:05.678Z'),
+      };
       await storage.putTag(repo, 'latest', first);
       t.same(await storage.getTag(repo, 'latest'), first, 'round trip');
       const second = { ...first, digest: digestOf(Buffer.from('b')), size: 456, checkedAt: new Date('2024-02-03T04:05:06.789Z') };
@@ -236,12 +247,17 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
       t.same(await storage.getTag(repo, 'latest'), second, 'replaced');
     });
 
-    await behaviour('listTags lists a repository\'s tags in lexical order', async (t, { storage }) => {
+    await behaviour("listTags lists a repository's tags in lexical order", async (t, { storage }) => {
       const repo: RepositoryRef = { namespace: 'localhost:5000', repository: 'team/app' };
       const nested: RepositoryRef = { namespace: 'localhost:5000', repository: 'team/app/sub' };
       const parent: RepositoryRef = { namespace: 'localhost:5000', repository: 'team' };
       const other: RepositoryRef = { namespace: 'ghcr.io', repository: 'team/app' };
-      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      const record = {
+        digest: digestOf(Buffer.from('x')),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 1,
+        checkedAt: new Date(),
+      };
       const tags = ['v1.9', 'latest', 'v1.10', 'V2', '1.0', '_private', 'v1.9-alpine'];
       for (const tag of tags) await storage.putTag(repo, tag, record);
       await storage.putTag(nested, 'nested-only', record);
@@ -271,7 +287,12 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
     });
 
     await behaviour('listRepositories lists every repository with a tag record, once each', async (t, { storage }) => {
-      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      const record = {
+        digest: digestOf(Buffer.from('x')),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 1,
+        checkedAt: new Date(),
+      };
       const repos: RepositoryRef[] = [
         { namespace: 'docker.io', repository: 'library/nginx' },
         { namespace: 'docker.io', repository: 'library/nginx/sub' },
@@ -292,7 +313,12 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
 
     await behaviour('deleteTag removes one tag and leaves the others', async (t, { storage }) => {
       const repo: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
-      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      const record = {
+        digest: digestOf(Buffer.from('x')),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 1,
+        checkedAt: new Date(),
+      };
       await storage.putTag(repo, 'a', record);
       await storage.putTag(repo, 'b', record);
       await storage.deleteTag(repo, 'a');
@@ -304,7 +330,12 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
     });
 
     await behaviour('a repository whose last tag is deleted is no longer listed, and can get tags again', async (t, { storage }) => {
-      const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+      const record = {
+        digest: digestOf(Buffer.from('x')),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 1,
+        checkedAt: new Date(),
+      };
       const gone: RepositoryRef = { namespace: 'docker.io', repository: 'team/gone' };
       const kept: RepositoryRef = { namespace: 'docker.io', repository: 'team/gone/child' };
       await storage.putTag(gone, 'only', record);
@@ -321,7 +352,11 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
       const b = Buffer.from('{"schemaVersion":2,"b":22}');
       const before = Date.now() - 1000;
       for (const bytes of [a, b]) {
-        await storage.putManifest(digestOf(bytes), { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes, fetchedAt: new Date() });
+        await storage.putManifest(digestOf(bytes), {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          bytes,
+          fetchedAt: new Date(),
+        });
       }
       const listed: Array<{ digest: string; size: number; fetchedAt: Date }> = [];
       for await (const m of storage.listManifests()) listed.push(m);
@@ -332,7 +367,8 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
           [digestOf(b), b.length],
         ].sort(),
       );
-      for (const m of listed) t.ok(m.fetchedAt.getTime() >= before && m.fetchedAt.getTime() <= Date.now() + 60_000, `${m.digest} fetchedAt is about now`);
+      for (const m of listed)
+        t.ok(m.fetchedAt.getTime() >= before && m.fetchedAt.getTime() <= Date.now() + 60_000, `${m.digest} fetchedAt is about now`);
       await storage.deleteManifest(digestOf(a));
       const after: string[] = [];
       for await (const m of storage.listManifests()) after.push(m.digest);
@@ -358,7 +394,11 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
         await storage.putState(name, Buffer.from(name));
       }
       t.same(await storage.listState('access/'), ['access/a.host-1', 'access/b.host-2', 'access/nested/x'], 'under access/');
-      t.same(await storage.listState('access'), ['access/a.host-1', 'access/b.host-2', 'access/nested/x', 'accessory/y'], 'a plain string prefix');
+      t.same(
+        await storage.listState('access'),
+        ['access/a.host-1', 'access/b.host-2', 'access/nested/x', 'accessory/y'],
+        'a plain string prefix',
+      );
       t.same(await storage.listState(''), ['access/a.host-1', 'access/b.host-2', 'access/nested/x', 'accessory/y', 'other'], 'everything');
       t.same(await storage.listState('none/'), [], 'nothing under an unknown prefix');
     });
@@ -371,10 +411,26 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
       await storage.putLink(repo, 'blob', digest, at);
       t.equal((await storage.getLink(repo, 'blob', digest))?.toISOString(), at.toISOString(), 'round trip, to the millisecond');
       t.equal(await storage.getLink(repo, 'manifest', digest), undefined, 'a blob link is not a manifest link');
-      t.equal(await storage.getLink({ namespace: 'docker.io', repository: 'library/other' }, 'blob', digest), undefined, 'nor a link of another repository');
-      t.equal(await storage.getLink({ namespace: 'ghcr.io', repository: 'library/nginx' }, 'blob', digest), undefined, 'nor of another namespace');
-      t.equal(await storage.getLink({ namespace: 'docker.io', repository: 'library' }, 'blob', digest), undefined, 'nor of a parent repository');
-      t.equal(await storage.getLink({ namespace: 'docker.io', repository: 'library/nginx/child' }, 'blob', digest), undefined, 'nor of a child repository');
+      t.equal(
+        await storage.getLink({ namespace: 'docker.io', repository: 'library/other' }, 'blob', digest),
+        undefined,
+        'nor a link of another repository',
+      );
+      t.equal(
+        await storage.getLink({ namespace: 'ghcr.io', repository: 'library/nginx' }, 'blob', digest),
+        undefined,
+        'nor of another namespace',
+      );
+      t.equal(
+        await storage.getLink({ namespace: 'docker.io', repository: 'library' }, 'blob', digest),
+        undefined,
+        'nor of a parent repository',
+      );
+      t.equal(
+        await storage.getLink({ namespace: 'docker.io', repository: 'library/nginx/child' }, 'blob', digest),
+        undefined,
+        'nor of a child repository',
+      );
       const later = new Date('2024-06-01T00:00:00.000Z');
       await storage.putLink(repo, 'blob', digest, later);
       t.equal((await storage.getLink(repo, 'blob', digest))?.toISOString(), later.toISOString(), 'a put re-times it');
@@ -386,7 +442,11 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
       const data = Buffer.from('shared bytes');
       const digest = await putBlob(storage, data);
       const manifest = Buffer.from('{"schemaVersion":2}');
-      await storage.putManifest(digestOf(manifest), { mediaType: 'application/vnd.oci.image.manifest.v1+json', bytes: manifest, fetchedAt: new Date() });
+      await storage.putManifest(digestOf(manifest), {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        bytes: manifest,
+        fetchedAt: new Date(),
+      });
       for (const repo of [a, b]) {
         await storage.putLink(repo, 'blob', digest, new Date());
         await storage.putLink(repo, 'manifest', digestOf(manifest), new Date());
@@ -425,7 +485,12 @@ export function storageContract(t: Test, name: string, makeStorage: MakeStorage)
       const manifests: string[] = [];
       for await (const m of storage.listManifests()) manifests.push(m.digest);
       t.same(manifests, [], 'no manifests');
-      await storage.putTag(repo, 'latest', { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() });
+      await storage.putTag(repo, 'latest', {
+        digest,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 1,
+        checkedAt: new Date(),
+      });
       t.same(await listRepos(storage), [repo], 'with a tag it is listed, once');
       t.same(await storage.listTags(repo), ['latest'], 'its tags are its tags');
       await storage.deleteTag(repo, 'latest');
@@ -465,7 +530,12 @@ const INVALID_DIGESTS = ['sha256:../../x', `sha256:${'0'.repeat(63)}`, 'md5:abc'
  * synchronous throw counts as a refusal too). Callers validate names first; storage is the second fence.
  */
 export function hostileOperations(storage: Storage): Array<[string, () => Promise<unknown>]> {
-  const record = { digest: digestOf(Buffer.from('x')), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, checkedAt: new Date() };
+  const record = {
+    digest: digestOf(Buffer.from('x')),
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: 1,
+    checkedAt: new Date(),
+  };
   const fine: RepositoryRef = { namespace: 'docker.io', repository: 'library/nginx' };
   const ops: Array<[string, () => Promise<unknown>]> = [];
   for (const repo of HOSTILE_REPOSITORIES) {
@@ -505,7 +575,10 @@ export function hostileOperations(storage: Storage): Array<[string, () => Promis
     ops.push([`readBlob ${digest}`, async () => storage.readBlob(digest)]);
     ops.push([`createBlobWriter ${digest}`, async () => storage.createBlobWriter(digest)]);
     ops.push([`getManifest ${digest}`, async () => storage.getManifest(digest)]);
-    ops.push([`putManifest ${digest}`, async () => storage.putManifest(digest, { mediaType: 'x', bytes: Buffer.from('{}'), fetchedAt: new Date() })]);
+    ops.push([
+      `putManifest ${digest}`,
+      async () => storage.putManifest(digest, { mediaType: 'x', bytes: Buffer.from('{}'), fetchedAt: new Date() }),
+    ]);
   }
   return ops;
 }
@@ -557,4 +630,3 @@ export function sha256(data: Buffer): string {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-

@@ -227,7 +227,11 @@ t.test('a Range GET of a cached blob answers 206 with the exact slice, the Range
   t.equal(res.headers.get('content-length'), String(end - start + 1));
   t.ok(res.body.equals(data.subarray(start, end + 1)), 'exactly the requested bytes');
   const gets = calls.filter((c) => c.command === 'GetObjectCommand');
-  t.same(gets, [{ command: 'GetObjectCommand', key: `${prefix}/blobs/sha256/${hexOf(digest)}`, range: `bytes=${start}-${end}` }], 'one ranged GetObject');
+  t.same(
+    gets,
+    [{ command: 'GetObjectCommand', key: `${prefix}/blobs/sha256/${hexOf(digest)}`, range: `bytes=${start}-${end}` }],
+    'one ranged GetObject',
+  );
 
   const suffix = await get(blobUrl(m.url, up, digest), { range: 'bytes=-10' });
   t.equal(suffix.status, 206, 'a suffix range');
@@ -343,11 +347,27 @@ t.test('two mirror processes sharing a bucket: the second serves what the first 
   const spoolB = await mkdtemp(join(tmpdir(), 's3-mirror-spool-b-'));
   t.teardown(() => rm(spoolA, { recursive: true, force: true }));
   t.teardown(() => rm(spoolB, { recursive: true, force: true }));
-  const s3Args = ['s3', '--bucket', s3.bucket, '--host', s3.endpoint, '--access-key', s3.accessKeyId, '--secret-key', s3.secretAccessKey, '--prefix', prefix];
+  const s3Args = [
+    's3',
+    '--bucket',
+    s3.bucket,
+    '--host',
+    s3.endpoint,
+    '--access-key',
+    s3.accessKeyId,
+    '--secret-key',
+    s3.secretAccessKey,
+    '--prefix',
+    prefix,
+  ];
 
   const a = await startMirrorProcess({ root: spoolA, configYaml, args: ['--spool-dir', spoolA, ...s3Args] });
   t.teardown(() => a.kill());
-  t.match(a.logs().find((l) => l['msg'] === 'listening'), { storage: 's3' }, 'mirror A runs on S3');
+  t.match(
+    a.logs().find((l) => l['msg'] === 'listening'),
+    { storage: 's3' },
+    'mirror A runs on S3',
+  );
   await pullImage(t, a.url, up, image, 'v1');
   await a.stop();
 

@@ -64,7 +64,10 @@ async function setup(t: Test, bucket: string): Promise<Setup> {
 }
 
 /** GET and read the whole body; a cut transfer is reported in `error`, not thrown. */
-async function pull(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: Buffer; error?: string }> {
+async function pull(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; body: Buffer; error?: string }> {
   const res = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
   const chunks: Buffer[] = [];
   try {

@@ -3,7 +3,14 @@ import { Readable } from 'node:stream';
 import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
 import { digestOf } from '../../src/oci/digest.js';
-import { createS3Storage, normalizeEndpoint, resolveS3Options, S3Keys, type S3Storage, type S3StorageOptions } from '../../src/storage/s3/index.js';
+import {
+  createS3Storage,
+  normalizeEndpoint,
+  resolveS3Options,
+  S3Keys,
+  type S3Storage,
+  type S3StorageOptions,
+} from '../../src/storage/s3/index.js';
 import { fitToRange, parseContentRange } from '../../src/storage/s3/range.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { eventually } from '../helpers/eventually.js';
@@ -45,10 +52,22 @@ t.test('options', async (t) => {
   t.equal(resolveS3Options(base).region, 'us-east-1', 'region defaults to us-east-1');
   t.equal(resolveS3Options(base).endpoint, undefined, 'no endpoint: AWS');
   t.equal(resolveS3Options(base).forcePathStyle, false, 'virtual-hosted style on AWS');
-  t.equal(resolveS3Options({ ...base, endpoint: 'minio.local:9000' }).endpoint, 'https://minio.local:9000', 'https assumed without a scheme');
-  t.equal(resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569/' }).endpoint, 'http://127.0.0.1:4569', 'scheme kept, trailing slash dropped');
+  t.equal(
+    resolveS3Options({ ...base, endpoint: 'minio.local:9000' }).endpoint,
+    'https://minio.local:9000',
+    'https assumed without a scheme',
+  );
+  t.equal(
+    resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569/' }).endpoint,
+    'http://127.0.0.1:4569',
+    'scheme kept, trailing slash dropped',
+  );
   t.equal(resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569' }).forcePathStyle, true, 'path style with an endpoint');
-  t.equal(resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569', forcePathStyle: false }).forcePathStyle, false, 'unless told otherwise');
+  t.equal(
+    resolveS3Options({ ...base, endpoint: 'http://127.0.0.1:4569', forcePathStyle: false }).forcePathStyle,
+    false,
+    'unless told otherwise',
+  );
   t.equal(resolveS3Options(base).partSizeBytes, 5 * MIB, 'part size defaults to 5 MiB');
   t.equal(resolveS3Options(base).queueSize, 1, 'queue size defaults to 1');
   t.throws(() => resolveS3Options({ ...base, partSizeBytes: 5 * MIB - 1 }), /partSizeBytes/, 'parts under 5 MiB refused');
@@ -69,15 +88,28 @@ t.test('key layout', async (t) => {
   t.equal(keys.blob(`sha256:${hex}`), `mirror/blobs/sha256/${hex}`);
   t.equal(keys.blobMeta(`sha256:${hex}`), `mirror/blob-meta/sha256/${hex}`);
   t.equal(keys.manifest(`sha256:${hex}`), `mirror/manifests/sha256/${hex}`);
-  t.equal(keys.tag({ namespace: 'docker.io', repository: 'library/nginx' }, 'latest'), 'mirror/repositories/docker.io/library/nginx/_tags/latest');
+  t.equal(
+    keys.tag({ namespace: 'docker.io', repository: 'library/nginx' }, 'latest'),
+    'mirror/repositories/docker.io/library/nginx/_tags/latest',
+  );
   t.equal(keys.tags({ namespace: 'localhost:5000', repository: 'app' }), 'mirror/repositories/localhost:5000/app/_tags/');
-  t.equal(keys.link({ namespace: 'docker.io', repository: 'library/nginx' }, 'blob', `sha256:${hex}`), `mirror/links/docker.io/library/nginx/_blobs/sha256/${hex}`);
-  t.equal(keys.link({ namespace: 'docker.io', repository: 'library/nginx' }, 'manifest', `sha256:${hex}`), `mirror/links/docker.io/library/nginx/_manifests/sha256/${hex}`);
+  t.equal(
+    keys.link({ namespace: 'docker.io', repository: 'library/nginx' }, 'blob', `sha256:${hex}`),
+    `mirror/links/docker.io/library/nginx/_blobs/sha256/${hex}`,
+  );
+  t.equal(
+    keys.link({ namespace: 'docker.io', repository: 'library/nginx' }, 'manifest', `sha256:${hex}`),
+    `mirror/links/docker.io/library/nginx/_manifests/sha256/${hex}`,
+  );
   t.equal(keys.repositoryOfTagKey(`mirror/links/docker.io/library/nginx/_blobs/sha256/${hex}`), undefined, 'a link key is no tag record');
   t.equal(keys.digestOfBlobKey(`mirror/blobs/sha256/${hex}`), `sha256:${hex}`);
   t.equal(keys.digestOfBlobKey('mirror/blobs/sha256/nothex'), undefined);
   t.equal(keys.digestOfBlobKey(`other/blobs/sha256/${hex}`), undefined);
-  t.throws(() => keys.tag({ namespace: 'docker.io', repository: '_tags' }, 'x'), /repository component/, 'a repository component cannot start with _');
+  t.throws(
+    () => keys.tag({ namespace: 'docker.io', repository: '_tags' }, 'x'),
+    /repository component/,
+    'a repository component cannot start with _',
+  );
 });
 
 t.test('ranged answers are checked against the request', async (t) => {
@@ -87,7 +119,11 @@ t.test('ranged answers are checked against the request', async (t) => {
   t.equal(parseContentRange('bytes */10'), undefined);
   t.equal((await readAll(fitToRange(body(), { start: 0, end: 9 }, 'bytes 0-9/10', 10))).toString(), '0123456789', 'exact');
   t.equal((await readAll(fitToRange(body(), { start: 0, end: 0 }, 'bytes 0-9/10', 10))).toString(), '0', 'more than asked is cut');
-  t.equal((await readAll(fitToRange(body(), { start: 0, end: 3 }, undefined, 10))).toString(), '0123', 'an ignored Range from offset 0 is cut');
+  t.equal(
+    (await readAll(fitToRange(body(), { start: 0, end: 3 }, undefined, 10))).toString(),
+    '0123',
+    'an ignored Range from offset 0 is cut',
+  );
   t.throws(() => fitToRange(body(), { start: 2, end: 3 }, undefined, 10), /whole object/, 'an ignored Range elsewhere is refused');
   t.throws(() => fitToRange(body(), { start: 2, end: 3 }, 'bytes 0-9/10', 10), /range 2-3/, 'a wrong offset is refused');
 });
@@ -121,7 +157,7 @@ t.test('init aborts multipart uploads older than a day under its prefix, and onl
   await storage.init();
   const left = (await server.pendingUploads()).map((u) => u.uploadId);
   t.notOk(left.includes(stale), 'the stale upload under the prefix is aborted');
-  t.ok(left.includes(fresh), 'a fresh upload (maybe another replica\'s) stays');
+  t.ok(left.includes(fresh), "a fresh upload (maybe another replica's) stays");
   t.ok(left.includes(elsewhere), 'uploads outside the prefix stay');
 });
 

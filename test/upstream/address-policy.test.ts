@@ -29,7 +29,8 @@ t.test('ipv6Bytes reads the full and the compressed spelling of any address back
     { numRuns: 300 },
   );
   t.same(ipv6Bytes('::ffff:1.2.3.4'), Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4]), 'a trailing dotted quad');
-  for (const bad of ['1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7:8::', '::1.2.3.256', '12345::']) t.equal(ipv6Bytes(bad), undefined, bad);
+  for (const bad of ['1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7:8::', '::1.2.3.256', '12345::'])
+    t.equal(ipv6Bytes(bad), undefined, bad);
 });
 
 t.test('an IPv6 form that embeds an IPv4 address is exactly as public as that address', async (t) => {

@@ -2,7 +2,9 @@ import t from 'tap';
 import { parseChallenge } from '../../src/upstream/challenge.js';
 
 t.test("Docker Hub's Bearer challenge yields realm, service and scope", async (t) => {
-  const c = parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"');
+  const c = parseChallenge(
+    'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"',
+  );
   t.same(c, {
     scheme: 'bearer',
     params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/nginx:pull' },

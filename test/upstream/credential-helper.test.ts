@@ -98,7 +98,8 @@ async function get(url: string): Promise<{ status: number; text: string; code: s
   return { status: res.status, text, code, message };
 }
 
-const manifestUrl = (m: TestMirror, up: { host: string }, ref: string, repo = 'x/app') => `${m.url}/v2/${repo}/manifests/${ref}?ns=${up.host}`;
+const manifestUrl = (m: TestMirror, up: { host: string }, ref: string, repo = 'x/app') =>
+  `${m.url}/v2/${repo}/manifests/${ref}?ns=${up.host}`;
 const blobUrl = (m: TestMirror, up: { host: string }, digest: string) => `${m.url}/v2/x/app/blobs/${digest}?ns=${up.host}`;
 
 t.test('basic auth: the helper supplies username and password, asked with the upstream host on stdin', async (t) => {
@@ -154,7 +155,10 @@ t.test('concurrent requests share one helper run', async (t) => {
     get(manifestUrl(m, up, 'v1')),
     ...[...img.layerDigests, img.configDigest].map((d) => get(blobUrl(m, up, d))),
   ]);
-  t.same(burst.map((r) => r.status), [200, 200, 200, 200, 200]);
+  t.same(
+    burst.map((r) => r.status),
+    [200, 200, 200, 200, 200],
+  );
   t.equal((await h.calls()).length, 1);
 });
 
@@ -227,7 +231,13 @@ t.test('a helper failing or answering garbage: 502, and the secret never reaches
 t.test('a helper that does not answer in time is killed: UPSTREAM_ERROR', async (t) => {
   const h = await helper(t, creds('registry.example'));
   await h.sleep(5);
-  const helperObj = new CredentialHelper({ name: h.name, serverUrl: 'registry.example', ttlMs: 60_000, namespace: 'registry.example', timeoutMs: 300 });
+  const helperObj = new CredentialHelper({
+    name: h.name,
+    serverUrl: 'registry.example',
+    ttlMs: 60_000,
+    namespace: 'registry.example',
+    timeoutMs: 300,
+  });
   const started = Date.now();
   await t.rejects(helperObj.get(), { code: 'UPSTREAM_ERROR', message: /did not answer within 0.3 s/ });
   t.ok(Date.now() - started < 3000, 'gives up at the timeout');
@@ -241,7 +251,12 @@ t.test('the default timeout is 10 s', async (t) => {
 t.test('Docker Hub: the helper is asked about https://index.docker.io/v1/', async (t) => {
   const h = await helper(t, creds('https://index.docker.io/v1/'));
   const { helperServerUrl } = await import('../../src/upstream/credential-helper.js');
-  const c = new CredentialHelper({ name: h.name, serverUrl: helperServerUrl('registry-1.docker.io'), ttlMs: 60_000, namespace: 'docker.io' });
+  const c = new CredentialHelper({
+    name: h.name,
+    serverUrl: helperServerUrl('registry-1.docker.io'),
+    ttlMs: 60_000,
+    namespace: 'docker.io',
+  });
   t.same(await c.get(), { username: USER, secret: PASSWORD, identityToken: false });
   t.same(await h.calls(), ['https://index.docker.io/v1/']);
 });
@@ -267,7 +282,10 @@ async function oauthRegistry(t: Test, identityToken: string): Promise<{ host: st
       }
       if (req.headers.authorization !== 'Bearer granted') {
         res
-          .writeHead(401, { 'www-authenticate': `Bearer realm="${base}/token",service="oauth-fixture",scope="repository:x/app:pull"`, 'content-type': 'application/json' })
+          .writeHead(401, {
+            'www-authenticate': `Bearer realm="${base}/token",service="oauth-fixture",scope="repository:x/app:pull"`,
+            'content-type': 'application/json',
+          })
           .end('{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}');
         return;
       }
@@ -312,7 +330,15 @@ t.test('an identity token cannot answer a Basic challenge: 403 DENIED saying so'
 
 t.test('config: credential_helper and credential_ttl are read from the YAML, ttl defaults to 15m', async (t) => {
   const [a, b] = parseUpstreamYaml(
-    ['- namespace: a.example', '  host: a.example', '  credential_helper: ecr-login', '  credential_ttl: 5m', '- namespace: b.example', '  host: b.example', '  credential_helper: gcr'].join('\n'),
+    [
+      '- namespace: a.example',
+      '  host: a.example',
+      '  credential_helper: ecr-login',
+      '  credential_ttl: 5m',
+      '- namespace: b.example',
+      '  host: b.example',
+      '  credential_helper: gcr',
+    ].join('\n'),
     'u.yaml',
   );
   t.equal(a?.credentialHelper, 'ecr-login');
@@ -323,11 +349,21 @@ t.test('config: credential_helper and credential_ttl are read from the YAML, ttl
 
 t.test('config: credential_helper excludes username/password and must be a plain name', async (t) => {
   t.throws(
-    () => parseUpstreamYaml('- namespace: a.example\n  host: a.example\n  credential_helper: ecr-login\n  username: u\n  password: p\n', 'u.yaml'),
+    () =>
+      parseUpstreamYaml(
+        '- namespace: a.example\n  host: a.example\n  credential_helper: ecr-login\n  username: u\n  password: p\n',
+        'u.yaml',
+      ),
     /u\.yaml: entry 0 \(namespace a\.example\): keys "credential_helper" and "username"\/"password" are exclusive/,
   );
-  t.throws(() => parseUpstreamYaml('- namespace: a.example\n  host: a.example\n  credential_helper: ../evil\n', 'u.yaml'), /key "credential_helper" must be a helper name/);
-  t.throws(() => parseUpstreamYaml('- namespace: a.example\n  host: a.example\n  credential_ttl: soon\n', 'u.yaml'), /key "credential_ttl" must be a duration/);
+  t.throws(
+    () => parseUpstreamYaml('- namespace: a.example\n  host: a.example\n  credential_helper: ../evil\n', 'u.yaml'),
+    /key "credential_helper" must be a helper name/,
+  );
+  t.throws(
+    () => parseUpstreamYaml('- namespace: a.example\n  host: a.example\n  credential_ttl: soon\n', 'u.yaml'),
+    /key "credential_ttl" must be a duration/,
+  );
 });
 
 t.test('every Docker Hub registry host asks the helper about the key docker stores Hub credentials under', async (t) => {

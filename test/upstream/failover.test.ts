@@ -50,7 +50,11 @@ interface Events {
   failovers: { from: string; to: string }[];
 }
 
-function pooled(t: T, cfg: UpstreamConfig, options: { now?: () => number; log?: string[] } = {}): { client: UpstreamClient; events: Events } {
+function pooled(
+  t: T,
+  cfg: UpstreamConfig,
+  options: { now?: () => number; log?: string[] } = {},
+): { client: UpstreamClient; events: Events } {
   const events: Events = { responses: [], failovers: [] };
   const observer: UpstreamObserver = {
     onResponse: (_ns, _kind, status, _s, host) => events.responses.push({ host, status }),
@@ -60,12 +64,15 @@ function pooled(t: T, cfg: UpstreamConfig, options: { now?: () => number; log?: 
   const lines = options.log;
   const pool = new UpstreamPool(observer, {
     ...(options.now ? { now: options.now } : {}),
-    ...(lines ? { log: { warn: (o, msg) => lines.push(`${msg} ${JSON.stringify(o)}`), info: (o, msg) => lines.push(`${msg} ${JSON.stringify(o)}`) } } : {}),
+    ...(lines
+      ? {
+          log: { warn: (o, msg) => lines.push(`${msg} ${JSON.stringify(o)}`), info: (o, msg) => lines.push(`${msg} ${JSON.stringify(o)}`) },
+        }
+      : {}),
   });
   t.teardown(() => pool.close());
   return { client: pool.client(cfg), events };
 }
-
 
 function authOf(up: FixtureUpstream): (string | undefined)[] {
   return [...up.requests.map((r) => r.headers.authorization), ...up.tokenRequests.map((r) => r.headers.authorization)];
@@ -82,7 +89,10 @@ t.test('a primary refusing connections: the fallback serves the manifest and the
   const logged: string[] = [];
   const log = createLogger('info', new Writable({ write: (chunk: Buffer, _e, cb) => (logged.push(chunk.toString()), cb()) }));
   const primary = await closedPort();
-  const m = await startMirror({ upstreams: [{ namespace: NS, host: primary, fallbackHosts: [{ host: fallback.host }], connectTimeoutMs: 2000 }], log });
+  const m = await startMirror({
+    upstreams: [{ namespace: NS, host: primary, fallbackHosts: [{ host: fallback.host }], connectTimeoutMs: 2000 }],
+    log,
+  });
   t.teardown(() => m.close());
 
   const manifest = await fetch(`${m.url}/v2/org/app/manifests/v1?ns=${NS}`, { headers: { accept: OCI_ACCEPT } });
@@ -99,9 +109,15 @@ t.test('a primary refusing connections: the fallback serves the manifest and the
   const hosts = new Set((requests?.values ?? []).map((v) => v.labels['host']));
   t.same([...hosts], [fallback.host], 'every upstream response is labelled with the fallback host');
   const failovers = json.find((x) => x.name === 'oci_registry_upstream_failovers_total');
-  t.ok((failovers?.values ?? []).some((v) => v.labels['from'] === primary && v.labels['to'] === fallback.host && v.value >= 1), 'the failover is counted from primary to fallback');
+  t.ok(
+    (failovers?.values ?? []).some((v) => v.labels['from'] === primary && v.labels['to'] === fallback.host && v.value >= 1),
+    'the failover is counted from primary to fallback',
+  );
   const errors = json.find((x) => x.name === 'oci_registry_upstream_errors_total');
-  t.ok((errors?.values ?? []).some((v) => v.labels['host'] === primary && v.labels['code'] === 'UPSTREAM_UNAVAILABLE'), 'the refusal is an error of the primary host');
+  t.ok(
+    (errors?.values ?? []).some((v) => v.labels['host'] === primary && v.labels['code'] === 'UPSTREAM_UNAVAILABLE'),
+    'the refusal is an error of the primary host',
+  );
   t.ok(
     logged.some((l) => l.includes('trying the next one') && l.includes(primary) && l.includes(fallback.host)),
     'a log line names both hosts',
@@ -157,7 +173,7 @@ t.test('a primary answering 401 to valid-looking credentials is an answer: no fa
   t.equal(fallback.requests.length, 0);
 });
 
-t.test('when every host fails, the last host\'s answer is the client\'s', async (t) => {
+t.test("when every host fails, the last host's answer is the client's", async (t) => {
   const primary = await fixture(t);
   const fallback = await fixture(t);
   primary.setGlobalFault({ kind: 'status', status: 503 });
@@ -188,7 +204,10 @@ t.test('the primary is skipped during its back-off and used again after it', asy
   fallback.addImage('org/app', { tag: 'v1' });
   const clock = { ms: 1_000_000 };
   const lines: string[] = [];
-  const { client } = pooled(t, config(primary.host, [{ host: fallback.host }], { failoverBackoffMs: 30_000 }), { now: () => clock.ms, log: lines });
+  const { client } = pooled(t, config(primary.host, [{ host: fallback.host }], { failoverBackoffMs: 30_000 }), {
+    now: () => clock.ms,
+    log: lines,
+  });
   primary.setGlobalFault({ kind: 'status', status: 503 });
   await client.getManifest('org/app', 'v1');
   primary.setGlobalFault(undefined);
@@ -204,7 +223,10 @@ t.test('the primary is skipped during its back-off and used again after it', asy
   await client.getManifest('org/app', 'v1');
   t.equal(primary.requests.length, 1, 'after the back-off the primary answers again');
   t.equal(fallback.requests.length, 1, 'and the fallback is not asked');
-  t.ok(lines.some((l) => l.startsWith('upstream primary host answers again') && l.includes(primary.host)), 'its return is logged');
+  t.ok(
+    lines.some((l) => l.startsWith('upstream primary host answers again') && l.includes(primary.host)),
+    'its return is logged',
+  );
 });
 
 t.test('a primary failing again after its back-off waits twice as long', async (t) => {
@@ -226,12 +248,15 @@ t.test('a primary failing again after its back-off waits twice as long', async (
   t.equal(primary.requests.length, 3, 'tried after 60 s');
 });
 
-t.test('a fallback with its own credentials gets only those; the primary\'s never leave for it', async (t) => {
+t.test("a fallback with its own credentials gets only those; the primary's never leave for it", async (t) => {
   const primary = await fixture(t, { auth: { kind: 'basic', username: 'alice', password: 'primary-secret' } });
   const fallback = await fixture(t, { auth: { kind: 'basic', username: 'bob', password: 'fallback-secret' } });
   fallback.addImage('org/app', { tag: 'v1' });
   primary.addImage('org/app', { tag: 'v1' });
-  const cfg = config(primary.host, [{ host: fallback.host, credentials: { username: 'bob', password: 'fallback-secret' } }], { username: 'alice', password: 'primary-secret' });
+  const cfg = config(primary.host, [{ host: fallback.host, credentials: { username: 'bob', password: 'fallback-secret' } }], {
+    username: 'alice',
+    password: 'primary-secret',
+  });
   const { client } = pooled(t, cfg);
   await client.getManifest('org/app', 'v1');
   t.ok(authOf(primary).includes(basic('alice', 'primary-secret')), 'the primary saw its credentials');
@@ -240,10 +265,10 @@ t.test('a fallback with its own credentials gets only those; the primary\'s neve
   const seen = authOf(fallback).filter((a) => a !== undefined);
   t.ok(seen.length > 0);
   t.same([...new Set(seen)], [basic('bob', 'fallback-secret')], 'the fallback saw only its own credentials');
-  t.notOk(authOf(primary).includes(basic('bob', 'fallback-secret')), 'the primary never saw the fallback\'s');
+  t.notOk(authOf(primary).includes(basic('bob', 'fallback-secret')), "the primary never saw the fallback's");
 });
 
-t.test('a fallback given as a host string inherits the primary\'s credentials', async (t) => {
+t.test("a fallback given as a host string inherits the primary's credentials", async (t) => {
   const primary = await fixture(t);
   const fallback = await fixture(t, { auth: { kind: 'basic', username: 'alice', password: 's' } });
   fallback.addImage('org/app', { tag: 'v1' });
@@ -253,20 +278,27 @@ t.test('a fallback given as a host string inherits the primary\'s credentials', 
   t.ok(authOf(fallback).includes(basic('alice', 's')));
 });
 
-t.test('Bearer tokens are cached per host: the primary\'s token is never sent to the fallback', async (t) => {
+t.test("Bearer tokens are cached per host: the primary's token is never sent to the fallback", async (t) => {
   const primary = await fixture(t, { auth: { kind: 'bearer', username: 'alice', password: 'a' } });
   const fallback = await fixture(t, { auth: { kind: 'bearer', username: 'bob', password: 'b' } });
   primary.addImage('org/app', { tag: 'v1' });
   fallback.addImage('org/app', { tag: 'v1' });
-  const cfg = config(primary.host, [{ host: fallback.host, credentials: { username: 'bob', password: 'b' } }], { username: 'alice', password: 'a' });
+  const cfg = config(primary.host, [{ host: fallback.host, credentials: { username: 'bob', password: 'b' } }], {
+    username: 'alice',
+    password: 'a',
+  });
   const { client } = pooled(t, cfg);
   await client.getManifest('org/app', 'v1');
   const primaryBearers = new Set(primary.requests.map((r) => r.headers.authorization).filter((a) => a?.startsWith('Bearer ')));
   t.equal(primaryBearers.size, 1);
   primary.setGlobalFault({ kind: 'status', status: 503 });
   await client.getManifest('org/app', 'v1');
-  for (const r of fallback.requests) t.notOk(r.headers.authorization !== undefined && primaryBearers.has(r.headers.authorization), 'no primary token at the fallback');
-  t.ok(fallback.tokenRequests.some((r) => r.headers.authorization === basic('bob', 'b')), 'the fallback token came from its own credentials');
+  for (const r of fallback.requests)
+    t.notOk(r.headers.authorization !== undefined && primaryBearers.has(r.headers.authorization), 'no primary token at the fallback');
+  t.ok(
+    fallback.tokenRequests.some((r) => r.headers.authorization === basic('bob', 'b')),
+    'the fallback token came from its own credentials',
+  );
 });
 
 t.test('a blob body failing mid-stream is not continued from the fallback', async (t) => {

@@ -63,7 +63,10 @@ t.test('a failed fetch is reported to every waiter and not cached', async (t) =>
     throw new Error('token endpoint down');
   };
   const results = await Promise.allSettled([cache.getOrFetch('k', failing), cache.getOrFetch('k', failing)]);
-  t.same(results.map((r) => r.status), ['rejected', 'rejected']);
+  t.same(
+    results.map((r) => r.status),
+    ['rejected', 'rejected'],
+  );
   t.equal(fetches, 1);
   t.equal(await cache.getOrFetch('k', async () => ({ value: 'ok', expiresAt: Date.now() + 1000 })), 'ok', 'the next call fetches again');
 });
@@ -80,7 +83,8 @@ t.test('tokens for many distinct scopes stay within the byte bound, the least re
   const c = clock();
   const cache = new TokenCache({ now: c.now, maxBytes: 64 * 1024 });
   const token = 'x'.repeat(1000);
-  for (let i = 0; i < 50_000; i++) await cache.getOrFetch(`repository:org/app${i}:pull`, async () => ({ value: token, expiresAt: c.now() + 60_000 }));
+  for (let i = 0; i < 50_000; i++)
+    await cache.getOrFetch(`repository:org/app${i}:pull`, async () => ({ value: token, expiresAt: c.now() + 60_000 }));
   t.ok(cache.size > 0 && cache.size <= 64, `at most 64 KiB of tokens are held (${cache.size} entries)`);
   t.equal(cache.get('repository:org/app49999:pull'), token, 'the newest is kept');
   t.equal(cache.get('repository:org/app0:pull'), undefined, 'the oldest was dropped');

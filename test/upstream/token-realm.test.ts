@@ -22,7 +22,10 @@ t.test('a realm on another host gets no credentials unless token_realm_hosts lis
   t.notOk(may(upstream('registry.example'), 'https://evil.example/token'));
   t.notOk(may(upstream('registry.example'), 'https://registry.example.evil.example/token'), 'a suffix is another host');
   t.ok(may(upstream('registry.gitlab.com', { tokenRealmHosts: ['gitlab.com'] }), 'https://gitlab.com/jwt/auth'));
-  t.ok(may(upstream('registry.gitlab.com', { tokenRealmHosts: ['gitlab.com'] }), 'https://gitlab.com:8443/jwt/auth'), 'no port listed: any port');
+  t.ok(
+    may(upstream('registry.gitlab.com', { tokenRealmHosts: ['gitlab.com'] }), 'https://gitlab.com:8443/jwt/auth'),
+    'no port listed: any port',
+  );
 });
 
 t.test('a listed host with a port matches that port only (the scheme default when the realm names none)', async (t) => {

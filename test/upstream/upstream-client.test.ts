@@ -26,12 +26,18 @@ async function raw(t: T, handler: RawHandler): Promise<RawUpstream> {
 }
 
 function client(t: T, up: FixtureUpstream | RawUpstream, overrides: Partial<UpstreamConfig> = {}): UpstreamClient {
-  const config: UpstreamConfig = { ...defaultUpstreamSettings(), namespace: 'fixture.test', host: up.host, tls: false, explicit: true, ...overrides };
+  const config: UpstreamConfig = {
+    ...defaultUpstreamSettings(),
+    namespace: 'fixture.test',
+    host: up.host,
+    tls: false,
+    explicit: true,
+    ...overrides,
+  };
   const dispatcher = createUpstreamDispatcher(config);
   t.teardown(() => dispatcher.close());
   return new UpstreamClient(config, dispatcher);
 }
-
 
 t.test('anonymous: a manifest by tag comes back with its exact bytes, digest and media type', async (t) => {
   const up = await fixture(t);
@@ -96,7 +102,10 @@ t.test('tags come back with a flag when upstream announces a next page', async (
 t.test('referrers pass through with OCI-Filters-Applied; a registry without the API gives undefined', async (t) => {
   const up = await fixture(t);
   const subject = up.addImage('org/app', { tag: 'v1' });
-  up.addImage('org/app', { artifactType: 'application/vnd.example.sig', subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length } });
+  up.addImage('org/app', {
+    artifactType: 'application/vnd.example.sig',
+    subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length },
+  });
   const r = await client(t, up).getReferrers('org/app', subject.digest, 'application/vnd.example.sig');
   t.equal(r?.filtersApplied, 'artifactType');
   t.equal(r?.manifests.length, 1);
@@ -145,7 +154,10 @@ t.test('bearer: another repository (scope) gets its own token', async (t) => {
   const c = client(t, up);
   await c.getManifest('org/a', 'v1');
   await c.getManifest('org/b', 'v1');
-  t.same(up.tokenRequests.map((r) => r.query.get('scope')), ['repository:org/a:pull', 'repository:org/b:pull']);
+  t.same(
+    up.tokenRequests.map((r) => r.query.get('scope')),
+    ['repository:org/a:pull', 'repository:org/b:pull'],
+  );
 });
 
 t.test('bearer: a token the upstream no longer accepts is fetched again', async (t) => {
@@ -188,7 +200,10 @@ t.test('a blob redirect to another host is followed without the Authorization he
   t.same(await readAll(blob.body), bytes);
   t.equal(up.redirectBlobGets(digest), 1);
   t.equal(up.redirectSawAuthorization, false);
-  t.ok(up.requests.some((r) => r.path.includes('/blobs/') && String(r.headers.authorization).startsWith('Bearer ')), 'the registry itself got the token');
+  t.ok(
+    up.requests.some((r) => r.path.includes('/blobs/') && String(r.headers.authorization).startsWith('Bearer ')),
+    'the registry itself got the token',
+  );
 });
 
 t.test('a blob redirect to another host drops Basic credentials too', async (t) => {
@@ -231,7 +246,7 @@ t.test('the ns query parameter is never forwarded upstream by the mirror (manife
     t.equal(res.status, 200, path);
     await res.arrayBuffer();
   }
-  t.ok(up.requests.length >= 4, "manifest (the by-digest GET is a cache hit), blob, tags, referrers");
+  t.ok(up.requests.length >= 4, 'manifest (the by-digest GET is a cache hit), blob, tags, referrers');
   for (const r of up.requests) t.notOk(r.query.has('ns'), `${r.method} ${r.path}`);
 });
 
@@ -316,22 +331,32 @@ t.test('bearer, anonymous: a token realm on another host works (nothing to withh
   t.equal((await client(t, up).getManifest('org/app', 'v1')).digest, img.digest);
 });
 
-t.test('bearer: a denial after an anonymous token from another host names token_realm_hosts only when there were credentials to withhold', async (t) => {
-  const up = await raw(t, (req, res, url) => {
-    if (url.pathname === '/token') return reply(res, 200, 'application/json', '{"token":"anonymous"}');
-    reply(res, 401, 'application/json', '{"errors":[]}', { 'www-authenticate': `Bearer realm="http://localhost:${req.socket.localPort}/token",service="raw"` });
-  });
-  const anonymous = await rejection(client(t, up).getManifest('org/app', 'v1'));
-  t.equal(anonymous.code, 'DENIED');
-  t.notMatch(anonymous.message, /token_realm_hosts|credentials to/, 'no credentials: nothing was withheld');
-  const withCreds = await rejection(client(t, up, { username: 'u', password: 'p' }).getManifest('org/app', 'v1'));
-  t.equal(withCreds.code, 'DENIED');
-  t.match(withCreds.message, /token_realm_hosts/);
-});
+t.test(
+  'bearer: a denial after an anonymous token from another host names token_realm_hosts only when there were credentials to withhold',
+  async (t) => {
+    const up = await raw(t, (req, res, url) => {
+      if (url.pathname === '/token') return reply(res, 200, 'application/json', '{"token":"anonymous"}');
+      reply(res, 401, 'application/json', '{"errors":[]}', {
+        'www-authenticate': `Bearer realm="http://localhost:${req.socket.localPort}/token",service="raw"`,
+      });
+    });
+    const anonymous = await rejection(client(t, up).getManifest('org/app', 'v1'));
+    t.equal(anonymous.code, 'DENIED');
+    t.notMatch(anonymous.message, /token_realm_hosts|credentials to/, 'no credentials: nothing was withheld');
+    const withCreds = await rejection(client(t, up, { username: 'u', password: 'p' }).getManifest('org/app', 'v1'));
+    t.equal(withCreds.code, 'DENIED');
+    t.match(withCreds.message, /token_realm_hosts/);
+  },
+);
 
 // ---- what upstreams send that is not what it should be: 502 UPSTREAM_ERROR, never a crash ----
 
-const OCI_BODY = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] });
+const OCI_BODY = JSON.stringify({
+  schemaVersion: 2,
+  mediaType: OCI_MANIFEST,
+  config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 },
+  layers: [],
+});
 
 /** An upstream answering every manifest GET with this Content-Type (none when undefined) and body. */
 function manifestUpstream(t: T, contentType: string | undefined, body: string): Promise<RawUpstream> {
@@ -383,7 +408,11 @@ t.test('application/json or no Content-Type: the body decides (its mediaType, sc
 });
 
 t.test('application/json whose body names no manifest type, or has no manifest shape, is UPSTREAM_ERROR', async (t) => {
-  for (const body of [JSON.stringify({ mediaType: 'text/html' }), JSON.stringify({ hello: 'world' }), JSON.stringify({ schemaVersion: 2 })]) {
+  for (const body of [
+    JSON.stringify({ mediaType: 'text/html' }),
+    JSON.stringify({ hello: 'world' }),
+    JSON.stringify({ schemaVersion: 2 }),
+  ]) {
     const up = await manifestUpstream(t, 'application/json', body);
     t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR', body);
   }
@@ -430,7 +459,10 @@ t.test('a token that could not be sent in a header (spaces, control characters, 
   for (const token of ['two words', 'line\r\nX-Injected: 1', 'x'.repeat(40_000)]) {
     const up = await tokenUpstream(t, JSON.stringify({ token }));
     t.equal((await rejection(client(t, up).getManifest('org/app', 'v1'))).code, 'UPSTREAM_ERROR', token.slice(0, 20));
-    t.notOk(up.requests.some((r) => r.headers['x-injected'] !== undefined), 'nothing injected');
+    t.notOk(
+      up.requests.some((r) => r.headers['x-injected'] !== undefined),
+      'nothing injected',
+    );
   }
 });
 

@@ -116,30 +116,33 @@ t.test('a download running on an evicted agent finishes, then the agent is close
   t.ok(await eventually(() => agents[0]?.closed === true), 'then the evicted agent is closed');
 });
 
-t.test('a request still being sent when its client is evicted completes (its token fetch and retry too); the agent closes after it', async (t) => {
-  // The first request stalls, then answers 401: the token request and the retry come after the eviction.
-  const up = await startFixtureUpstream({ auth: { kind: 'bearer' } });
-  t.teardown(() => up.close());
-  const img = up.addImage('org/app', { tag: 'v1' });
-  up.setGlobalFault({ kind: 'stall', ms: 300, times: 1 });
-  const agents: Agent[] = [];
-  const pool = new UpstreamPool(undefined, {
-    maxUnlisted: 1,
-    isListed: () => false,
-    createDispatcher: (config) => {
-      const agent = createUpstreamDispatcher(config);
-      agents.push(agent);
-      return agent;
-    },
-  });
-  t.teardown(() => pool.destroy());
-  const config: UpstreamConfig = { ...defaultUpstreamSettings(), namespace: up.host, host: up.host, tls: false, explicit: true };
-  const pending = pool.client(config).getManifest('org/app', 'v1');
-  pool.client(implicit('other.example'));
-  t.equal((await pending).digest, img.digest);
-  t.equal(up.tokenRequests.length, 1, 'the token was fetched after the eviction');
-  t.ok(await eventually(() => agents[0]?.closed === true), 'then the evicted agent is closed');
-});
+t.test(
+  'a request still being sent when its client is evicted completes (its token fetch and retry too); the agent closes after it',
+  async (t) => {
+    // The first request stalls, then answers 401: the token request and the retry come after the eviction.
+    const up = await startFixtureUpstream({ auth: { kind: 'bearer' } });
+    t.teardown(() => up.close());
+    const img = up.addImage('org/app', { tag: 'v1' });
+    up.setGlobalFault({ kind: 'stall', ms: 300, times: 1 });
+    const agents: Agent[] = [];
+    const pool = new UpstreamPool(undefined, {
+      maxUnlisted: 1,
+      isListed: () => false,
+      createDispatcher: (config) => {
+        const agent = createUpstreamDispatcher(config);
+        agents.push(agent);
+        return agent;
+      },
+    });
+    t.teardown(() => pool.destroy());
+    const config: UpstreamConfig = { ...defaultUpstreamSettings(), namespace: up.host, host: up.host, tls: false, explicit: true };
+    const pending = pool.client(config).getManifest('org/app', 'v1');
+    pool.client(implicit('other.example'));
+    t.equal((await pending).digest, img.digest);
+    t.equal(up.tokenRequests.length, 1, 'the token was fetched after the eviction');
+    t.ok(await eventually(() => agents[0]?.closed === true), 'then the evicted agent is closed');
+  },
+);
 
 t.test('bearer tokens of many repositories stay within the token cache bound', async (t) => {
   const up = await startFixtureUpstream({ auth: { kind: 'bearer' } });

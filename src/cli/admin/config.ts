@@ -10,7 +10,6 @@ import { serverSettings } from '../server-settings.js';
 import type { AdminCommandRegistrar, AdminContext } from './index.js';
 import { errorText } from '../../error-text.js';
 
-
 /** Flags whose value is a secret, by name: today --secret-key; a future --*-password or --*-token too. */
 const SECRET_FLAG = /secret|password|token/i;
 
@@ -26,7 +25,9 @@ const SECRET_FLAG = /secret|password|token/i;
 export const registerConfig: AdminCommandRegistrar = (storageCommand, context) => {
   storageCommand
     .command('config')
-    .description('print the effective configuration (flags, environment, upstream file, defaults) with secrets redacted, or exit 2 naming what is invalid')
+    .description(
+      'print the effective configuration (flags, environment, upstream file, defaults) with secrets redacted, or exit 2 naming what is invalid',
+    )
     .action(() => {
       const ctx = context();
       const settings = serverSettings({ ...ctx.global, storage: ctx.storage });
@@ -65,7 +66,11 @@ function renderConfig(storageCommand: Command, ctx: AdminContext, config: Mirror
     }
   }
   out.push('global:', ...globalLines.map((l) => emit(l, '  ')));
-  out.push('storage:', emit({ key: 'kind', value: ctx.storage.kind, source: 'command' }, '  '), ...optionLines(storageCommand).map((l) => emit(l, '  ')));
+  out.push(
+    'storage:',
+    emit({ key: 'kind', value: ctx.storage.kind, source: 'command' }, '  '),
+    ...optionLines(storageCommand).map((l) => emit(l, '  ')),
+  );
   out.push(...upstreamLines(config));
   return `${out.join('\n')}\n`;
 }
@@ -79,8 +84,13 @@ function optionLines(command: Command): Line[] {
     if (!name || name === 'help' || name === 'version') continue;
     const attr = option.attributeName();
     const raw = values[attr];
-    const value: Scalar = raw === undefined ? null : typeof raw === 'string' || typeof raw === 'number' || typeof raw === 'boolean' ? raw : String(raw);
-    lines.push({ key: name, value: SECRET_FLAG.test(name) && value !== null ? REDACTED : redactUrl(value), source: describeSource(command.getOptionValueSource(attr), option) });
+    const value: Scalar =
+      raw === undefined ? null : typeof raw === 'string' || typeof raw === 'number' || typeof raw === 'boolean' ? raw : String(raw);
+    lines.push({
+      key: name,
+      value: SECRET_FLAG.test(name) && value !== null ? REDACTED : redactUrl(value),
+      source: describeSource(command.getOptionValueSource(attr), option),
+    });
   }
   return lines;
 }
@@ -146,7 +156,8 @@ function upstreamLines(config: MirrorConfig): string[] {
     const given = fileKeys.get(u.namespace);
     UPSTREAM_FIELDS.forEach((field, i) => {
       let source = 'default';
-      if (credentialNamespaces.has(u.namespace) && (CREDENTIAL_KEYS.has(field.key) || (!given && field.key === 'namespace'))) source = 'UPSTREAM_CREDENTIALS';
+      if (credentialNamespaces.has(u.namespace) && (CREDENTIAL_KEYS.has(field.key) || (!given && field.key === 'namespace')))
+        source = 'UPSTREAM_CREDENTIALS';
       else if (given && file && given.has(field.key)) source = `file:${file}`;
       const raw = field.value(u);
       const value = field.secret && raw !== null ? REDACTED : raw;

@@ -50,10 +50,14 @@ export const registerExport: AdminCommandRegistrar = (storageCommand, context) =
         }
         if (temp) await rename(temp, flags.output);
         for (const img of result.images) {
-          report.write(`exported ${img.reference}  ${shortDigest(img.digest)}  ${img.manifests} manifest${img.manifests === 1 ? '' : 's'}, ${img.blobs} blobs, ${formatBytes(img.bytes)}\n`);
+          report.write(
+            `exported ${img.reference}  ${shortDigest(img.digest)}  ${img.manifests} manifest${img.manifests === 1 ? '' : 's'}, ${img.blobs} blobs, ${formatBytes(img.bytes)}\n`,
+          );
         }
         for (const w of result.warnings) report.write(`warning: ${w}\n`);
-        report.write(`wrote ${toStdout ? 'stdout' : flags.output}: ${result.images.length} image${result.images.length === 1 ? '' : 's'}, ${result.entries} blobs (manifests included), ${formatBytes(result.bytes)}\n`);
+        report.write(
+          `wrote ${toStdout ? 'stdout' : flags.output}: ${result.images.length} image${result.images.length === 1 ? '' : 's'}, ${result.entries} blobs (manifests included), ${formatBytes(result.bytes)}\n`,
+        );
       } finally {
         if (temp) await rm(temp, { force: true }).catch(() => undefined);
         await storage.close();

@@ -32,13 +32,15 @@ export const registerImport: AdminCommandRegistrar = (storageCommand, context) =
         const out = process.stdout;
         for (const img of report.images) {
           const names = img.names.length > 0 ? img.names.join(', ') : '(untagged: pull by digest)';
-          out.write(`imported ${names}  ${img.digest}  ${img.manifests} manifest${img.manifests === 1 ? '' : 's'}, ${img.blobs} blobs, ${formatBytes(img.bytes)}\n`);
+          out.write(
+            `imported ${names}  ${img.digest}  ${img.manifests} manifest${img.manifests === 1 ? '' : 's'}, ${img.blobs} blobs, ${formatBytes(img.bytes)}\n`,
+          );
         }
         for (const w of report.warnings) out.write(`warning: ${w}\n`);
         if (report.format === 'docker-archive') {
           out.write(
             'note: a docker-archive holds no registry manifest; the manifest was rebuilt from its config and layers as stored,\n' +
-              '      so its digest differs from the registry\'s whenever the archive lost the compressed layers (config digest and diff_ids are the original ones)\n',
+              "      so its digest differs from the registry's whenever the archive lost the compressed layers (config digest and diff_ids are the original ones)\n",
           );
         }
         out.write(

@@ -25,8 +25,15 @@ export const registerPrefetch: AdminCommandRegistrar = (storageCommand, context)
   storageCommand
     .command('prefetch')
     .description('pull images (every platform, or --platform) into the cache, the way a client pull through the mirror would')
-    .argument('[images...]', 'image references: nginx:1.27, docker.io/library/nginx@sha256:..., ghcr.io/org/app:tag, 127.0.0.1:5000/team/app:v1')
-    .addOption(new Option('--platform <list>', 'only these platforms of multi-platform images, comma-separated: linux/amd64,linux/arm64').argParser(platformArg))
+    .argument(
+      '[images...]',
+      'image references: nginx:1.27, docker.io/library/nginx@sha256:..., ghcr.io/org/app:tag, 127.0.0.1:5000/team/app:v1',
+    )
+    .addOption(
+      new Option('--platform <list>', 'only these platforms of multi-platform images, comma-separated: linux/amd64,linux/arm64').argParser(
+        platformArg,
+      ),
+    )
     .addOption(new Option('--file <file>', 'also read image references from this file: one per line, # comments'))
     .addOption(new Option('--concurrency <n>', 'blobs downloaded at once per image').default(4).argParser(positiveInt))
     .action(async (images: string[], flags: PrefetchFlags) => {

@@ -31,7 +31,8 @@ export const registerPrune: AdminCommandRegistrar = (storageCommand, context) =>
     .addOption(new Option('--grace <duration>', 'never delete what was used more recently than this').default('10m'))
     .action(async (flags: PruneFlags) => {
       const olderThan = parseDuration(flags.olderThan);
-      if (olderThan === undefined) throw new ConfigError(`prune --older-than: expected a duration like 30d, got ${JSON.stringify(flags.olderThan)}`);
+      if (olderThan === undefined)
+        throw new ConfigError(`prune --older-than: expected a duration like 30d, got ${JSON.stringify(flags.olderThan)}`);
       const graceMs = parseDuration(flags.grace);
       if (graceMs === undefined) throw new ConfigError(`prune --grace: expected a duration like 10m, got ${JSON.stringify(flags.grace)}`);
       const dryRun = flags.dryRun === true;

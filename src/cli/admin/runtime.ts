@@ -36,7 +36,10 @@ export async function openAdminStorage(context: AdminContext, log: Logger, optio
       (s) => s.isDirectory(),
       () => false,
     );
-    if (!isDir) throw new ConfigError(`filesystem --root: ${JSON.stringify(root)} is not an existing directory (${options.existing.command} works on an existing cache)`);
+    if (!isDir)
+      throw new ConfigError(
+        `filesystem --root: ${JSON.stringify(root)} is not an existing directory (${options.existing.command} works on an existing cache)`,
+      );
   }
   const storage = await createStorage(context.storage, log);
   await storage.init({ shared: true });

@@ -50,4 +50,3 @@ async function mayRead(deps: V2Deps, namespace: string, authorization: string | 
     return false;
   }
 }
-

@@ -17,7 +17,10 @@ export async function healthRoutes(app: FastifyInstance, deps: { storage: Storag
       return reply.header('content-type', 'application/json').send('{"status":"ready"}');
     } catch (e) {
       const reason = (e as NodeJS.ErrnoException).code ?? 'storage unavailable';
-      return reply.code(503).header('content-type', 'application/json').send(JSON.stringify({ status: 'not ready', reason }));
+      return reply
+        .code(503)
+        .header('content-type', 'application/json')
+        .send(JSON.stringify({ status: 'not ready', reason }));
     }
   });
 }

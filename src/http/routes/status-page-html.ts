@@ -23,29 +23,32 @@ export interface StatusPageView {
 export function renderStatusPage(s: StatusSnapshot, view: StatusPageView): string {
   const now = Date.parse(s.generatedAt);
   const page = html`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>oci-registry status</title>
-<link rel="icon" href="data:,">
-<style nonce="${view.nonce}">${STYLE}</style>
-</head>
-<body>
-<header>
-<h1>oci-registry <span class="dim">status</span></h1>
-<p class="meta">version ${s.version} · ${s.cache.storage} cache${s.cache.offline ? html` · <span class="badge warn">offline</span>` : ''} · up since ${time(s.startedAt, now)}</p>
-${view.hiddenProtected ? html`<p class="note">Namespaces that require client authentication are not shown. <a href="/?login=1">Sign in</a> to see them.</p>` : ''}
-<p id="manual-refresh" class="note">Without JavaScript this page does not refresh itself: reload it.</p>
-</header>
-<main>
-${renderLive(s, view, now)}
-${renderRepositories(s, view, now)}
-</main>
-<script nonce="${view.nonce}">${SCRIPT}</script>
-</body>
-</html>
-`;
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>oci-registry status</title>
+        <link rel="icon" href="data:," />
+        <style nonce="${view.nonce}">
+          ${STYLE}
+        </style>
+      </head>
+      <body>
+        <header>
+          <h1>oci-registry <span class="dim">status</span></h1>
+          <p class="meta">
+            version ${s.version} · ${s.cache.storage} cache${s.cache.offline ? html` · <span class="badge warn">offline</span>` : ''} · up
+            since ${time(s.startedAt, now)}
+          </p>
+          ${view.hiddenProtected ? html`<p class="note">Namespaces that require client authentication are not shown. <a href="/?login=1">Sign in</a> to see them.</p>` : ''}
+          <p id="manual-refresh" class="note">Without JavaScript this page does not refresh itself: reload it.</p>
+        </header>
+        <main>${renderLive(s, view, now)} ${renderRepositories(s, view, now)}</main>
+        <script nonce="${view.nonce}">
+          ${SCRIPT};
+        </script>
+      </body>
+    </html> `;
   return page.value;
 }
 
@@ -58,14 +61,10 @@ export function renderLivePart(s: StatusSnapshot, view: StatusPageView): string 
 function renderLive(s: StatusSnapshot, view: StatusPageView, now: number): SafeHtml {
   const refresh = s.downloads.running.length > 0 || s.downloads.waiting > 0 ? view.refreshActiveMs : view.refreshIdleMs;
   return html`<div id="live" data-refresh="${refresh}">
-<p class="meta">updated <time id="updated" datetime="${s.generatedAt}">${s.generatedAt.slice(11, 19)} UTC</time></p>
-<div class="cards">
-${renderCache(s, now)}
-${renderTraffic(s)}
-</div>
-${renderDownloads(s)}
-${renderUpstreams(s.upstreams, now)}
-</div>`;
+    <p class="meta">updated <time id="updated" datetime="${s.generatedAt}">${s.generatedAt.slice(11, 19)} UTC</time></p>
+    <div class="cards">${renderCache(s, now)} ${renderTraffic(s)}</div>
+    ${renderDownloads(s)} ${renderUpstreams(s.upstreams, now)}
+  </div>`;
 }
 
 function renderCache(s: StatusSnapshot, now: number): SafeHtml {
@@ -74,15 +73,26 @@ function renderCache(s: StatusSnapshot, now: number): SafeHtml {
   const limit =
     c.limitBytes === null
       ? html`<p class="dim">no size limit</p>`
-      : html`<p>of ${formatBytes(c.limitBytes)}${c.blobBytes === null ? '' : html` (${percent(c.blobBytes / c.limitBytes)})`}; eviction down to ${formatBytes(c.lowWaterBytes ?? c.limitBytes)}</p>
-<meter id="cache-meter" min="0" max="${c.limitBytes}" low="${c.lowWaterBytes ?? c.limitBytes}" high="${c.lowWaterBytes ?? c.limitBytes}" optimum="0" value="${c.blobBytes ?? 0}"></meter>`;
+      : html`<p>
+            of ${formatBytes(c.limitBytes)}${c.blobBytes === null ? '' : html` (${percent(c.blobBytes / c.limitBytes)})`}; eviction down to
+            ${formatBytes(c.lowWaterBytes ?? c.limitBytes)}
+          </p>
+          <meter
+            id="cache-meter"
+            min="0"
+            max="${c.limitBytes}"
+            low="${c.lowWaterBytes ?? c.limitBytes}"
+            high="${c.lowWaterBytes ?? c.limitBytes}"
+            optimum="0"
+            value="${c.blobBytes ?? 0}"
+          ></meter>`;
   return html`<section id="cache" class="card">
-<h2>Cache</h2>
-<p class="big" id="cache-size">${size}</p>
-${limit}
-${c.blobs === null ? '' : html`<p>${c.blobs} blob${c.blobs === 1 ? '' : 's'}, ${c.manifests ?? 0} manifest${c.manifests === 1 ? '' : 's'} (${formatBytes(c.manifestBytes ?? 0)})</p>`}
-<p class="dim">${c.measuredAt === null ? 'listing the cache…' : html`measured ${time(c.measuredAt, now)}`}</p>
-</section>`;
+    <h2>Cache</h2>
+    <p class="big" id="cache-size">${size}</p>
+    ${limit}
+    ${c.blobs === null ? '' : html`<p>${c.blobs} blob${c.blobs === 1 ? '' : 's'}, ${c.manifests ?? 0} manifest${c.manifests === 1 ? '' : 's'} (${formatBytes(c.manifestBytes ?? 0)})</p>`}
+    <p class="dim">${c.measuredAt === null ? 'listing the cache…' : html`measured ${time(c.measuredAt, now)}`}</p>
+  </section>`;
 }
 
 function renderTraffic(s: StatusSnapshot): SafeHtml {
@@ -91,67 +101,107 @@ function renderTraffic(s: StatusSnapshot): SafeHtml {
   const total = lookups.reduce((sum, [, n]) => sum + n, 0);
   const served = t.bytesFromCache + t.bytesFromUpstream;
   return html`<section id="traffic" class="card">
-<h2>Since start</h2>
-<p class="big" id="hit-ratio">${t.hitRatio === null ? html`<span class="dim">no pulls yet</span>` : html`${percent(t.hitRatio)} <span class="unit">hit ratio</span>`}</p>
-<p>${total} cache lookup${total === 1 ? '' : 's'}${lookups.length ? html`: ${lookups.map(([k, n], i) => html`${i ? ', ' : ''}${n} ${k}`)}` : ''}</p>
-<p>Served <strong id="bytes-cache">${formatBytes(t.bytesFromCache)}</strong> from the cache, <strong id="bytes-upstream">${formatBytes(t.bytesFromUpstream)}</strong> from upstream</p>
-${served > 0 ? html`<meter min="0" max="${served}" value="${t.bytesFromCache}" title="share served from the cache"></meter>` : ''}
-</section>`;
+    <h2>Since start</h2>
+    <p class="big" id="hit-ratio">
+      ${t.hitRatio === null ? html`<span class="dim">no pulls yet</span>` : html`${percent(t.hitRatio)} <span class="unit">hit ratio</span>`}
+    </p>
+    <p>
+      ${total} cache
+      lookup${total === 1 ? '' : 's'}${lookups.length ? html`: ${lookups.map(([k, n], i) => html`${i ? ', ' : ''}${n} ${k}`)}` : ''}
+    </p>
+    <p>
+      Served <strong id="bytes-cache">${formatBytes(t.bytesFromCache)}</strong> from the cache,
+      <strong id="bytes-upstream">${formatBytes(t.bytesFromUpstream)}</strong> from upstream
+    </p>
+    ${served > 0 ? html`<meter min="0" max="${served}" value="${t.bytesFromCache}" title="share served from the cache"></meter>` : ''}
+  </section>`;
 }
 
 function renderDownloads(s: StatusSnapshot): SafeHtml {
   const d = s.downloads;
   const waiting = d.waiting > 0 ? html`<p class="dim">${d.waiting} more waiting for the upstream's answer</p>` : '';
   if (d.running.length === 0) {
-    return html`<section id="downloads"><h2>Downloads in progress</h2><p class="dim">None running.</p>${waiting}</section>`;
+    return html`<section id="downloads">
+      <h2>Downloads in progress</h2>
+      <p class="dim">None running.</p>
+      ${waiting}
+    </section>`;
   }
   return html`<section id="downloads">
-<h2>Downloads in progress <span class="count">${d.running.length}</span></h2>
-<table>
-<thead><tr><th>Namespace</th><th>Digest</th><th>Progress</th><th class="num">Received</th><th class="num">Clients</th></tr></thead>
-<tbody>${d.running.map(downloadRow)}</tbody>
-</table>
-${waiting}
-</section>`;
+    <h2>Downloads in progress <span class="count">${d.running.length}</span></h2>
+    <table>
+      <thead>
+        <tr>
+          <th>Namespace</th>
+          <th>Digest</th>
+          <th>Progress</th>
+          <th class="num">Received</th>
+          <th class="num">Clients</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${d.running.map(downloadRow)}
+      </tbody>
+    </table>
+    ${waiting}
+  </section>`;
 }
 
 function downloadRow(d: DownloadStatus): SafeHtml {
-  const bar = d.sizeBytes === null ? html`<progress></progress>` : html`<progress max="${d.sizeBytes}" value="${d.receivedBytes}"></progress>`;
+  const bar =
+    d.sizeBytes === null ? html`<progress></progress>` : html`<progress max="${d.sizeBytes}" value="${d.receivedBytes}"></progress>`;
   const share = d.sizeBytes ? html` <span class="dim">${percent(d.receivedBytes / d.sizeBytes)}</span>` : '';
   return html`<tr class="download" data-digest="${d.digest}">
-<td>${d.namespace}</td>
-<td><code title="${d.digest}">${shortDigest(d.digest)}</code></td>
-<td>${bar}${share}${d.state === 'downloading' ? '' : html` <span class="badge${d.state === 'failed' ? ' bad' : ''}">${d.state}</span>`}</td>
-<td class="num">${formatBytes(d.receivedBytes)}${d.sizeBytes === null ? '' : html` / ${formatBytes(d.sizeBytes)}`}</td>
-<td class="num">${d.clients}</td>
-</tr>`;
+    <td>${d.namespace}</td>
+    <td><code title="${d.digest}">${shortDigest(d.digest)}</code></td>
+    <td>
+      ${bar}${share}${d.state === 'downloading' ? '' : html` <span class="badge${d.state === 'failed' ? ' bad' : ''}">${d.state}</span>`}
+    </td>
+    <td class="num">${formatBytes(d.receivedBytes)}${d.sizeBytes === null ? '' : html` / ${formatBytes(d.sizeBytes)}`}</td>
+    <td class="num">${d.clients}</td>
+  </tr>`;
 }
 
 function renderUpstreams(upstreams: UpstreamStatus[], now: number): SafeHtml {
-  if (upstreams.length === 0) return html`<section id="upstreams"><h2>Upstreams</h2><p class="dim">None.</p></section>`;
+  if (upstreams.length === 0)
+    return html`<section id="upstreams">
+      <h2>Upstreams</h2>
+      <p class="dim">None.</p>
+    </section>`;
   return html`<section id="upstreams">
-<h2>Upstreams</h2>
-<table>
-<thead><tr><th>Namespace</th><th>Fetched from</th><th>Last success</th><th>Last error</th></tr></thead>
-<tbody>${upstreams.map((u) => upstreamRow(u, now))}</tbody>
-</table>
-</section>`;
+    <h2>Upstreams</h2>
+    <table>
+      <thead>
+        <tr>
+          <th>Namespace</th>
+          <th>Fetched from</th>
+          <th>Last success</th>
+          <th>Last error</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${upstreams.map((u) => upstreamRow(u, now))}
+      </tbody>
+    </table>
+  </section>`;
 }
 
 function upstreamRow(u: UpstreamStatus, now: number): SafeHtml {
   // The newer of the two decides the row's colour: an error after the last success is a current problem.
   const failing = u.lastError !== null && (u.lastSuccess === null || u.lastError.at > u.lastSuccess.at);
   return html`<tr class="upstream${failing ? ' failing' : ''}" data-namespace="${u.namespace}">
-<td>${u.namespace}${u.configured ? '' : html` <span class="badge">unlisted</span>`}${u.clientAuth ? html` <span class="badge">client auth</span>` : ''}</td>
-<td><code>${u.tls ? 'https' : 'http'}://${u.host}</code></td>
-<td class="last-success">${upstreamEvent(u.lastSuccess, now)}</td>
-<td class="last-error">${upstreamEvent(u.lastError, now)}</td>
-</tr>`;
+    <td>
+      ${u.namespace}${u.configured ? '' : html` <span class="badge">unlisted</span>`}${u.clientAuth ? html` <span class="badge">client auth</span>` : ''}
+    </td>
+    <td><code>${u.tls ? 'https' : 'http'}://${u.host}</code></td>
+    <td class="last-success">${upstreamEvent(u.lastSuccess, now)}</td>
+    <td class="last-error">${upstreamEvent(u.lastError, now)}</td>
+  </tr>`;
 }
 
 function upstreamEvent(e: UpstreamEvent | null, now: number): SafeHtml {
   if (!e) return html`<span class="dim">–</span>`;
-  return html`${time(e.at, now)}<br><span class="msg">${e.message}</span>`;
+  return html`${time(e.at, now)}<br /><span class="msg">${e.message}</span>`;
 }
 
 function renderRepositories(s: StatusSnapshot, view: StatusPageView, now: number): SafeHtml {
@@ -160,7 +210,11 @@ function renderRepositories(s: StatusSnapshot, view: StatusPageView, now: number
   const first = view.after === undefined ? '' : html`<a href="${pageLink(view.limit, undefined)}">← First page</a>`;
   const pager = first || next ? html`<nav class="pager">${first} ${next}</nav>` : '';
   if (page.rows.length === 0) {
-    return html`<section id="repositories"><h2>Cached repositories and tags</h2><p class="dim">${view.after === undefined ? 'Nothing cached yet.' : 'No more tags.'}</p>${pager}</section>`;
+    return html`<section id="repositories">
+      <h2>Cached repositories and tags</h2>
+      <p class="dim">${view.after === undefined ? 'Nothing cached yet.' : 'No more tags.'}</p>
+      ${pager}
+    </section>`;
   }
   let previous = '';
   const rows = page.rows.map((r) => {
@@ -170,26 +224,39 @@ function renderRepositories(s: StatusSnapshot, view: StatusPageView, now: number
     return tagRow(r, repeated, now);
   });
   return html`<section id="repositories">
-<h2>Cached repositories and tags</h2>
-<table>
-<thead><tr><th>Repository</th><th>Tag</th><th>Digest</th><th class="num">Size</th><th class="num">Blobs</th><th>Last access</th><th>Checked upstream</th></tr></thead>
-<tbody>${rows}</tbody>
-</table>
-${pager}
-</section>`;
+    <h2>Cached repositories and tags</h2>
+    <table>
+      <thead>
+        <tr>
+          <th>Repository</th>
+          <th>Tag</th>
+          <th>Digest</th>
+          <th class="num">Size</th>
+          <th class="num">Blobs</th>
+          <th>Last access</th>
+          <th>Checked upstream</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${rows}
+      </tbody>
+    </table>
+    ${pager}
+  </section>`;
 }
 
 function tagRow(r: TagRow, repeated: boolean, now: number): SafeHtml {
-  const blobs = r.blobs === null ? '–' : r.missingBlobs ? html`${r.blobs} <span class="dim">(+${r.missingBlobs} not cached)</span>` : html`${r.blobs}`;
+  const blobs =
+    r.blobs === null ? '–' : r.missingBlobs ? html`${r.blobs} <span class="dim">(+${r.missingBlobs} not cached)</span>` : html`${r.blobs}`;
   return html`<tr class="tag">
-<td class="${repeated ? 'repo dim' : 'repo'}">${r.namespace}/${r.repository}</td>
-<td><strong>${r.tag}</strong></td>
-<td><code title="${r.digest}">${shortDigest(r.digest)}</code></td>
-<td class="num">${r.size === null ? '–' : formatBytes(r.size)}</td>
-<td class="num">${blobs}</td>
-<td>${r.lastAccess === null ? html`<span class="dim">–</span>` : time(r.lastAccess, now)}</td>
-<td>${time(r.checkedAt, now)}</td>
-</tr>`;
+    <td class="${repeated ? 'repo dim' : 'repo'}">${r.namespace}/${r.repository}</td>
+    <td><strong>${r.tag}</strong></td>
+    <td><code title="${r.digest}">${shortDigest(r.digest)}</code></td>
+    <td class="num">${r.size === null ? '–' : formatBytes(r.size)}</td>
+    <td class="num">${blobs}</td>
+    <td>${r.lastAccess === null ? html`<span class="dim">–</span>` : time(r.lastAccess, now)}</td>
+    <td>${time(r.checkedAt, now)}</td>
+  </tr>`;
 }
 
 function pageLink(limit: number, after: string | undefined): string {

@@ -30,7 +30,12 @@ export async function statusPageRoutes(app: FastifyInstance, deps: StatusPageDep
   app.get('/status.json', async (request, reply) => serveStatus(deps, request, reply, 'json'));
 }
 
-async function serveStatus(deps: StatusPageDeps, request: FastifyRequest, reply: FastifyReply, format: 'html' | 'json'): Promise<FastifyReply> {
+async function serveStatus(
+  deps: StatusPageDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  format: 'html' | 'json',
+): Promise<FastifyReply> {
   request.ctx.route = 'status';
   const authorization = request.headers.authorization;
   // checkBase: credentials any protected namespace accepts (the challenge a browser answers with a login dialog).
@@ -54,22 +59,28 @@ async function serveStatus(deps: StatusPageDeps, request: FastifyRequest, reply:
     hiddenProtected: viewer.hiddenProtected(),
   };
   const body = livePart ? renderLivePart(snapshot, view) : renderStatusPage(snapshot, view);
-  return reply
-    .header('content-type', 'text/html; charset=utf-8')
-    // Escaping is the defence; this is the second fence: no script or style runs but the page's own.
-    .header(
-      'content-security-policy',
-      `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
-    )
-    .header('x-frame-options', 'DENY')
-    .send(body);
+  return (
+    reply
+      .header('content-type', 'text/html; charset=utf-8')
+      // Escaping is the defence; this is the second fence: no script or style runs but the page's own.
+      .header(
+        'content-security-policy',
+        `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+      )
+      .header('x-frame-options', 'DENY')
+      .send(body)
+  );
 }
 
 /**
  * Which namespaces this request may see: those without client_auth, and those whose htpasswd file
  * accepts its credentials (checked once per file per request: a wrong password costs one bcrypt per file).
  */
-function viewerAccess(deps: StatusPageDeps, authorization: string | undefined, client: string): { visible: (namespace: string) => Promise<boolean>; hiddenProtected: () => boolean } {
+function viewerAccess(
+  deps: StatusPageDeps,
+  authorization: string | undefined,
+  client: string,
+): { visible: (namespace: string) => Promise<boolean>; hiddenProtected: () => boolean } {
   const byFile = new Map<string, Promise<boolean>>();
   let hidden = false;
   const visible = async (namespace: string): Promise<boolean> => {

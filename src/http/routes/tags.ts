@@ -5,7 +5,6 @@ import type { Mirror } from '../../proxy/mirror.js';
 import type { ResolvedRepository } from '../../resolve/resolver.js';
 import { parsePageQuery, queryParam, setNextLink } from '../pagination.js';
 
-
 export async function serveTags(
   mirror: Mirror,
   repo: ResolvedRepository,
@@ -14,7 +13,8 @@ export async function serveTags(
   reply: FastifyReply,
 ): Promise<FastifyReply> {
   const { n, last } = parsePageQuery(request);
-  if (last !== undefined && !isValidTag(last)) throw new OciError('TAG_INVALID', 'last is not a valid tag', { detail: { last: last.slice(0, 200) } });
+  if (last !== undefined && !isValidTag(last))
+    throw new OciError('TAG_INVALID', 'last is not a valid tag', { detail: { last: last.slice(0, 200) } });
 
   const page = n === 0 ? { tags: [], more: false, outcome: 'miss' as const, warning: undefined } : await mirror.tags.list(repo, n, last);
   request.ctx.outcome = page.outcome;

@@ -31,9 +31,12 @@ export async function v2Routes(app: FastifyInstance, deps: V2Deps): Promise<void
   const unsupported = async (request: FastifyRequest, reply: FastifyReply) => {
     request.ctx.route = 'unsupported';
     reply.header('allow', 'GET, HEAD');
-    return sendOciError(reply, new OciError('UNSUPPORTED', 'this registry is a read-only mirror: only pulls are supported', {
-      detail: { method: request.method },
-    }));
+    return sendOciError(
+      reply,
+      new OciError('UNSUPPORTED', 'this registry is a read-only mirror: only pulls are supported', {
+        detail: { method: request.method },
+      }),
+    );
   };
   app.route({ method: [...WRITE_METHODS], url: '/v2', handler: unsupported });
   app.route({ method: [...WRITE_METHODS], url: '/v2/', handler: unsupported });

@@ -57,7 +57,11 @@ interface Collected {
 }
 
 /** Checks that every image is complete in the cache, then streams the archive to `out` (which it ends, or destroys on failure). */
-export async function exportArchive(images: readonly ImageReference[], out: Writable, options: { storage: Storage }): Promise<ExportReport> {
+export async function exportArchive(
+  images: readonly ImageReference[],
+  out: Writable,
+  options: { storage: Storage },
+): Promise<ExportReport> {
   const collected = await collect(images, options.storage);
   let bytes = 0;
   const pack = tar.pack();
@@ -82,12 +86,19 @@ export async function exportArchive(images: readonly ImageReference[], out: Writ
   failed.catch(() => undefined);
   try {
     const put = async (name: string, data: Buffer): Promise<void> => {
-      const done = new Promise<void>((resolve, reject) => pack.entry({ name, size: data.length, mtime: MTIME, mode: 0o644 }, data, (err) => (err ? reject(err) : resolve())));
+      const done = new Promise<void>((resolve, reject) =>
+        pack.entry({ name, size: data.length, mtime: MTIME, mode: 0o644 }, data, (err) => (err ? reject(err) : resolve())),
+      );
       await Promise.race([done, failed]);
     };
     await put('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
     for (const dir of directories(collected)) {
-      await Promise.race([new Promise<void>((resolve, reject) => pack.entry({ name: dir, type: 'directory', mtime: MTIME, mode: 0o755 }, (err) => (err ? reject(err) : resolve()))), failed]);
+      await Promise.race([
+        new Promise<void>((resolve, reject) =>
+          pack.entry({ name: dir, type: 'directory', mtime: MTIME, mode: 0o755 }, (err) => (err ? reject(err) : resolve())),
+        ),
+        failed,
+      ]);
     }
     await put('index.json', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: collected.index }, null, 2)));
     for (const [digest, m] of collected.manifests) {
@@ -167,7 +178,8 @@ async function collect(images: readonly ImageReference[], storage: Storage): Pro
       for (const b of [...(refs.config ? [refs.config] : []), ...refs.layers]) {
         const stat = await storage.statBlob(b.digest);
         if (!stat) throw new ExportError(`${name}: blob ${b.digest} is not in the cache (prefetch the image first)`);
-        if (b.size !== undefined && stat.size !== b.size) throw new ExportError(`${name}: cached blob ${b.digest} has ${stat.size} bytes, the manifest says ${b.size}`);
+        if (b.size !== undefined && stat.size !== b.size)
+          throw new ExportError(`${name}: cached blob ${b.digest} has ${stat.size} bytes, the manifest says ${b.size}`);
         c.blobs.set(b.digest, stat.size);
         if (!mine.has(b.digest)) {
           mine.add(b.digest);

@@ -22,7 +22,9 @@ export function accessStateName(replicaId: string): string {
 }
 
 export function encodeAccess(replica: string, updatedAt: number, access: ReadonlyMap<string, number>): Buffer {
-  return Buffer.from(JSON.stringify({ version: 1, replica, updatedAt: new Date(updatedAt).toISOString(), access: Object.fromEntries(access) }));
+  return Buffer.from(
+    JSON.stringify({ version: 1, replica, updatedAt: new Date(updatedAt).toISOString(), access: Object.fromEntries(access) }),
+  );
 }
 
 /** Undefined for anything that is not an access document (a foreign or damaged object is ignored). */

@@ -59,7 +59,9 @@ export class AccessTracker implements AccessRecorder {
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      this.flush().catch((e: unknown) => this.options.log.warn({ err: errorText(e), object: this.stateName }, 'could not write access times; retrying later'));
+      this.flush().catch((e: unknown) =>
+        this.options.log.warn({ err: errorText(e), object: this.stateName }, 'could not write access times; retrying later'),
+      );
     }, this.intervalMs);
     this.timer.unref();
   }

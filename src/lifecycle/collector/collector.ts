@@ -90,7 +90,9 @@ export class Collector {
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      this.run().catch((e: unknown) => this.options.log.warn({ err: errorText(e) }, 'cache collection failed; retrying at the next interval'));
+      this.run().catch((e: unknown) =>
+        this.options.log.warn({ err: errorText(e) }, 'cache collection failed; retrying at the next interval'),
+      );
     }, this.options.intervalMs ?? DEFAULT_GC_INTERVAL_MS);
     this.timer.unref();
   }
@@ -135,7 +137,15 @@ export class Collector {
 
     let expiry: ExpiryReport | undefined;
     if (this.options.expiryMs !== undefined) {
-      expiry = await expire({ storage, cutoff: this.now() - this.options.expiryMs, guard, lastAccess, manifests: false, blobs, manifestList });
+      expiry = await expire({
+        storage,
+        cutoff: this.now() - this.options.expiryMs,
+        guard,
+        lastAccess,
+        manifests: false,
+        blobs,
+        manifestList,
+      });
       blobs = blobs.filter((b) => !expiry?.deletedBlobs.has(b.digest));
     }
 
@@ -148,7 +158,10 @@ export class Collector {
       eviction = await evict({ storage, blobs, limitBytes, targetBytes, guard, lastAccess });
       blobs = blobs.filter((b) => !eviction?.removed.has(b.digest));
       if (!eviction.reachedTarget) {
-        log.warn({ limitBytes, targetBytes, bytes: eviction.finalBytes }, 'cache is over its size target, but what is left was used within the grace window');
+        log.warn(
+          { limitBytes, targetBytes, bytes: eviction.finalBytes },
+          'cache is over its size target, but what is left was used within the grace window',
+        );
       }
     }
 

@@ -46,7 +46,14 @@ export function evictionOrder(blobs: BlobListing[], lastAccess: (digest: string)
 export async function evict(options: EvictionOptions): Promise<EvictionReport> {
   const { storage, guard } = options;
   const totalBytes = options.blobs.reduce((sum, b) => sum + b.size, 0);
-  const report: EvictionReport = { totalBytes, finalBytes: totalBytes, evicted: 0, evictedBytes: 0, removed: new Set(), reachedTarget: true };
+  const report: EvictionReport = {
+    totalBytes,
+    finalBytes: totalBytes,
+    evicted: 0,
+    evictedBytes: 0,
+    removed: new Set(),
+    reachedTarget: true,
+  };
   if (totalBytes <= options.limitBytes) return report;
   const graceStart = guard.now() - guard.graceMs;
   for (const candidate of evictionOrder(options.blobs, options.lastAccess)) {

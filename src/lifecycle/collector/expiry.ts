@@ -38,7 +38,15 @@ export interface ExpiryOptions {
 }
 
 export type ExpiredItem =
-  | { kind: 'tag'; namespace: string; repository: string; tag: string; digest: string; lastUse: number; reason: 'unused' | 'manifest missing' }
+  | {
+      kind: 'tag';
+      namespace: string;
+      repository: string;
+      tag: string;
+      digest: string;
+      lastUse: number;
+      reason: 'unused' | 'manifest missing';
+    }
   | { kind: 'manifest'; digest: string; size: number; lastUse: number }
   | { kind: 'blob'; digest: string; size: number; lastUse: number };
 
@@ -57,7 +65,15 @@ export async function expire(options: ExpiryOptions): Promise<ExpiryReport> {
   const { storage, guard, lastAccess } = options;
   const dryRun = options.dryRun ?? false;
   const cutoff = Math.min(options.cutoff, guard.now() - guard.graceMs);
-  const report: ExpiryReport = { tags: 0, manifests: 0, manifestBytes: 0, blobs: 0, blobBytes: 0, deletedBlobs: new Set(), deletedManifests: new Set() };
+  const report: ExpiryReport = {
+    tags: 0,
+    manifests: 0,
+    manifestBytes: 0,
+    blobs: 0,
+    blobBytes: 0,
+    deletedBlobs: new Set(),
+    deletedManifests: new Set(),
+  };
   const emit = (item: ExpiredItem) => options.onItem?.(item);
   const used = (base: number, digest: string) => Math.max(base, lastAccess(digest) ?? 0);
 

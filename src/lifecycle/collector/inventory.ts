@@ -68,7 +68,13 @@ export function manifestReader(storage: Storage): ManifestReader {
 }
 
 /** One tag's entry: what the cache holds of its image. Undefined when the tag record is gone. */
-export async function inventoryTag(storage: Storage, scan: CacheScan, readManifest: ManifestReader, repo: RepositoryRef, tag: string): Promise<TagInventory | undefined> {
+export async function inventoryTag(
+  storage: Storage,
+  scan: CacheScan,
+  readManifest: ManifestReader,
+  repo: RepositoryRef,
+  tag: string,
+): Promise<TagInventory | undefined> {
   const { blobSizes, access } = scan;
   const record = await storage.getTag(repo, tag);
   if (!record) return undefined;

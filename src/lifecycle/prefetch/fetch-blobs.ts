@@ -54,7 +54,6 @@ export async function fetchBlobs(
   if (failure !== undefined) throw failure;
 }
 
-
 /** Opens the blob through the mirror; a cache miss is consumed so that the fill completes and stores it. */
 async function fetchBlob(
   repo: ResolvedRepository,

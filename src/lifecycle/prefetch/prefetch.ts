@@ -112,7 +112,8 @@ export async function prefetchImage(input: string, context: PrefetchContext, opt
     const ref = parseImageReference(input);
     result.reference = formatImageReference(ref);
     const repo = context.resolver.resolve({ name: ref.repository, ns: ref.namespace, registryHeader: undefined });
-    const reference: Reference = ref.digest !== undefined ? { kind: 'digest', digest: parseDigest(ref.digest) } : { kind: 'tag', tag: ref.tag ?? 'latest' };
+    const reference: Reference =
+      ref.digest !== undefined ? { kind: 'digest', digest: parseDigest(ref.digest) } : { kind: 'tag', tag: ref.tag ?? 'latest' };
     await fetchImage(repo, reference, context, options, result);
     result.ok = true;
   } catch (e) {
@@ -167,7 +168,8 @@ async function fetchImage(
   // the writes, then check that they really were stored.
   await context.mirror.manifests.drain();
   for (const digest of manifests) {
-    if (!(await storage.getManifest(digest))) throw new Error(`manifest ${digest} was served but not stored (storage failure; see the log)`);
+    if (!(await storage.getManifest(digest)))
+      throw new Error(`manifest ${digest} was served but not stored (storage failure; see the log)`);
   }
 
   await fetchBlobs(repo, blobs, context, options, result);

@@ -14,7 +14,11 @@ export interface Preload {
  * `--preload FILE` for the server: prefetches the file's images in the background with the server's own
  * mirror, logging one line per image and a summary. Never blocks serving and never throws.
  */
-export function startPreload(file: string, context: PrefetchContext & { log: Logger }, options: Omit<PrefetchOptions, 'signal' | 'onProgress'> = {}): Preload {
+export function startPreload(
+  file: string,
+  context: PrefetchContext & { log: Logger },
+  options: Omit<PrefetchOptions, 'signal' | 'onProgress'> = {},
+): Preload {
   const controller = new AbortController();
   const { log } = context;
   const done = (async (): Promise<PrefetchResult[]> => {
@@ -32,7 +36,15 @@ export function startPreload(file: string, context: PrefetchContext & { log: Log
     log.info({ file, images: images.length }, 'preload: prefetching images in the background');
     try {
       const results = await prefetchImages(images, context, { ...options, signal: controller.signal }, (r) => {
-        const fields = { image: r.reference, digest: r.digest, platforms: r.platforms.length > 0 ? r.platforms : undefined, blobs: r.blobs, bytes: r.bytes, fetchedBytes: r.fetchedBytes, ms: r.ms };
+        const fields = {
+          image: r.reference,
+          digest: r.digest,
+          platforms: r.platforms.length > 0 ? r.platforms : undefined,
+          blobs: r.blobs,
+          bytes: r.bytes,
+          fetchedBytes: r.fetchedBytes,
+          ms: r.ms,
+        };
         if (r.ok) log.info(fields, 'preload: image cached');
         else log.warn({ ...fields, err: r.error }, 'preload: image failed');
       });

@@ -356,7 +356,9 @@ export class BlobDownload {
   private tooLong(): OciError {
     const { digest, namespace, maxBytes } = this.options;
     return this.bodySize !== undefined && this.bodySize <= maxBytes
-      ? new OciError('UPSTREAM_ERROR', 'upstream blob body is longer than its Content-Length', { detail: { namespace, digest, size: this.bodySize } })
+      ? new OciError('UPSTREAM_ERROR', 'upstream blob body is longer than its Content-Length', {
+          detail: { namespace, digest, size: this.bodySize },
+        })
       : new OciError('UPSTREAM_ERROR', 'upstream blob is larger than the mirror accepts', { detail: { namespace, digest, maxBytes } });
   }
 
@@ -385,4 +387,3 @@ export class BlobDownload {
     await spool?.close();
   }
 }
-

@@ -137,7 +137,11 @@ export class FilesystemStorage implements Storage {
   }
 
   async putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void> {
-    await writeFileAtomic(this.paths.tmp, this.paths.tag(repo, tag), JSON.stringify({ ...record, checkedAt: record.checkedAt.toISOString() }));
+    await writeFileAtomic(
+      this.paths.tmp,
+      this.paths.tag(repo, tag),
+      JSON.stringify({ ...record, checkedAt: record.checkedAt.toISOString() }),
+    );
   }
 
   async listTags(repo: RepositoryRef): Promise<string[]> {

@@ -89,7 +89,9 @@ export function resolveS3Options(options: S3StorageOptions): ResolvedS3Options {
 
   const partSizeBytes = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
   if (!Number.isInteger(partSizeBytes) || partSizeBytes < MIN_PART_SIZE_BYTES || partSizeBytes > MAX_PART_SIZE_BYTES) {
-    throw new Error(`s3: partSizeBytes must be an integer from ${MIN_PART_SIZE_BYTES} (5 MiB) to ${MAX_PART_SIZE_BYTES} (5 GiB), got ${partSizeBytes}`);
+    throw new Error(
+      `s3: partSizeBytes must be an integer from ${MIN_PART_SIZE_BYTES} (5 MiB) to ${MAX_PART_SIZE_BYTES} (5 GiB), got ${partSizeBytes}`,
+    );
   }
   const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
   if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 64) {

@@ -14,7 +14,12 @@ export function parseContentRange(value: string | undefined): { start: number; e
  * (s3rver takes `bytes=0-0` for the whole object), or ignore Range: when the answer starts at the
  * right offset the body is cut to length, otherwise this throws.
  */
-export function fitToRange(body: Readable, range: ByteRange, contentRange: string | undefined, contentLength: number | undefined): Readable {
+export function fitToRange(
+  body: Readable,
+  range: ByteRange,
+  contentRange: string | undefined,
+  contentLength: number | undefined,
+): Readable {
   const wanted = range.end - range.start + 1;
   const got = parseContentRange(contentRange) ?? (contentRange === undefined ? { start: 0, end: (contentLength ?? 0) - 1 } : undefined);
   if (!got || got.start !== range.start) {

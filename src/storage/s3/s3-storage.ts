@@ -344,7 +344,12 @@ export class S3Storage implements Storage {
 
   async putLink(repo: RepositoryRef, kind: LinkKind, digest: string, linkedAt: Date): Promise<void> {
     await this.client.send(
-      new PutObjectCommand({ Bucket: this.bucket, Key: this.keys.link(repo, kind, digest), Body: linkedAt.toISOString(), ContentType: 'text/plain' }),
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: this.keys.link(repo, kind, digest),
+        Body: linkedAt.toISOString(),
+        ContentType: 'text/plain',
+      }),
     );
   }
 
@@ -358,7 +363,12 @@ export class S3Storage implements Storage {
 
   async putState(name: string, bytes: Buffer): Promise<void> {
     await this.client.send(
-      new PutObjectCommand({ Bucket: this.bucket, Key: this.keys.state(checkStateName(name)), Body: bytes, ContentType: 'application/octet-stream' }),
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: this.keys.state(checkStateName(name)),
+        Body: bytes,
+        ContentType: 'application/octet-stream',
+      }),
     );
   }
 
@@ -411,9 +421,9 @@ export class S3Storage implements Storage {
   }
 
   /** A small object, read whole. */
-  private async get(key: string): Promise<
-    { bytes: Buffer; contentType?: string; metadata?: Record<string, string>; lastModified?: Date } | undefined
-  > {
+  private async get(
+    key: string,
+  ): Promise<{ bytes: Buffer; contentType?: string; metadata?: Record<string, string>; lastModified?: Date } | undefined> {
     try {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       if (!res.Body) throw new Error(`S3 GetObject returned no body for ${key}`);

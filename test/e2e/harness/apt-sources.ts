@@ -27,9 +27,19 @@ export function parseOneLineSources(text: string): AptSource[] {
     const line = raw.replace(/#.*$/, '').trim();
     const m = /^deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
     if (!m) continue;
-    const options = new Map((m[1] ?? '').split(/\s+/).filter(Boolean).map((o) => o.split('=', 2) as [string, string]));
+    const options = new Map(
+      (m[1] ?? '')
+        .split(/\s+/)
+        .filter(Boolean)
+        .map((o) => o.split('=', 2) as [string, string]),
+    );
     const keyring = keyringPath(options.get('signed-by'));
-    out.push({ uri: m[2]!.replace(/\/+$/, ''), suites: [m[3]!], components: m[4]!.split(/\s+/).filter(Boolean), ...(keyring ? { keyring } : {}) });
+    out.push({
+      uri: m[2]!.replace(/\/+$/, ''),
+      suites: [m[3]!],
+      components: m[4]!.split(/\s+/).filter(Boolean),
+      ...(keyring ? { keyring } : {}),
+    });
   }
   return out;
 }

@@ -58,7 +58,17 @@ function usableCache(path: string): boolean {
 export async function minbaseRootTar(source: AptSource, suite: string): Promise<RootTar> {
   const arch = (await run('dpkg', ['--print-architecture'], { timeoutMs: 10_000 })).stdout.trim();
   const key = createHash('sha256')
-    .update(JSON.stringify({ CACHE_FORMAT, suite, variant: 'minbase', uri: source.uri, keyring: source.keyring ?? '', arch, version: debootstrapVersion() }))
+    .update(
+      JSON.stringify({
+        CACHE_FORMAT,
+        suite,
+        variant: 'minbase',
+        uri: source.uri,
+        keyring: source.keyring ?? '',
+        arch,
+        version: debootstrapVersion(),
+      }),
+    )
     .digest('hex')
     .slice(0, 24);
   const cachePath = join(tmpdir(), `oci-e2e-debootstrap-${key}.tar`);
@@ -69,23 +79,28 @@ export async function minbaseRootTar(source: AptSource, suite: string): Promise<
   const root = join(dir, 'root');
   const tar = join(dir, 'root.tar');
   try {
-    await run(
-      'debootstrap',
-      ['--variant=minbase', ...(source.keyring ? [`--keyring=${source.keyring}`] : []), suite, root, source.uri],
-      { timeoutMs: 30 * 60_000 },
-    ).catch((e: Error) => {
+    await run('debootstrap', ['--variant=minbase', ...(source.keyring ? [`--keyring=${source.keyring}`] : []), suite, root, source.uri], {
+      timeoutMs: 30 * 60_000,
+    }).catch((e: Error) => {
       let log = '';
       try {
-        log = readFileSync(join(root, 'debootstrap', 'debootstrap.log'), 'utf8').split('\n').slice(-30).join('\n');
+        log = readFileSync(join(root, 'debootstrap', 'debootstrap.log'), 'utf8')
+          .split('\n')
+          .slice(-30)
+          .join('\n');
       } catch {
         // no log
       }
       throw new Error(`${e.message}\n${log}`);
     });
     await run('sh', ['-c', 'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*', 'sh', root]);
-    await run('tar', ['--numeric-owner', '--xattrs', '--exclude=./dev/*', '--exclude=./proc/*', '--exclude=./sys/*', '-C', root, '-cf', tar, '.'], {
-      timeoutMs: 10 * 60_000,
-    });
+    await run(
+      'tar',
+      ['--numeric-owner', '--xattrs', '--exclude=./dev/*', '--exclude=./proc/*', '--exclude=./sys/*', '-C', root, '-cf', tar, '.'],
+      {
+        timeoutMs: 10 * 60_000,
+      },
+    );
     await chmod(tar, 0o600);
   } catch (e) {
     await unmountUnder(dir);

@@ -106,10 +106,19 @@ export async function startMirrorCluster(options: MirrorClusterOptions = {}): Pr
     process: undefined,
   }));
   const dns = membership === 'dns' ? await startTestDns() : undefined;
-  const peers = dns ? `dns+http://${CLUSTER_DNS_NAME}:${port}` : replicas.slice(0, count).map((r) => r.url).join(',');
+  const peers = dns
+    ? `dns+http://${CLUSTER_DNS_NAME}:${port}`
+    : replicas
+        .slice(0, count)
+        .map((r) => r.url)
+        .join(',');
   const dnsEnv = dns ? await dnsPreloadEnv(dns, work) : {};
   const published = new Set<number>();
-  const publish = (): void => dns?.set(CLUSTER_DNS_NAME, [...published].sort().map((i) => addresses[i] as string));
+  const publish = (): void =>
+    dns?.set(
+      CLUSTER_DNS_NAME,
+      [...published].sort().map((i) => addresses[i] as string),
+    );
 
   const start = async (i: number): Promise<ClusterReplica> => {
     const r = replicas[i];
@@ -117,7 +126,19 @@ export async function startMirrorCluster(options: MirrorClusterOptions = {}): Pr
     if (r.process) throw new Error(`replica ${i} is running`);
     await mkdir(r.root, { recursive: true });
     const storageArgs = options.s3
-      ? ['--spool-dir', r.root, 's3', '--host', options.s3.endpoint, '--bucket', options.s3.bucket, '--access-key', options.s3.accessKeyId, '--secret-key', options.s3.secretAccessKey]
+      ? [
+          '--spool-dir',
+          r.root,
+          's3',
+          '--host',
+          options.s3.endpoint,
+          '--bucket',
+          options.s3.bucket,
+          '--access-key',
+          options.s3.accessKeyId,
+          '--secret-key',
+          options.s3.secretAccessKey,
+        ]
       : ['filesystem', '--root', r.root];
     r.process = await startMirrorProcess({
       root: r.root,

@@ -116,7 +116,10 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
   let snapshotter = options.snapshotter ?? process.env['OCI_E2E_CONTAINERD_SNAPSHOTTER'] ?? '';
   const env: NodeJS.ProcessEnv = { ...process.env, NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' };
   const ctrRaw = (args: readonly string[], timeoutMs = 180_000) =>
-    run(ctrBin, ['--address', address, '--namespace', namespace, ...args], { env: { ...env, CONTAINERD_SNAPSHOTTER: snapshotter }, timeoutMs });
+    run(ctrBin, ['--address', address, '--namespace', namespace, ...args], {
+      env: { ...env, CONTAINERD_SNAPSHOTTER: snapshotter },
+      timeoutMs,
+    });
 
   try {
     const deadline = Date.now() + 30_000;
@@ -128,7 +131,8 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
         await ctrRaw(['version'], 5_000);
         break;
       } catch (e) {
-        if (Date.now() > deadline) throw new Error(`containerd did not answer on ${address} within 30 s: ${(e as Error).message}\n${logTail()}`, { cause: e });
+        if (Date.now() > deadline)
+          throw new Error(`containerd did not answer on ${address} within 30 s: ${(e as Error).message}\n${logTail()}`, { cause: e });
         await sleep(100);
       }
     }

@@ -47,13 +47,20 @@ export async function makePodman(name: string, registriesConf: string): Promise<
     no_proxy: '127.0.0.1,localhost',
   };
   const global = [
-    '--root', root,
-    '--runroot', runroot,
-    '--storage-driver', 'vfs',
-    '--cgroup-manager', 'cgroupfs',
-    '--events-backend', 'file',
-    '--tmpdir', tmp,
-    '--log-level', 'warn',
+    '--root',
+    root,
+    '--runroot',
+    runroot,
+    '--storage-driver',
+    'vfs',
+    '--cgroup-manager',
+    'cgroupfs',
+    '--events-backend',
+    'file',
+    '--tmpdir',
+    tmp,
+    '--log-level',
+    'warn',
   ];
   return {
     dir,
@@ -71,11 +78,19 @@ export async function makePodman(name: string, registriesConf: string): Promise<
 
 /** Asserts podman's image `ref` has `digest` among its RepoDigests and, with `diffIds`, those layers. */
 export async function assertPodmanImage(t: Test, p: Podman, ref: string, digest: string, diffIds?: string[]): Promise<void> {
-  const doc = JSON.parse((await p.run(['image', 'inspect', ref])).stdout) as { RepoDigests?: string[]; Digest?: string; RootFS?: { Layers?: string[] } }[];
+  const doc = JSON.parse((await p.run(['image', 'inspect', ref])).stdout) as {
+    RepoDigests?: string[];
+    Digest?: string;
+    RootFS?: { Layers?: string[] };
+  }[];
   const repoDigests = doc[0]?.RepoDigests ?? [];
-  t.ok(repoDigests.some((r) => r.endsWith(`@${digest}`)), `podman image inspect ${ref}: RepoDigests holds the upstream digest ${digest.slice(0, 19)}`, {
-    repoDigests,
-    digest: doc[0]?.Digest,
-  });
+  t.ok(
+    repoDigests.some((r) => r.endsWith(`@${digest}`)),
+    `podman image inspect ${ref}: RepoDigests holds the upstream digest ${digest.slice(0, 19)}`,
+    {
+      repoDigests,
+      digest: doc[0]?.Digest,
+    },
+  );
   if (diffIds) t.same(doc[0]?.RootFS?.Layers, diffIds, `${ref}: podman stored the layers with the upstream diff_ids`);
 }

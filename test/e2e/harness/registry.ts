@@ -100,9 +100,7 @@ function configYaml(dataDir: string, port: number, htpasswdPath: string | undefi
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  secret: oci-registry-e2e-secret',
-    ...(htpasswdPath
-      ? ['auth:', '  htpasswd:', '    realm: oci-e2e', `    path: ${JSON.stringify(htpasswdPath)}`]
-      : []),
+    ...(htpasswdPath ? ['auth:', '  htpasswd:', '    realm: oci-e2e', `    path: ${JSON.stringify(htpasswdPath)}`] : []),
     '',
   ].join('\n');
 }
@@ -111,7 +109,9 @@ async function waitUntilServing(url: string, child: ChildProcess, logPath: strin
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`docker-registry exited (${child.exitCode ?? child.signalCode}) before serving:\n${tail(readFileSync(logPath, 'utf8'))}`);
+      throw new Error(
+        `docker-registry exited (${child.exitCode ?? child.signalCode}) before serving:\n${tail(readFileSync(logPath, 'utf8'))}`,
+      );
     }
     try {
       const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2_000) });

@@ -176,18 +176,30 @@ function cleanNodeEnv(): NodeJS.ProcessEnv {
 }
 
 /** Runs `node dist/cli/main.js GLOBAL client-config ARGS` (the built CLI, as users run it). */
-export async function runClientConfig(args: readonly string[], globalArgs: readonly string[] = []): Promise<{ stdout: string; stderr: string }> {
+export async function runClientConfig(
+  args: readonly string[],
+  globalArgs: readonly string[] = [],
+): Promise<{ stdout: string; stderr: string }> {
   const override = process.env['OCI_E2E_MIRROR_MAIN'];
   if (!override) await ensureMirrorBuilt();
   const main = override ?? MIRROR_MAIN;
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [main, ...globalArgs, 'client-config', ...args], { cwd: REPO_ROOT, env: cleanNodeEnv(), timeout: 60_000 }, (error, stdout, stderr) => {
-      if (error) {
-        reject(new Error(`oci-registry ${[...globalArgs, 'client-config', ...args].join(' ')} failed (${error.code ?? error.signal}):\n${stderr}`));
-        return;
-      }
-      resolve({ stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [main, ...globalArgs, 'client-config', ...args],
+      { cwd: REPO_ROOT, env: cleanNodeEnv(), timeout: 60_000 },
+      (error, stdout, stderr) => {
+        if (error) {
+          reject(
+            new Error(
+              `oci-registry ${[...globalArgs, 'client-config', ...args].join(' ')} failed (${error.code ?? error.signal}):\n${stderr}`,
+            ),
+          );
+          return;
+        }
+        resolve({ stdout, stderr });
+      },
+    );
   });
 }
 
@@ -196,7 +208,11 @@ export const hashFile = async (path: string): Promise<string> => sha256Hex(await
 
 /** Asserts that a skopeo `dir:` copy holds `image` exactly: manifest (at `manifestFile`), config and layers. */
 export async function assertDirHoldsImage(t: Test, dir: string, image: Image, manifestFile = 'manifest.json'): Promise<void> {
-  t.equal(await hashFile(join(dir, manifestFile)), image.manifestDigest, `${manifestFile} is the upstream manifest ${image.manifestDigest.slice(0, 19)}`);
+  t.equal(
+    await hashFile(join(dir, manifestFile)),
+    image.manifestDigest,
+    `${manifestFile} is the upstream manifest ${image.manifestDigest.slice(0, 19)}`,
+  );
   for (const digest of [image.configDigest, ...image.layers.map((l) => l.digest)]) {
     const path = join(dir, digest.slice('sha256:'.length));
     t.equal(await hashFile(path).catch((e: Error) => e.message), digest, `blob ${digest.slice(0, 19)} hashes to its digest`);
@@ -214,7 +230,11 @@ export const upstreamSince = (registry: DockerRegistry, mark: number): AccessLog
  */
 export function assertOnlyMirrorUpstream(t: Test, registry: DockerRegistry, mark: number, repo?: string): void {
   const entries = upstreamSince(registry, mark);
-  t.same(entries.filter((e) => e.userAgent !== MIRROR_UA).map((e) => e.line), [], `every request to upstream ${registry.host} came from the mirror`);
+  t.same(
+    entries.filter((e) => e.userAgent !== MIRROR_UA).map((e) => e.line),
+    [],
+    `every request to upstream ${registry.host} came from the mirror`,
+  );
   if (repo) {
     const fetched = entries.filter((e) => e.userAgent === MIRROR_UA && e.path.startsWith(`/v2/${repo}/manifests/`));
     t.ok(fetched.length > 0, `the mirror fetched /v2/${repo}/manifests/... from the upstream`, {
@@ -259,11 +279,17 @@ export interface ExpectedServe {
  * (the request line is written when the response ends: polled for a few seconds), every request for the
  * repository resolved to `namespace` via `via`, none failed with 5xx, and (by default) a blob came back.
  */
-export async function assertMirrorServed(t: Test, mirror: MirrorProcess, mark: number, expected: ExpectedServe): Promise<MirrorRequestLine[]> {
+export async function assertMirrorServed(
+  t: Test,
+  mirror: MirrorProcess,
+  mark: number,
+  expected: ExpectedServe,
+): Promise<MirrorRequestLine[]> {
   const mine = (): MirrorRequestLine[] => mirrorRequests(mirror, mark).filter((l) => l.repository === expected.repository);
   const ok = (lines: MirrorRequestLine[]): boolean =>
     lines.some((l) => l.method === 'GET' && l.path.includes('/manifests/') && l.status === 200) &&
-    (expected.blobs === false || lines.some((l) => l.method === 'GET' && l.path.includes('/blobs/') && (l.status === 200 || l.status === 206)));
+    (expected.blobs === false ||
+      lines.some((l) => l.method === 'GET' && l.path.includes('/blobs/') && (l.status === 200 || l.status === 206)));
   const deadline = Date.now() + 5_000;
   let lines = mine();
   while (!ok(lines) && Date.now() < deadline) {
@@ -284,8 +310,16 @@ export async function assertMirrorServed(t: Test, mirror: MirrorProcess, mark: n
     );
   }
   const wrong = lines.filter((l) => l.via !== expected.via || l.namespace !== expected.namespace);
-  t.same(wrong.map((l) => `${l.method} ${l.path} via=${l.via} ns=${l.namespace}`), [], `every request for ${expected.repository} resolved to ${expected.namespace} via ${expected.via}`);
-  t.same(lines.filter((l) => l.status >= 500).map((l) => `${l.method} ${l.path} ${l.status}`), [], 'no 5xx from the mirror');
+  t.same(
+    wrong.map((l) => `${l.method} ${l.path} via=${l.via} ns=${l.namespace}`),
+    [],
+    `every request for ${expected.repository} resolved to ${expected.namespace} via ${expected.via}`,
+  );
+  t.same(
+    lines.filter((l) => l.status >= 500).map((l) => `${l.method} ${l.path} ${l.status}`),
+    [],
+    'no 5xx from the mirror',
+  );
   return lines;
 }
 
@@ -361,7 +395,9 @@ export function run(
           const e = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string };
           const why = e.killed ? `killed after ${timeout} ms` : `exit ${e.code ?? e.signal}`;
           const cmd = `${bin} ${args.join(' ')}`;
-          reject(new Error(`${options.redact ? options.redact(cmd) : cmd} failed (${why}):\n${stderr.trim()}\n${stdout.trim().slice(-2000)}`));
+          reject(
+            new Error(`${options.redact ? options.redact(cmd) : cmd} failed (${why}):\n${stderr.trim()}\n${stdout.trim().slice(-2000)}`),
+          );
           return;
         }
         resolve({ stdout, stderr });

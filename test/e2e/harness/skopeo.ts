@@ -90,10 +90,14 @@ export async function runSkopeo(args: readonly string[], options: SkopeoRunOptio
   if (!bin) throw new Error('MISSING BINARY skopeo: install it with apt-get install skopeo');
   const ctx = await skopeoContext();
   const global = [
-    '--policy', ctx.policy,
-    '--registries.d', ctx.registriesD,
-    '--registries-conf', options.registriesConf ?? ctx.registriesConf,
-    '--tmpdir', ctx.tmp,
+    '--policy',
+    ctx.policy,
+    '--registries.d',
+    ctx.registriesD,
+    '--registries-conf',
+    options.registriesConf ?? ctx.registriesConf,
+    '--tmpdir',
+    ctx.tmp,
     ...(options.overrideArch ? ['--override-arch', options.overrideArch] : []),
     ...(options.overrideOs ? ['--override-os', options.overrideOs] : []),
     ...(options.overrideVariant ? ['--override-variant', options.overrideVariant] : []),
@@ -156,7 +160,8 @@ export async function copy(src: string, dest: string, options: CopyOptions = {})
       'copy',
       `--src-tls-verify=${options.srcTlsVerify ?? false}`,
       `--dest-tls-verify=${options.destTlsVerify ?? false}`,
-      '--retry-times', String(options.retryTimes ?? 0),
+      '--retry-times',
+      String(options.retryTimes ?? 0),
       ...(options.all ? ['--all'] : []),
       ...(options.preserveDigests ? ['--preserve-digests'] : []),
       ...(options.format ? ['--format', options.format] : []),
@@ -195,12 +200,7 @@ export async function pushLayout(
  * with --all --preserve-digests. This is the way to push Docker schema2 images and manifest lists, which
  * skopeo 1.9 does not read from an OCI layout.
  */
-export async function pushDir(
-  dir: string,
-  destRef: string,
-  creds?: Credentials,
-  options: SkopeoRunOptions = {},
-): Promise<SkopeoResult> {
+export async function pushDir(dir: string, destRef: string, creds?: Credentials, options: SkopeoRunOptions = {}): Promise<SkopeoResult> {
   return copy(`dir:${dir}`, destRef, {
     ...options,
     all: true,
@@ -226,7 +226,8 @@ export async function inspect(ref: string, options: InspectOptions = {}): Promis
       'inspect',
       '--no-tags',
       `--tls-verify=${options.tlsVerify ?? false}`,
-      '--retry-times', String(options.retryTimes ?? 0),
+      '--retry-times',
+      String(options.retryTimes ?? 0),
       ...(options.raw ? ['--raw'] : []),
       ...(options.config ? ['--config'] : []),
       ...(options.creds ? ['--creds', `${options.creds.username}:${options.creds.password}`] : ['--no-creds']),
@@ -266,7 +267,13 @@ export async function writeMirrorRegistriesConf(path: string, entries: MirrorReg
   const q = (s: string): string => JSON.stringify(s);
   const lines = ['unqualified-search-registries = []', ''];
   for (const e of entries) {
-    lines.push('[[registry]]', `prefix = ${q(e.prefix)}`, `location = ${q(e.location ?? e.prefix)}`, `insecure = ${e.insecure ?? false}`, '');
+    lines.push(
+      '[[registry]]',
+      `prefix = ${q(e.prefix)}`,
+      `location = ${q(e.location ?? e.prefix)}`,
+      `insecure = ${e.insecure ?? false}`,
+      '',
+    );
     for (const m of e.mirrors) {
       lines.push('[[registry.mirror]]', `location = ${q(m.location)}`, `insecure = ${m.insecure ?? true}`, '');
     }

@@ -23,7 +23,17 @@ async function ociTarball(index: Index, refName: string): Promise<Buffer> {
     for (const l of img.layers) blobs.set(l.digest, l.bytes);
   }
   for (const [d, b] of blobs) pack.entry({ name: `blobs/sha256/${d.slice(7)}`, size: b.length }, b);
-  const idx = { schemaVersion: 2, manifests: [{ mediaType: index.mediaType, digest: index.manifestDigest, size: index.manifest.length, annotations: { 'org.opencontainers.image.ref.name': refName } }] };
+  const idx = {
+    schemaVersion: 2,
+    manifests: [
+      {
+        mediaType: index.mediaType,
+        digest: index.manifestDigest,
+        size: index.manifest.length,
+        annotations: { 'org.opencontainers.image.ref.name': refName },
+      },
+    ],
+  };
   pack.entry({ name: 'index.json' }, Buffer.from(JSON.stringify(idx)));
   pack.entry({ name: 'oci-layout' }, Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
   pack.finalize();
@@ -38,7 +48,10 @@ async function setup(t: Test): Promise<{ dir: string; storage: FilesystemStorage
   const storage = new FilesystemStorage(join(dir, 'a'));
   await storage.init();
   const index = makeIndex(
-    [await makeImage({ format: 'oci', layers: 2, layerSize: 200 << 10, seed: 21 }), await makeImage({ format: 'oci', layers: 1, seed: 22, architecture: 'arm64' })],
+    [
+      await makeImage({ format: 'oci', layers: 2, layerSize: 200 << 10, seed: 21 }),
+      await makeImage({ format: 'oci', layers: 1, seed: 22, architecture: 'arm64' }),
+    ],
     'oci',
   );
   await writeFile(join(dir, 'in.tar'), await ociTarball(index, 'registry.test/team/app:1'));
@@ -47,16 +60,26 @@ async function setup(t: Test): Promise<{ dir: string; storage: FilesystemStorage
 }
 
 async function exportTo(storage: FilesystemStorage, refs: string[], file: string) {
-  return exportArchive(refs.map((r) => parseImageReference(r)), createWriteStream(file), { storage });
+  return exportArchive(
+    refs.map((r) => parseImageReference(r)),
+    createWriteStream(file),
+    { storage },
+  );
 }
 
 const files = async (root: string, sub: string): Promise<string[]> =>
-  (await readdir(join(root, sub), { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
+  (await readdir(join(root, sub), { recursive: true, withFileTypes: true }))
+    .filter((e) => e.isFile())
+    .map((e) => e.name)
+    .sort();
 
 t.test('an exported image imports into an empty cache with the same manifests, blobs and tag', async (t) => {
   const { dir, storage, index } = await setup(t);
   const report = await exportTo(storage, ['registry.test/team/app:1'], join(dir, 'out.tar'));
-  t.same(report.images.map((i) => [i.reference, i.digest, i.manifests]), [['registry.test/team/app:1', index.manifestDigest, 3]]);
+  t.same(
+    report.images.map((i) => [i.reference, i.digest, i.manifests]),
+    [['registry.test/team/app:1', index.manifestDigest, 3]],
+  );
   const other = new FilesystemStorage(join(dir, 'b'));
   await other.init();
   const imported = await importArchive(join(dir, 'out.tar'), { storage: other });
@@ -71,7 +94,10 @@ t.test('an image given by digest is exported and imported untagged', async (t) =
   const other = new FilesystemStorage(join(dir, 'b'));
   await other.init();
   const imported = await importArchive(join(dir, 'out.tar'), { storage: other });
-  t.same(imported.images.map((i) => [i.digest, i.names]), [[index.manifestDigest, []]]);
+  t.same(
+    imported.images.map((i) => [i.digest, i.names]),
+    [[index.manifestDigest, []]],
+  );
   t.same(imported.warnings, [], 'a digest reference is a name: no warning');
   t.ok(await other.getManifest(index.manifestDigest));
 });

@@ -42,7 +42,11 @@ function dockerArchiveEntries(img: Image, repoTag: string, corruptLayer?: number
     return { name: `${hex(l.diffId)}.tar`, content: bytes };
   });
   const manifest = [{ Config: `${hex(img.configDigest)}.json`, RepoTags: [repoTag], Layers: layers.map((l) => l.name) }];
-  return [...layers, { name: `${hex(img.configDigest)}.json`, content: img.config }, { name: 'manifest.json', content: Buffer.from(JSON.stringify(manifest)) }];
+  return [
+    ...layers,
+    { name: `${hex(img.configDigest)}.json`, content: img.config },
+    { name: 'manifest.json', content: Buffer.from(JSON.stringify(manifest)) },
+  ];
 }
 
 /** An OCI image layout: blobs/sha256/<hex>, index.json, oci-layout (in skopeo's order: blobs first). */
@@ -61,9 +65,20 @@ function ociLayoutEntries(item: Image | Index, refName: string, corrupt?: string
   });
   const index = {
     schemaVersion: 2,
-    manifests: [{ mediaType: item.mediaType, digest: item.manifestDigest, size: item.manifest.length, annotations: { 'org.opencontainers.image.ref.name': refName } }],
+    manifests: [
+      {
+        mediaType: item.mediaType,
+        digest: item.manifestDigest,
+        size: item.manifest.length,
+        annotations: { 'org.opencontainers.image.ref.name': refName },
+      },
+    ],
   };
-  return [...entries, { name: 'index.json', content: Buffer.from(JSON.stringify(index)) }, { name: 'oci-layout', content: Buffer.from('{"imageLayoutVersion":"1.0.0"}') }];
+  return [
+    ...entries,
+    { name: 'index.json', content: Buffer.from(JSON.stringify(index)) },
+    { name: 'oci-layout', content: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
+  ];
 }
 
 interface Cache {
@@ -119,7 +134,14 @@ t.test('a legacy docker save layer (no digest in its name) that does not match i
     return { name: `${'a'.repeat(63)}${i}/layer.tar`, content: bytes };
   });
   const manifest = [{ Config: `${hex(img.configDigest)}.json`, RepoTags: ['org/app:1'], Layers: layers.map((l) => l.name) }];
-  const file = await c.file('legacy-bad.tar', await makeTarball([...layers, { name: `${hex(img.configDigest)}.json`, content: img.config }, { name: 'manifest.json', content: Buffer.from(JSON.stringify(manifest)) }]));
+  const file = await c.file(
+    'legacy-bad.tar',
+    await makeTarball([
+      ...layers,
+      { name: `${hex(img.configDigest)}.json`, content: img.config },
+      { name: 'manifest.json', content: Buffer.from(JSON.stringify(manifest)) },
+    ]),
+  );
   await t.rejects(importArchive(file, { storage: c.storage }), { name: 'ImportError', message: /diff_id/ });
   t.same(await c.contents(), [], 'the good layer stored on the way was deleted again');
 });
@@ -160,56 +182,76 @@ t.test('a file that is not an image archive is refused', async (t) => {
   t.same(await c.contents(), []);
 });
 
-t.test('a legacy docker save archive (layer.tar per layer id, gzip layer, manifest.json last) is imported with matching layer media types', async (t) => {
-  const c = await cache(t);
-  const img = await image(6);
-  // Layer 0 as docker saves it (uncompressed), layer 1 still gzip-compressed; the second path is a symlink.
-  const l0 = gunzipSync(img.layers[0]?.bytes ?? Buffer.alloc(0));
-  const l1 = img.layers[1]?.bytes ?? Buffer.alloc(0);
-  const manifest = [{ Config: `${hex(img.configDigest)}.json`, RepoTags: ['org/app:1', 'org/app:latest'], Layers: ['id0/layer.tar', 'id1/layer.tar'] }];
-  const file = await c.file(
-    'legacy.tar',
-    await makeTarball([
-      { name: 'id0/VERSION', content: Buffer.from('1.0') },
-      { name: 'id0/json', content: Buffer.from('{"id":"id0"}') },
-      { name: 'id0/layer.tar', content: l0 },
-      { name: 'shared/layer.tar', content: l1 },
-      { name: 'id1/layer.tar', symlink: '../shared/layer.tar' },
-      { name: `${hex(img.configDigest)}.json`, content: img.config },
-      { name: 'repositories', content: Buffer.from('{}') },
-      { name: 'manifest.json', content: Buffer.from(JSON.stringify(manifest)) },
-    ]),
-  );
-  const before = Date.now();
-  const report = await importArchive(file, { storage: c.storage });
-  t.equal(report.format, 'docker-archive');
-  t.same(report.images[0]?.names, ['docker.io/org/app:1', 'docker.io/org/app:latest']);
-  const digest = report.images[0]?.digest ?? '';
-  const stored = await c.storage.getManifest(digest);
-  t.ok(stored, 'manifest stored');
-  t.equal(sha256(stored?.bytes ?? Buffer.alloc(0)), digest, 'it hashes to its digest');
-  const doc = JSON.parse(stored?.bytes.toString('utf8') ?? '{}') as { config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
-  t.equal(doc.config.digest, img.configDigest);
-  t.same(doc.layers, [
-    { mediaType: 'application/vnd.docker.image.rootfs.diff.tar', size: l0.length, digest: sha256(l0) },
-    { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l1.length, digest: img.layers[1]?.digest },
-  ]);
-  for (const d of [img.configDigest, sha256(l0), img.layers[1]?.digest ?? '']) t.ok(await c.storage.statBlob(d), `blob ${d.slice(0, 19)} stored`);
-  const tag = await c.storage.getTag({ namespace: 'docker.io', repository: 'org/app' }, 'latest');
-  t.equal(tag?.digest, digest, 'the tag points to it');
-  t.ok((tag?.checkedAt.getTime() ?? 0) >= before, 'and is fresh');
-  t.same((await c.contents()).filter((p) => p.startsWith('tmp/')), [], 'no temp file left');
-});
+t.test(
+  'a legacy docker save archive (layer.tar per layer id, gzip layer, manifest.json last) is imported with matching layer media types',
+  async (t) => {
+    const c = await cache(t);
+    const img = await image(6);
+    // Layer 0 as docker saves it (uncompressed), layer 1 still gzip-compressed; the second path is a symlink.
+    const l0 = gunzipSync(img.layers[0]?.bytes ?? Buffer.alloc(0));
+    const l1 = img.layers[1]?.bytes ?? Buffer.alloc(0);
+    const manifest = [
+      { Config: `${hex(img.configDigest)}.json`, RepoTags: ['org/app:1', 'org/app:latest'], Layers: ['id0/layer.tar', 'id1/layer.tar'] },
+    ];
+    const file = await c.file(
+      'legacy.tar',
+      await makeTarball([
+        { name: 'id0/VERSION', content: Buffer.from('1.0') },
+        { name: 'id0/json', content: Buffer.from('{"id":"id0"}') },
+        { name: 'id0/layer.tar', content: l0 },
+        { name: 'shared/layer.tar', content: l1 },
+        { name: 'id1/layer.tar', symlink: '../shared/layer.tar' },
+        { name: `${hex(img.configDigest)}.json`, content: img.config },
+        { name: 'repositories', content: Buffer.from('{}') },
+        { name: 'manifest.json', content: Buffer.from(JSON.stringify(manifest)) },
+      ]),
+    );
+    const before = Date.now();
+    const report = await importArchive(file, { storage: c.storage });
+    t.equal(report.format, 'docker-archive');
+    t.same(report.images[0]?.names, ['docker.io/org/app:1', 'docker.io/org/app:latest']);
+    const digest = report.images[0]?.digest ?? '';
+    const stored = await c.storage.getManifest(digest);
+    t.ok(stored, 'manifest stored');
+    t.equal(sha256(stored?.bytes ?? Buffer.alloc(0)), digest, 'it hashes to its digest');
+    const doc = JSON.parse(stored?.bytes.toString('utf8') ?? '{}') as {
+      config: { digest: string };
+      layers: { mediaType: string; digest: string; size: number }[];
+    };
+    t.equal(doc.config.digest, img.configDigest);
+    t.same(doc.layers, [
+      { mediaType: 'application/vnd.docker.image.rootfs.diff.tar', size: l0.length, digest: sha256(l0) },
+      { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l1.length, digest: img.layers[1]?.digest },
+    ]);
+    for (const d of [img.configDigest, sha256(l0), img.layers[1]?.digest ?? ''])
+      t.ok(await c.storage.statBlob(d), `blob ${d.slice(0, 19)} stored`);
+    const tag = await c.storage.getTag({ namespace: 'docker.io', repository: 'org/app' }, 'latest');
+    t.equal(tag?.digest, digest, 'the tag points to it');
+    t.ok((tag?.checkedAt.getTime() ?? 0) >= before, 'and is fresh');
+    t.same(
+      (await c.contents()).filter((p) => p.startsWith('tmp/')),
+      [],
+      'no temp file left',
+    );
+  },
+);
 
 t.test('an OCI layout whose index.json comes first and whose blobs are in any order is imported byte for byte', async (t) => {
   const c = await cache(t);
-  const multi = makeIndex([await makeImage({ format: 'oci', layers: 1, seed: 7 }), await makeImage({ format: 'oci', layers: 1, seed: 8, architecture: 'arm64' })], 'oci');
+  const multi = makeIndex(
+    [await makeImage({ format: 'oci', layers: 1, seed: 7 }), await makeImage({ format: 'oci', layers: 1, seed: 8, architecture: 'arm64' })],
+    'oci',
+  );
   const entries = ociLayoutEntries(multi, 'registry.test/team/multi:2');
   const reordered = [...entries.slice(-2), ...entries.slice(0, -2).reverse()];
   const file = await c.file('oci.tar', await makeTarball(reordered));
   const report = await importArchive(file, { storage: c.storage });
-  t.same(report.images.map((i) => [i.digest, i.names]), [[multi.manifestDigest, ['registry.test/team/multi:2']]]);
-  for (const m of [multi, ...multi.images]) t.ok((await c.storage.getManifest(m.manifestDigest))?.bytes.equals(m.manifest), `${m.manifestDigest.slice(0, 19)} byte for byte`);
+  t.same(
+    report.images.map((i) => [i.digest, i.names]),
+    [[multi.manifestDigest, ['registry.test/team/multi:2']]],
+  );
+  for (const m of [multi, ...multi.images])
+    t.ok((await c.storage.getManifest(m.manifestDigest))?.bytes.equals(m.manifest), `${m.manifestDigest.slice(0, 19)} byte for byte`);
 });
 
 t.test('a gzip-compressed archive (docker save | gzip) is imported', async (t) => {
@@ -226,7 +268,11 @@ t.test('--as names the repository and tag of an archive that holds one image', a
   const file = await c.file('as.tar', await makeTarball(dockerArchiveEntries(img, 'alpine:3.20')));
   const report = await importArchive(file, { storage: c.storage, as: 'registry.test/mirror/alpine:stable' });
   t.same(report.images[0]?.names, ['registry.test/mirror/alpine:stable']);
-  t.equal(await c.storage.getTag({ namespace: 'docker.io', repository: 'library/alpine' }, '3.20'), undefined, 'the archive name is not registered');
+  t.equal(
+    await c.storage.getTag({ namespace: 'docker.io', repository: 'library/alpine' }, '3.20'),
+    undefined,
+    'the archive name is not registered',
+  );
 });
 
 t.test('an import that fails keeps the blobs that were cached before it', async (t) => {

@@ -156,10 +156,10 @@ t.test('a cached blob served by the mirror is recorded and written at shutdown',
   let closed = false;
   t.teardown(() => (closed ? undefined : m.close()));
   const url = `${m.url}/v2/library/x/blobs/${digest}?ns=${up.host}`;
-  t.equal((await fetch(url).then((r) => r.arrayBuffer().then(() => r.status))), 200, 'miss: filled');
+  t.equal(await fetch(url).then((r) => r.arrayBuffer().then(() => r.status)), 200, 'miss: filled');
   await m.settled();
   const hitAt = Date.now();
-  t.equal((await fetch(url).then((r) => r.arrayBuffer().then(() => r.status))), 200, 'hit');
+  t.equal(await fetch(url).then((r) => r.arrayBuffer().then(() => r.status)), 200, 'hit');
   t.ok((m.server.tracker.lastAccess(digest) ?? 0) >= hitAt, 'recorded in memory');
   t.equal(await m.storage.getState('access/mirror-a'), undefined, 'not written per request');
   await m.close();
@@ -174,7 +174,9 @@ t.test('a blob whose download fails is not recorded', async (t) => {
   up.setBlobFault(digest, { kind: 'wrong-digest' });
   const m = await startMirror({ upstreams: [{ namespace: up.host, host: up.host }], replicaId: 'mirror-b' });
   t.teardown(() => m.close());
-  await fetch(`${m.url}/v2/library/x/blobs/${digest}?ns=${up.host}`).then((r) => r.arrayBuffer()).catch(() => undefined);
+  await fetch(`${m.url}/v2/library/x/blobs/${digest}?ns=${up.host}`)
+    .then((r) => r.arrayBuffer())
+    .catch(() => undefined);
   await m.server.mirror.drain();
   t.equal(m.server.tracker.lastAccess(digest), undefined);
 });

@@ -55,7 +55,12 @@ async function startUpstream(t: Test): Promise<{ up: FixtureUpstream; images: Se
   return { up, images };
 }
 
-async function mirrorOn(t: Test, up: FixtureUpstream, storage: Storage | undefined, extra: { graceMs?: number; replicaId?: string } = {}): Promise<TestMirror> {
+async function mirrorOn(
+  t: Test,
+  up: FixtureUpstream,
+  storage: Storage | undefined,
+  extra: { graceMs?: number; replicaId?: string } = {},
+): Promise<TestMirror> {
   const m = await startMirror({
     upstreams: [{ namespace: up.host, host: up.host }],
     ...(storage ? { storage } : {}),
@@ -157,7 +162,7 @@ for (const kind of ['filesystem', 's3'] as const) {
     t.ok(m.server.mirror.inUse(target), 'in use while its stream is open');
     await m.server.collector.run();
     t.ok(await isCached(m.storage, target), 'the blob being read survived');
-    t.ok(await cachedBytes(m.storage) <= TARGET, 'others were evicted instead');
+    t.ok((await cachedBytes(m.storage)) <= TARGET, 'others were evicted instead');
     t.notOk(await isCached(m.storage, layer(images.c)), 'c was evicted');
     t.notOk(await isCached(m.storage, layer(images.d)), 'and d (c alone was not enough)');
 
@@ -210,6 +215,6 @@ t.test('s3: a blob another replica sharing the bucket used recently is kept; the
   await one.server.collector.run();
   t.ok(await isCached(one.storage, layer(images.b)), 'b, used by the other replica, survives');
   t.notOk(await isCached(one.storage, layer(images.a)), 'a, the least recently used anywhere, is evicted');
-  t.ok(await cachedBytes(one.storage) <= TARGET, 'under the low-water mark');
+  t.ok((await cachedBytes(one.storage)) <= TARGET, 'under the low-water mark');
   t.same(await one.storage.listState('access/'), ['access/replica-one', 'access/replica-two'], 'each replica writes its own access object');
 });

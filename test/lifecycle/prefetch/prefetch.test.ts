@@ -193,7 +193,19 @@ t.test('the prefetch command reads --file, prints one line per image and a summa
   await writeFile(config, `- namespace: ${NS}\n  host: ${env.up.host}\n  tls: false\n`);
   const list = join(dir, 'images.txt');
   await writeFile(list, `# images for the test\n${NS}/org/multi:v1   # multi-arch\n\n${NS}/org/absent:1\n`);
-  const r = await runCli(['--upstream-config-file', config, 'filesystem', '--root', env.root, 'prefetch', '--platform', 'linux/amd64', '--file', list, `${NS}/org/single:1.0`]);
+  const r = await runCli([
+    '--upstream-config-file',
+    config,
+    'filesystem',
+    '--root',
+    env.root,
+    'prefetch',
+    '--platform',
+    'linux/amd64',
+    '--file',
+    list,
+    `${NS}/org/single:1.0`,
+  ]);
   t.equal(r.code, 1, r.stderr);
   t.match(r.stdout, new RegExp(`^ok +${NS}/org/single:1\\.0 `, 'm'));
   t.match(r.stdout, new RegExp(`^ok +${NS}/org/multi:v1 .*\\[linux/amd64\\]`, 'm'));

@@ -44,11 +44,12 @@ export async function commitPlan(plan: Plan, storage: Storage, ledger: ImportLed
   for (const image of plan.images) {
     for (const name of image.names) {
       if (name.tag === undefined) continue;
-      await storage.putTag(
-        { namespace: name.namespace, repository: name.repository },
-        name.tag,
-        { digest: image.digest, mediaType: image.mediaType, size: image.size, checkedAt: now },
-      );
+      await storage.putTag({ namespace: name.namespace, repository: name.repository }, name.tag, {
+        digest: image.digest,
+        mediaType: image.mediaType,
+        size: image.size,
+        checkedAt: now,
+      });
     }
   }
   return referenced;

@@ -7,7 +7,6 @@ import { ImportError, parseJson } from './import-error.js';
 import { MAX_METADATA } from './limits.js';
 import { emptyPlan, type Plan, type PlanSource } from './plan-types.js';
 
-
 /**
  * Plans a docker-archive: for each image of manifest.json, its config and layers, each layer checked
  * against the config's diff_id, and a Docker schema2 manifest built over them, naming the blobs exactly
@@ -33,7 +32,8 @@ export async function planDocker(source: PlanSource): Promise<Plan> {
     const configBytes = await contents.bytes(configEntry, MAX_METADATA);
     const config = parseJson(configBytes, item.Config) as { rootfs?: { diff_ids?: unknown } };
     const diffIds = config.rootfs?.diff_ids;
-    if (!Array.isArray(diffIds) || !diffIds.every((d) => typeof d === 'string')) throw new ImportError(`${item.Config}: config has no rootfs.diff_ids`);
+    if (!Array.isArray(diffIds) || !diffIds.every((d) => typeof d === 'string'))
+      throw new ImportError(`${item.Config}: config has no rootfs.diff_ids`);
     if (diffIds.length !== item.Layers.length) {
       throw new ImportError(`${where}: ${item.Layers.length} layers, but the config lists ${diffIds.length} diff_ids`);
     }

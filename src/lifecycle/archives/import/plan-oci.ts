@@ -30,7 +30,9 @@ class OciPlanner {
   async plan(): Promise<Plan> {
     const { contents } = this.source;
     const plan = this.result;
-    const layout = parseJson(await contents.bytes(contents.entry('oci-layout') as EntryRecord, MAX_METADATA), 'oci-layout') as { imageLayoutVersion?: unknown };
+    const layout = parseJson(await contents.bytes(contents.entry('oci-layout') as EntryRecord, MAX_METADATA), 'oci-layout') as {
+      imageLayoutVersion?: unknown;
+    };
     if (typeof layout.imageLayoutVersion !== 'string') throw new ImportError('oci-layout: no imageLayoutVersion');
     const indexBytes = await contents.bytes(contents.entry('index.json') as EntryRecord, MAX_METADATA);
     let top: Descriptor[];
@@ -46,7 +48,16 @@ class OciPlanner {
     for (const desc of top) {
       let image = byDigest.get(desc.digest);
       if (!image) {
-        image = { digest: desc.digest, mediaType: '', size: 0, archiveNames: [], bareTags: [], manifests: new Set(), blobs: new Map(), names: [] };
+        image = {
+          digest: desc.digest,
+          mediaType: '',
+          size: 0,
+          archiveNames: [],
+          bareTags: [],
+          manifests: new Set(),
+          blobs: new Map(),
+          names: [],
+        };
         const loaded = await this.loadManifest(desc, true);
         if (!loaded) continue;
         image.mediaType = loaded.mediaType;
@@ -89,7 +100,9 @@ class OciPlanner {
     }
     if (!bytes) {
       if (required) throw new ImportError(`manifest ${desc.digest} is not in the archive`);
-      this.result.warnings.push(`manifest ${desc.digest} (${platformText(desc)}) is listed by its index but not in the archive: that platform is not imported`);
+      this.result.warnings.push(
+        `manifest ${desc.digest} (${platformText(desc)}) is listed by its index but not in the archive: that platform is not imported`,
+      );
       return undefined;
     }
     if (desc.size !== undefined && bytes.length !== desc.size) {
@@ -98,7 +111,12 @@ class OciPlanner {
     return { mediaType: storedType ?? ownMediaType(bytes) ?? desc.mediaType ?? detectManifestMediaType(undefined, bytes), bytes };
   }
 
-  private async planManifest(desc: Descriptor, manifest: { mediaType: string; bytes: Buffer }, depth: number, image: PlannedImage): Promise<void> {
+  private async planManifest(
+    desc: Descriptor,
+    manifest: { mediaType: string; bytes: Buffer },
+    depth: number,
+    image: PlannedImage,
+  ): Promise<void> {
     let refs;
     try {
       refs = manifestRefs(manifest.mediaType, manifest.bytes);
@@ -126,13 +144,15 @@ class OciPlanner {
     const { contents, storage, ledger } = this.source;
     const e = contents.entry(layoutBlobPath(blob.digest));
     if (e) {
-      if (blob.size !== undefined && e.size !== blob.size) throw new ImportError(`${of}: blob ${blob.digest} has ${e.size} bytes, the manifest says ${blob.size}`);
+      if (blob.size !== undefined && e.size !== blob.size)
+        throw new ImportError(`${of}: blob ${blob.digest} has ${e.size} bytes, the manifest says ${blob.size}`);
       if (e.bytes) this.result.blobWrites.set(e.digest, e.bytes);
       return;
     }
     const cached = await storage.statBlob(blob.digest);
     if (!cached) throw new ImportError(`${of}: blob ${blob.digest} is not in the archive`);
-    if (blob.size !== undefined && cached.size !== blob.size) throw new ImportError(`${of}: cached blob ${blob.digest} has ${cached.size} bytes, the manifest says ${blob.size}`);
+    if (blob.size !== undefined && cached.size !== blob.size)
+      throw new ImportError(`${of}: cached blob ${blob.digest} has ${cached.size} bytes, the manifest says ${blob.size}`);
     ledger.markReused(blob.digest);
   }
 }

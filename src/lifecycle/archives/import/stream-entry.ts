@@ -58,7 +58,13 @@ export async function storeClaimed(
 }
 
 /** An entry whose digest is unknown until its end: hash it into a spool file, then copy it into storage. */
-export async function storeSpooled(sink: EntrySink, name: string, chunks: AsyncIterable<Buffer>, gzip: boolean, wantDiffId: boolean): Promise<void> {
+export async function storeSpooled(
+  sink: EntrySink,
+  name: string,
+  chunks: AsyncIterable<Buffer>,
+  gzip: boolean,
+  wantDiffId: boolean,
+): Promise<void> {
   const path = await sink.spool.newFile();
   const fh = await storing(name, open(path, 'wx'));
   const hash = createDigester('sha256');

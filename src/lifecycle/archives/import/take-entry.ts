@@ -57,7 +57,14 @@ export class EntryIntake {
       if (claimed && !metadata && digest !== claimed.value) {
         throw new ImportError(`${name}: content does not match its digest (expected ${claimed.value}, got ${digest})`);
       }
-      this.sink.contents.addFile({ name, digest, size: bytes.length, gzip: false, diffId: claimed?.algorithm === 'sha512' ? undefined : digestOf(bytes), bytes });
+      this.sink.contents.addFile({
+        name,
+        digest,
+        size: bytes.length,
+        gzip: false,
+        diffId: claimed?.algorithm === 'sha512' ? undefined : digestOf(bytes),
+        bytes,
+      });
       return;
     }
     const gzip = isGzip(firstChunk);
