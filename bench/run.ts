@@ -208,11 +208,14 @@ async function runRep(
       const par = await coldPull(inst.url, images.par, 4);
       result.cold.par.push(par);
       const mark = up.mark();
+      const bigCpu0 = inst.pid !== undefined ? cpuOfTree(inst.pid) : NaN;
       const big = await coldBlob(inst.url, images.big.name, bigBlob);
       result.cold.big.push(big);
       // distribution keeps downloading in the background (storeLocal) after answering.
       await up.quiesce(1000, 120_000);
       result.cold.bigUpstreamGets.push(blobDownloads(up.since(mark), bigBlob.digest).count);
+      // The peer's CPU for that one cold pull, its background work (a store behind the answer) included.
+      if (inst.pid !== undefined) result.cold.bigCpu.push(cpuOfTree(inst.pid) - bigCpu0);
       log(`  ${peer.id} #${rep} cold: seq ${seq.toFixed(3)} s, par ${par.toFixed(3)} s, big ${big.toFixed(2)} s`);
     }
 
@@ -278,8 +281,10 @@ async function runRep(
       await up.quiesce(300, 10_000);
       if (inst.pid !== undefined) await waitIdle(inst.pid);
       const mark = up.mark();
+      const herdCpu0 = inst.pid !== undefined ? cpuOfTree(inst.pid) : NaN;
       const r = await curlFanOut(`${inst.url}/v2/${images.herd.name}/blobs/${blob.digest}`, sizes.herdClients, 1, blob.size);
       await up.quiesce(1500, 180_000);
+      if (inst.pid !== undefined && r.goodBytes > 0) result.herd.cpuPerGiB.push((cpuOfTree(inst.pid) - herdCpu0) / (r.goodBytes / GiB));
       const dl = blobDownloads(up.since(mark), blob.digest);
       result.herd.downloads.push(dl.count);
       result.herd.upstreamMiB.push(dl.bytes / MiB);

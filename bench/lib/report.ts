@@ -15,10 +15,10 @@ export interface PeerResult {
   errors: string[];
   /** Warn/error log lines of the peer's processes (first few). */
   logs: string[];
-  cold: { seq: number[]; par: number[]; big: number[]; bigUpstreamGets: number[] };
+  cold: { seq: number[]; par: number[]; big: number[]; bigUpstreamGets: number[]; bigCpu: number[] };
   warm: { c1: WarmSample[]; c8: WarmSample[]; cpuPerGiB: number[]; cpuPerGiBC1: number[]; cpuPerGiBC8: number[]; auxCpuPerGiB: number[] };
   manifest: { tag: RateResult[]; digest: RateResult[]; head: RateResult[]; upstreamManifestRequests: number[]; upstreamPings: number[] };
-  herd: { downloads: number[]; wallSeconds: number[]; upstreamMiB: number[]; failures: string[] };
+  herd: { downloads: number[]; wallSeconds: number[]; upstreamMiB: number[]; failures: string[]; cpuPerGiB: number[] };
   rss: { idle: number[]; peak: number[]; after: number[] };
   seconds: number;
 }
@@ -29,10 +29,10 @@ export function emptyResult(id: string, label: string): PeerResult {
     label,
     errors: [],
     logs: [],
-    cold: { seq: [], par: [], big: [], bigUpstreamGets: [] },
+    cold: { seq: [], par: [], big: [], bigUpstreamGets: [], bigCpu: [] },
     warm: { c1: [], c8: [], cpuPerGiB: [], cpuPerGiBC1: [], cpuPerGiBC8: [], auxCpuPerGiB: [] },
     manifest: { tag: [], digest: [], head: [], upstreamManifestRequests: [], upstreamPings: [] },
-    herd: { downloads: [], wallSeconds: [], upstreamMiB: [], failures: [] },
+    herd: { downloads: [], wallSeconds: [], upstreamMiB: [], failures: [], cpuPerGiB: [] },
     rss: { idle: [], peak: [], after: [] },
     seconds: 0,
   };
@@ -264,6 +264,7 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
           `${s.smallLayers} layers, 4 parallel`,
           `${num(s.bigBytes / MiB, 0)} MiB layer`,
           'upstream GETs of that layer',
+          'peer CPU s for that layer',
         ],
         cold.map((r) => {
           const x = d.get(r.id)!;
@@ -273,6 +274,7 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
             withRatio(x.par, direct?.par, 3),
             withRatio(x.big, direct?.big, 2),
             r.cold.bigUpstreamGets.join(', ') || '–',
+            cell(stat(r.cold.bigCpu), 2),
           ];
         }),
       ),
@@ -361,7 +363,7 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
     out.push('');
     out.push(
       table(
-        ['peer', 'upstream downloads', 'MiB from upstream', 'wall s (all clients done)', 'failed transfers'],
+        ['peer', 'upstream downloads', 'MiB from upstream', 'wall s (all clients done)', 'peer CPU s/GiB served', 'failed transfers'],
         herd.map((r) => {
           const x = d.get(r.id)!;
           return [
@@ -369,6 +371,7 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
             cell(x.herd, 0) + ` [${r.herd.downloads.join(', ')}]`,
             cell(stat(r.herd.upstreamMiB), 0),
             cell(x.herdWall, 2),
+            cell(stat(r.herd.cpuPerGiB), 2),
             String(r.herd.failures.length),
           ];
         }),
