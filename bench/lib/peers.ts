@@ -4,7 +4,8 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Upstream } from './upstream.js';
 import { freePort, removeDir, startProcess, tempDir, waitHttp, which, type ManagedProcess } from './util.js';
 
@@ -354,6 +355,38 @@ const nginxStatic: PeerDef = {
     ),
 };
 
+// ---------- the platform's floor ----------
+
+/** A bare Node proxy (node-floor.ts): hash, forward, store; manifests from memory. No policy at all. */
+const nodeFloor: PeerDef = {
+  id: 'node-floor',
+  label: 'bare Node proxy (floor)',
+  tests: new Set(['cold', 'warm', 'manifest', 'resources']),
+  missing: () => undefined,
+  async start(ctx) {
+    const dir = await tempDir(ctx.tmp, 'node-floor-');
+    const port = await freePort();
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'node-floor.js');
+    const proc = startProcess('node-floor', ctx.bins.node, [script, String(port), ctx.upstream.url, dir]);
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      await waitHttp(`${url}/v2/`, 20_000, proc, 200);
+    } catch (e) {
+      await proc.stop('SIGKILL');
+      throw e;
+    }
+    return {
+      url,
+      pid: proc.pid,
+      procs: [proc],
+      async stop() {
+        await proc.stop('SIGTERM', 5000);
+        await removeDir(dir);
+      },
+    };
+  },
+};
+
 // ---------- the upstream itself ----------
 
 const direct: PeerDef = {
@@ -369,7 +402,7 @@ const direct: PeerDef = {
 /** Peers that only run when named with --peers= (or, for mirror-s3, with --s3). */
 export const OPT_IN = new Set(['mirror-s3', 'distribution-auth']);
 
-export const PEERS: PeerDef[] = [nginxStatic, direct, mirrorFs, mirrorS3, distribution, distributionAuth, nginxCache];
+export const PEERS: PeerDef[] = [nginxStatic, direct, nodeFloor, mirrorFs, mirrorS3, distribution, distributionAuth, nginxCache];
 
 export function findBins(repoRoot: string, mirrorMain: string): Bins {
   const s3rver = join(repoRoot, 'node_modules', 's3rver', 'bin', 's3rver.js');

@@ -215,6 +215,78 @@ function targets(results: PeerResult[], d: Map<string, Derived>): string[][] {
   return rows;
 }
 
+/**
+ * Issue #14's cost targets for our mirror (filesystem backend), each beside what the bare Node proxy
+ * (node-floor: hash, forward, store, no policy) measures for the same thing in the same run.
+ */
+function costTargets(results: PeerResult[], d: Map<string, Derived>): string[][] {
+  const rows: string[][] = [];
+  const fsd = d.get('mirror-fs');
+  const fsr = results.find((r) => r.id === 'mirror-fs');
+  if (!fsd || !fsr) return rows;
+  const direct = d.get('direct');
+  const floor = d.get('node-floor');
+  const floorR = results.find((r) => r.id === 'node-floor' && !r.skipped);
+  const nginx = d.get('nginx-cache');
+  const dist = d.get('distribution');
+  const mark = (v: number, ok: (v: number) => boolean) => (Number.isFinite(v) ? (ok(v) ? 'PASS' : '**MISS**') : 'n/a');
+  const x = (v: number) => (Number.isFinite(v) ? `×${v.toFixed(2)}` : '–');
+  const bigCpu = stat(fsr.cold.bigCpu);
+  const floorBigCpu = floorR ? stat(floorR.cold.bigCpu) : undefined;
+  rows.push([
+    'CPU of one cold big-layer pull ≤ 0.7 s',
+    `${cell(bigCpu, 2)} s`,
+    floorBigCpu ? `${cell(floorBigCpu, 2)} s` : '–',
+    mark(bigCpu?.median ?? NaN, (v) => v <= 0.7),
+  ]);
+  const coldRows: Array<[string, (y: Derived) => Stat | undefined, number]> = [
+    ['cold big layer ≤ 1.4× direct', (y) => y.big, 1.4],
+    ['cold 20 layers sequential ≤ 1.05× direct', (y) => y.seq, 1.05],
+    ['cold 20 layers 4 parallel ≤ 1.05× direct', (y) => y.par, 1.05],
+  ];
+  for (const [name, f, bound] of coldRows) {
+    const r = ratio(f(fsd), direct && f(direct));
+    rows.push([name, x(r), floor ? x(ratio(f(floor), direct && f(direct))) : '–', mark(r, (v) => v <= bound)]);
+  }
+  const manifestRows: Array<[string, (y: Derived) => Stat | undefined, (y: Derived) => Stat | undefined]> = [
+    ['manifest GET by tag', (y) => y.tagRps, (y) => y.tagP99],
+    ['manifest GET by digest', (y) => y.digestRps, (y) => y.digestP99],
+    ['manifest HEAD by tag', (y) => y.headRps, (y) => y.headP99],
+  ];
+  for (const [name, rps, p99] of manifestRows) {
+    const r = ratio(rps(fsd), nginx && rps(nginx));
+    const p = (y: Derived | undefined) => {
+      const a = y && p99(y);
+      const b = nginx && p99(nginx);
+      return a && b ? a.median - b.median : NaN;
+    };
+    const lat = p(fsd);
+    const sign = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toFixed(2)} ms` : '–');
+    rows.push([
+      `${name} ≥ 0.5× nginx proxy_cache rps, p99 ≤ nginx's + 2 ms`,
+      `${x(r)}, p99 ${sign(lat)}`,
+      floor ? `${x(ratio(rps(floor), nginx && rps(nginx)))}, p99 ${sign(p(floor))}` : '–',
+      mark(r, (v) => v >= 0.5 && lat <= 2),
+    ]);
+  }
+  const mib = (v: Stat | undefined) => (v ? `${num(v.median / MiB, 0)} MiB` : '–');
+  rows.push(['idle RSS ≤ 64 MiB', mib(fsd.idle), mib(floor?.idle), mark((fsd.idle?.median ?? NaN) / MiB, (v) => v <= 64)]);
+  rows.push([
+    "peak RSS ≤ distribution's",
+    `${mib(fsd.peak)} vs ${mib(dist?.peak)}`,
+    mib(floor?.peak),
+    mark(ratio(fsd.peak, dist?.peak), (v) => v <= 1),
+  ]);
+  const herdCpu = stat(fsr.herd.cpuPerGiB);
+  rows.push([
+    'herd CPU ≤ 0.6 s per GiB served',
+    `${cell(herdCpu, 2)} s/GiB`,
+    '– (no herd test)',
+    mark(herdCpu?.median ?? NaN, (v) => v <= 0.6),
+  ]);
+  return rows;
+}
+
 export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
   const d = new Map(results.filter((r) => !r.skipped).map((r) => [r.id, derive(r)]));
   const direct = d.get('direct');
@@ -247,6 +319,18 @@ export function renderMarkdown(info: RunInfo, results: PeerResult[]): string {
     out.push('Against distribution: the stronger of the two distribution set-ups for each metric.');
     out.push('');
     out.push(table(['target', 'measured', 'status'], tg));
+    out.push('');
+  }
+  const ct = costTargets(results, d);
+  if (ct.length > 0) {
+    out.push('## Cost targets (issue #14), beside the bare Node proxy');
+    out.push('');
+    out.push(
+      '"floor" is `node-floor` (bench/lib/node-floor.ts): plain node:http and undici that hash, forward and store blobs (fsync, rename) ' +
+        'and answer manifests from memory, with no policy at all: what Node costs for the same work in the same run.',
+    );
+    out.push('');
+    out.push(table(['target', 'oci-registry', 'floor', 'status'], ct));
     out.push('');
   }
 
