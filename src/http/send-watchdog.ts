@@ -52,13 +52,9 @@ export class SendWatchdog {
   watch(res: ServerResponse, client: string | undefined, method: string | undefined, url: string | undefined): void {
     const entry: Watched = { res, info: { client, method, url }, taken: 0, queued: undefined, progressAt: performance.now() };
     this.watched.add(entry);
-    res.once('close', () => {
-      this.watched.delete(entry);
-      if (this.watched.size === 0 && this.sweeper) {
-        clearInterval(this.sweeper);
-        this.sweeper = undefined;
-      }
-    });
+    res.once('close', () => this.watched.delete(entry));
+    // Stopped by the sweep that finds nothing to watch, not when the set empties: small responses empty
+    // it after every batch, and a timer started and stopped per batch costs more than the sweep.
     this.sweeper ??= setInterval(() => this.sweep(), this.intervalMs).unref();
   }
 
@@ -73,6 +69,11 @@ export class SendWatchdog {
   }
 
   private sweep(): void {
+    if (this.watched.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
     const now = performance.now();
     for (const entry of this.watched) {
       const socket = entry.res.socket;
