@@ -201,7 +201,12 @@ async function startDistribution(ctx: PeerContext, upstream: Upstream, credentia
       '',
     ].join('\n'),
   );
-  const proc = startProcess('distribution proxy', ctx.bins.registry!, ['serve', config]);
+  return startRegistryProcess('distribution proxy', ctx.bins.registry!, ['serve', config], port, dir);
+}
+
+/** Starts a process that serves the registry API on `port`, once its /v2/ answers 200; stop() also removes `dir`. */
+async function startRegistryProcess(name: string, bin: string, args: string[], port: number, dir: string): Promise<PeerInstance> {
+  const proc = startProcess(name, bin, args);
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitHttp(`${url}/v2/`, 20_000, proc, 200);
@@ -367,23 +372,7 @@ const nodeFloor: PeerDef = {
     const dir = await tempDir(ctx.tmp, 'node-floor-');
     const port = await freePort();
     const script = join(dirname(fileURLToPath(import.meta.url)), 'node-floor.js');
-    const proc = startProcess('node-floor', ctx.bins.node, [script, String(port), ctx.upstream.url, dir]);
-    const url = `http://127.0.0.1:${port}`;
-    try {
-      await waitHttp(`${url}/v2/`, 20_000, proc, 200);
-    } catch (e) {
-      await proc.stop('SIGKILL');
-      throw e;
-    }
-    return {
-      url,
-      pid: proc.pid,
-      procs: [proc],
-      async stop() {
-        await proc.stop('SIGTERM', 5000);
-        await removeDir(dir);
-      },
-    };
+    return startRegistryProcess('node-floor', ctx.bins.node, [script, String(port), ctx.upstream.url, dir], port, dir);
   },
 };
 
