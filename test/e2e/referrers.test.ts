@@ -18,6 +18,7 @@ import { makeImage, MEDIA_TYPES, sha256, type Image } from '../fixtures/images.j
 import { startMirrorProcess, type MirrorProcess } from '../helpers/mirror-process.js';
 import { requireBinaries } from './harness/binaries.js';
 import { startDockerRegistry, type AccessLogEntry, type DockerRegistry } from './harness/registry.js';
+import { pushBlob, pushManifest } from './harness/push.js';
 import { makeTempDir } from './harness/util.js';
 
 const MIRROR_UA = 'oci-registry-e2e-referrers';
@@ -52,32 +53,6 @@ interface Env {
   configYaml: string;
   /** Replaced when a test restarts the mirror. */
   mirror: MirrorProcess;
-}
-
-/** A monolithic blob upload (POST, then PUT with the digest), as a registry client does it. */
-async function pushBlob(registry: DockerRegistry, repo: string, bytes: Buffer): Promise<string> {
-  const digest = sha256(bytes);
-  const start = await fetch(`${registry.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  await start.arrayBuffer();
-  const location = start.headers.get('location');
-  if (start.status !== 202 || !location) throw new Error(`blob upload start for ${repo}: ${start.status}`);
-  const url = new URL(location, registry.url);
-  url.searchParams.set('digest', digest);
-  const put = await fetch(url, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(bytes) });
-  const text = await put.text();
-  if (put.status !== 201) throw new Error(`blob upload of ${digest} to ${repo}: ${put.status} ${text}`);
-  return digest;
-}
-
-async function pushManifest(registry: DockerRegistry, repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<string> {
-  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${reference}`, {
-    method: 'PUT',
-    headers: { 'content-type': mediaType },
-    body: new Uint8Array(bytes),
-  });
-  const text = await res.text();
-  if (res.status !== 201) throw new Error(`manifest PUT ${repo}:${reference}: ${res.status} ${text}`);
-  return sha256(bytes);
 }
 
 /** An artifact manifest (OCI 1.1: artifactType, empty config, one blob) whose subject is `subject`. */

@@ -3,10 +3,10 @@
  * 127.0.0.<i+1>, all on one port, so the member list is known before any starts. Each has its own
  * filesystem root unless `storage` gives one per replica (e.g. one S3 bucket).
  */
-import { createServer } from 'node:net';
 import { rendezvousOwner } from '../../src/cluster/rendezvous.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { startMirror, type StartMirrorOptions, type TestMirror } from './mirror.js';
+import { portFreeOn } from './ports.js';
 
 export interface MirrorReplicas {
   replicas: TestMirror[];
@@ -16,33 +16,6 @@ export interface MirrorReplicas {
   /** The replicas that do not own `key`. */
   othersOf(key: string): TestMirror[];
   close(): Promise<void>;
-}
-
-async function portFreeOn(hosts: readonly string[]): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const probe = createServer();
-    const port = await new Promise<number>((resolve, reject) => {
-      probe.once('error', reject);
-      probe.listen(0, hosts[0], () => resolve((probe.address() as { port: number }).port));
-    });
-    const held = [probe];
-    try {
-      for (const host of hosts.slice(1)) {
-        const s = createServer();
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.listen(port, host, () => resolve());
-        });
-        held.push(s);
-      }
-      return port;
-    } catch {
-      // taken on one of them: another port
-    } finally {
-      await Promise.all(held.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    }
-  }
-  throw new Error(`no port free on all of ${hosts.join(', ')}`);
 }
 
 export async function startMirrorReplicas(

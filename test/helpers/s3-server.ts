@@ -49,6 +49,25 @@ export interface S3TestServer {
   ageUpload(uploadId: string, initiated: Date): Promise<void>;
 }
 
+/** The mirror's `s3` subcommand with its flags for this server; a `prefix` per test keeps their objects apart. */
+export function s3CommandArgs(
+  s3: Pick<S3TestServer, 'endpoint' | 'bucket' | 'accessKeyId' | 'secretAccessKey'>,
+  prefix?: string,
+): string[] {
+  return [
+    's3',
+    '--bucket',
+    s3.bucket,
+    '--host',
+    s3.endpoint,
+    '--access-key',
+    s3.accessKeyId,
+    '--secret-key',
+    s3.secretAccessKey,
+    ...(prefix !== undefined ? ['--prefix', prefix] : []),
+  ];
+}
+
 const UPLOADS_DIR = '._S3rver_uploads';
 
 /** Runs inside the child: s3rver plus the two multipart routes it lacks. CommonJS, no TypeScript. */

@@ -21,7 +21,7 @@ import { createS3Storage } from '../../src/storage/s3/index.js';
 import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { startFixtureUpstream } from '../fixtures/upstream.js';
 import { startMirrorProcess } from '../helpers/mirror-process.js';
-import { startS3Server } from '../helpers/s3-server.js';
+import { s3CommandArgs, startS3Server } from '../helpers/s3-server.js';
 
 const MiB = 1024 * 1024;
 const BLOB_SIZE = 200 * MiB;
@@ -58,21 +58,7 @@ t.test(
     const mirror = await startMirrorProcess({
       root: spool,
       configYaml: `- namespace: ${up.host}\n  host: ${up.host}\n  tls: false\n`,
-      args: [
-        '--spool-dir',
-        spool,
-        's3',
-        '--bucket',
-        s3.bucket,
-        '--host',
-        s3.endpoint,
-        '--access-key',
-        s3.accessKeyId,
-        '--secret-key',
-        s3.secretAccessKey,
-        '--prefix',
-        prefix,
-      ],
+      args: ['--spool-dir', spool, ...s3CommandArgs(s3, prefix)],
     });
     t.teardown(() => mirror.kill());
     const url = (digest: string) => `${mirror.url}/v2/library/big/blobs/${digest}?ns=${up.host}`;

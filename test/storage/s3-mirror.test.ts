@@ -18,7 +18,7 @@ import { randomBytesSeeded, sha256 } from '../fixtures/content.js';
 import { MEDIA_TYPES, startFixtureUpstream, type FixtureUpstream } from '../fixtures/upstream.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
 import { startMirrorProcess } from '../helpers/mirror-process.js';
-import { startS3Server } from '../helpers/s3-server.js';
+import { s3CommandArgs, startS3Server } from '../helpers/s3-server.js';
 
 const MiB = 1024 * 1024;
 const REPO = 'library/app';
@@ -347,19 +347,7 @@ t.test('two mirror processes sharing a bucket: the second serves what the first 
   const spoolB = await mkdtemp(join(tmpdir(), 's3-mirror-spool-b-'));
   t.teardown(() => rm(spoolA, { recursive: true, force: true }));
   t.teardown(() => rm(spoolB, { recursive: true, force: true }));
-  const s3Args = [
-    's3',
-    '--bucket',
-    s3.bucket,
-    '--host',
-    s3.endpoint,
-    '--access-key',
-    s3.accessKeyId,
-    '--secret-key',
-    s3.secretAccessKey,
-    '--prefix',
-    prefix,
-  ];
+  const s3Args = s3CommandArgs(s3, prefix);
 
   const a = await startMirrorProcess({ root: spoolA, configYaml, args: ['--spool-dir', spoolA, ...s3Args] });
   t.teardown(() => a.kill());

@@ -6,11 +6,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ListObjectsV2Command, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Test } from 'tap';
 import { clusterKeys, rendezvousOwner } from '../../../src/cluster/rendezvous.js';
+import { listFiles } from '../../helpers/files.js';
 import type { S3TestServer } from '../../helpers/s3-server.js';
 import type { ClusterReplica, MirrorCluster } from './cluster.js';
 import type { DockerRegistry } from './registry.js';
@@ -92,29 +92,10 @@ async function hashFile(path: string): Promise<string> {
   return `sha256:${h.digest('hex')}`;
 }
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else out.push(p);
-    }
-  };
-  await walk(dir);
-  return out;
-}
-
 /** Filesystem mode: the blob files under a replica's root, each with whether it hashes to its name. */
 export async function storedBlobsFs(root: string): Promise<Array<{ digest: string; intact: boolean }>> {
   const result = [];
-  for (const f of await filesUnder(join(root, 'blobs'))) {
+  for (const f of await listFiles(join(root, 'blobs'))) {
     const digest = `sha256:${f.split('/').pop() ?? ''}`;
     result.push({ digest, intact: (await hashFile(f)) === digest });
   }
@@ -123,7 +104,7 @@ export async function storedBlobsFs(root: string): Promise<Array<{ digest: strin
 
 /** Files left in a replica's tmp/ (in-progress writes). */
 export async function tempFilesFs(root: string): Promise<string[]> {
-  return filesUnder(join(root, 'tmp'));
+  return listFiles(join(root, 'tmp'));
 }
 
 export function s3Inspector(s3: S3TestServer): S3Client {

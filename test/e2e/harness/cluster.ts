@@ -6,13 +6,13 @@
  * served by the in-test DNS server (test-dns.ts), so replicas can be added and removed while serving.
  * Replicas are stopped (SIGTERM), killed (SIGKILL) and started again on the same address and root.
  */
-import { createServer } from 'node:net';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { S3TestServer } from '../../helpers/s3-server.js';
+import { s3CommandArgs, type S3TestServer } from '../../helpers/s3-server.js';
 import { startMirrorProcess, type MirrorProcess } from '../../helpers/mirror-process.js';
+import { portFreeOn } from '../../helpers/ports.js';
 import { dnsPreloadEnv, startTestDns, type TestDns } from './test-dns.js';
-import { freePort, makeTempDir } from './util.js';
+import { makeTempDir } from './util.js';
 
 export const CLUSTER_DNS_NAME = 'mirror-peers.e2e.test';
 
@@ -65,30 +65,6 @@ export interface MirrorCluster {
   close(): Promise<void>;
 }
 
-/** A port free on every one of the addresses: each is bound (all held at once), then released. */
-async function portFreeOn(addresses: readonly string[]): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await freePort();
-    const held: Array<ReturnType<typeof createServer>> = [];
-    try {
-      for (const host of addresses) {
-        const s = createServer();
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.listen(port, host, () => resolve());
-        });
-        held.push(s);
-      }
-      return port;
-    } catch {
-      // taken on one of them: another port
-    } finally {
-      await Promise.all(held.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    }
-  }
-  throw new Error(`no port free on all of ${addresses.join(', ')}`);
-}
-
 export async function startMirrorCluster(options: MirrorClusterOptions = {}): Promise<MirrorCluster> {
   const count = options.replicas ?? 3;
   const membership = options.membership ?? 'static';
@@ -125,21 +101,7 @@ export async function startMirrorCluster(options: MirrorClusterOptions = {}): Pr
     if (!r) throw new Error(`no replica ${i}`);
     if (r.process) throw new Error(`replica ${i} is running`);
     await mkdir(r.root, { recursive: true });
-    const storageArgs = options.s3
-      ? [
-          '--spool-dir',
-          r.root,
-          's3',
-          '--host',
-          options.s3.endpoint,
-          '--bucket',
-          options.s3.bucket,
-          '--access-key',
-          options.s3.accessKeyId,
-          '--secret-key',
-          options.s3.secretAccessKey,
-        ]
-      : ['filesystem', '--root', r.root];
+    const storageArgs = options.s3 ? ['--spool-dir', r.root, ...s3CommandArgs(options.s3)] : ['filesystem', '--root', r.root];
     r.process = await startMirrorProcess({
       root: r.root,
       ...(options.configYaml !== undefined ? { configYaml: options.configYaml } : {}),

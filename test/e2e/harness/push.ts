@@ -1,12 +1,10 @@
 /** Pushes to a plain-HTTP registry (the e2e upstream) the way registry clients do. */
-import { createHash } from 'node:crypto';
+import { sha256 } from '../../fixtures/images.js';
 import type { DockerRegistry } from './registry.js';
-
-export const sha256Of = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
 /** A monolithic blob upload (POST, then PUT with the digest). */
 export async function pushBlob(registry: DockerRegistry, repo: string, bytes: Buffer): Promise<string> {
-  const digest = sha256Of(bytes);
+  const digest = sha256(bytes);
   const start = await fetch(`${registry.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
   await start.arrayBuffer();
   const location = start.headers.get('location');
@@ -26,9 +24,7 @@ export async function pushImage(
   tag: string,
   layer: Buffer,
 ): Promise<{ digest: string; bytes: Buffer }> {
-  const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256Of(layer)] } }),
-  );
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
   const configDigest = await pushBlob(registry, repo, config);
   const layerDigest = await pushBlob(registry, repo, layer);
   const bytes = Buffer.from(
@@ -39,12 +35,24 @@ export async function pushImage(
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.length }],
     }),
   );
-  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, {
+  const digest = await pushManifest(registry, repo, tag, bytes, 'application/vnd.oci.image.manifest.v1+json');
+  return { digest, bytes };
+}
+
+/** PUT of a manifest's bytes at `reference` (a tag or its digest); returns its digest. */
+export async function pushManifest(
+  registry: DockerRegistry,
+  repo: string,
+  reference: string,
+  bytes: Buffer,
+  mediaType: string,
+): Promise<string> {
+  const res = await fetch(`${registry.url}/v2/${repo}/manifests/${reference}`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+    headers: { 'content-type': mediaType },
     body: new Uint8Array(bytes),
   });
   const text = await res.text();
-  if (res.status !== 201) throw new Error(`manifest PUT ${repo}:${tag}: ${res.status} ${text}`);
-  return { digest: sha256Of(bytes), bytes };
+  if (res.status !== 201) throw new Error(`manifest PUT ${repo}:${reference}: ${res.status} ${text}`);
+  return sha256(bytes);
 }
